@@ -1,0 +1,125 @@
+//! Mailbaar's HTTP service: routes, authentication, the OpenAPI contract, and the
+//! [`Application`] that binds them to a socket.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod openapi;
+mod request_log;
+pub mod routes;
+pub mod state;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Compress};
+use actix_web::{web, App, HttpServer};
+use mailbaar_access::Role;
+use mailbaar_store::{DatabaseUrl, Pool, StoreError};
+
+pub use config::Config;
+use state::AppState;
+
+/// Largest JSON body the API accepts.
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot register MAILBAAR_ADMIN_TOKEN: {0}")]
+    AdminToken(#[from] mailbaar_access::AccessError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+}
+
+/// Opens the pool for the configured database and applies pending migrations.
+pub fn open_database(config: &Config) -> Result<Pool, StartError> {
+    let url = DatabaseUrl::parse(&config.database_url)?;
+    let pool = mailbaar_store::connect(&url, config.pool_size)?;
+    let applied = mailbaar_store::run_migrations(&mut *pool.get()?)?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "applied migrations");
+    }
+    Ok(pool)
+}
+
+/// A bound, not yet running server: build it, read its port, then run it.
+pub struct Application {
+    server: Server,
+    port: u16,
+    pool: Pool,
+}
+
+impl Application {
+    /// Connects, migrates, registers `MAILBAAR_ADMIN_TOKEN`, and binds the listener.
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let pool = open_database(&config)?;
+        if let Some(secret) = &config.admin_token {
+            mailbaar_access::register(
+                &mut *pool.get()?,
+                "MAILBAAR_ADMIN_TOKEN",
+                Role::Admin,
+                secret,
+            )?;
+        }
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| StartError::Listen(config.listen.clone(), e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartError::Listen(config.listen.clone(), e))?
+            .port();
+        let workers = config.workers;
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            config: Arc::new(config),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_JSON_BODY)
+                        .error_handler(error::extract::json),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::extract::query))
+                .app_data(web::PathConfig::default().error_handler(error::extract::path))
+                .wrap(Compress::default())
+                .wrap(from_fn(request_log::log_request))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .shutdown_timeout(30)
+        .listen(listener)
+        .map_err(|e| StartError::Listen("listener".into(), e))?;
+        if let Some(n) = workers {
+            server = server.workers(n);
+        }
+        Ok(Self {
+            server: server.run(),
+            port,
+            pool,
+        })
+    }
+
+    /// The bound port (useful when the configuration asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM or a stop through the handle; in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,78 @@
+//! The `mailbaar` binary: `serve` (default), `migrate`, `token create`.
+
+use clap::{Parser, Subcommand};
+use mailbaar_access::Role;
+use mailbaar_api::{open_database, Application, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "mailbaar",
+    version,
+    about = "Headless CRM and e-mail marketing with a GDPR consent ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret once.
+    Create {
+        /// admin, marketer, privacy_officer or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who or what uses it.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "one of admin, marketer, privacy_officer, viewer".to_owned())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAILBAAR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::from_env();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => actix_web::rt::System::new().block_on(async move {
+            let app = Application::build(config)?;
+            tracing::info!(port = app.port(), "mailbaar listening");
+            app.run_until_stopped().await?;
+            Ok(())
+        }),
+        Command::Migrate => {
+            open_database(&config)?;
+            println!("migrations are up to date");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { role, name },
+        } => {
+            let pool = open_database(&config)?;
+            let issued = mailbaar_access::issue(&mut *pool.get()?, &name, role)?;
+            println!("{}", issued.secret);
+            Ok(())
+        }
+    }
+}

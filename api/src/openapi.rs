@@ -1,0 +1,75 @@
+//! The OpenAPI document, derived from the handlers and types. `openapi/openapi.json` in
+//! the repository is this document, kept equal by a test.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mailbaar",
+        description = "Headless CRM and e-mail marketing with a GDPR consent ledger. \
+            Every `/api/v1` route takes `Authorization: Bearer <token>`; errors are \
+            `application/problem+json` (RFC 9457) with a stable `type`.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    paths(
+        routes::health::healthz,
+        routes::docs::openapi_json,
+        routes::docs::docs_index,
+        routes::tokens::list_tokens,
+        routes::tokens::create_token,
+        routes::tokens::revoke_token,
+        routes::persons::list_persons,
+        routes::persons::create_person,
+        routes::persons::get_person,
+        routes::persons::update_person,
+        routes::transactions::list_transactions,
+        routes::transactions::add_transaction,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "service", description = "Health and the contract itself"),
+        (name = "tokens", description = "API tokens and their roles (admins only)"),
+        (name = "persons", description = "Persons and their transactions"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token from `POST /api/v1/tokens` or `mailbaar token create`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as a value.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON with a trailing newline, built once per process.
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut s = document().to_pretty_json().expect("serializable document");
+        s.push('\n');
+        s
+    })
+}

@@ -1,0 +1,36 @@
+use actix_web::{get, web, HttpResponse};
+use diesel::connection::SimpleConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Liveness and database reachability.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "database": "sqlite"}))]
+pub struct Health {
+    /// `ok` when the database answers.
+    pub status: &'static str,
+    /// The engine in use: `sqlite` or `postgres`.
+    pub database: &'static str,
+}
+
+/// Liveness and database check, for load balancers and monitoring. No token needed.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses(
+        (status = 200, description = "The service runs and its database answers", body = Health),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/healthz")]
+pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let backend = state.pool.backend().name();
+    state
+        .db(|conn| conn.batch_execute("SELECT 1"))
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ok",
+        database: backend,
+    }))
+}

@@ -1,0 +1,109 @@
+use actix_web::{get, patch, post, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_people::{NewPerson, Person, PersonChanges, PersonFilter};
+use mailbaar_store::{Page, PageRequest};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Lists persons, newest first; `q` searches names and e-mail addresses.
+#[utoipa::path(get, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
+    params(PersonFilter, PageRequest),
+    responses(
+        (status = 200, description = "A page of persons", body = Page<Person>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed query parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/persons")]
+pub async fn list_persons(
+    auth: Auth,
+    state: web::Data<AppState>,
+    filter: web::Query<PersonFilter>,
+    page: web::Query<PageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let (filter, page) = (filter.into_inner(), page.into_inner());
+    let list = state
+        .db(move |conn| mailbaar_people::list_persons(conn, &filter, page))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Creates a person. The e-mail address must be valid and not in use (in any case).
+#[utoipa::path(post, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
+    request_body = NewPerson,
+    responses(
+        (status = 201, description = "The new person", body = Person),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail address is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/persons")]
+pub async fn create_person(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<NewPerson>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::WritePersons)?;
+    let new = body.into_inner();
+    let person = state
+        .db(move |conn| mailbaar_people::create_person(conn, new))
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/persons/{}", person.id)))
+        .json(person))
+}
+
+/// Reads one person.
+#[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    responses(
+        (status = 200, description = "The person", body = Person),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/persons/{id}")]
+pub async fn get_person(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let id = id.into_inner();
+    let person = state
+        .db(move |conn| mailbaar_people::get_person(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(person))
+}
+
+/// Changes some fields of a person: absent fields stay, `null` clears a field.
+#[utoipa::path(patch, path = "/api/v1/persons/{id}", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    request_body = PersonChanges,
+    responses(
+        (status = 200, description = "The changed person", body = Person),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "E-mail in use, or the person is anonymized", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[patch("/persons/{id}")]
+pub async fn update_person(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<PersonChanges>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::WritePersons)?;
+    let (id, changes) = (id.into_inner(), body.into_inner());
+    let person = state
+        .db(move |conn| mailbaar_people::update_person(conn, id, changes))
+        .await?;
+    Ok(HttpResponse::Ok().json(person))
+}

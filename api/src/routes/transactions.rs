@@ -1,0 +1,59 @@
+use actix_web::{get, post, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_people::{NewTransaction, Transaction};
+use mailbaar_store::{Page, PageRequest};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// A person's transactions, latest first.
+#[utoipa::path(get, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42), PageRequest),
+    responses(
+        (status = 200, description = "A page of transactions", body = Page<Transaction>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/persons/{id}/transactions")]
+pub async fn list_transactions(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    page: web::Query<PageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let (id, page) = (id.into_inner(), page.into_inner());
+    let list = state
+        .db(move |conn| mailbaar_people::list_transactions(conn, id, page))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Records a transaction for a person.
+#[utoipa::path(post, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    request_body = NewTransaction,
+    responses(
+        (status = 201, description = "The recorded transaction", body = Transaction),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid kind, currency or fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/persons/{id}/transactions")]
+pub async fn add_transaction(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<NewTransaction>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::WritePersons)?;
+    let (id, new) = (id.into_inner(), body.into_inner());
+    let tx = state
+        .db(move |conn| mailbaar_people::add_transaction(conn, id, new))
+        .await?;
+    Ok(HttpResponse::Created().json(tx))
+}

@@ -1,0 +1,32 @@
+use std::sync::Arc;
+
+use actix_web::web;
+use mailbaar_store::{DbConnection, Pool};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// What every handler shares: the pool and the configuration read at start.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Runs a synchronous database function on actix's blocking pool, never on a worker
+    /// thread, and maps its error to an API error.
+    pub async fn db<T, E, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get().map_err(ApiError::from)?;
+            f(&mut conn).map_err(Into::into)
+        })
+        .await?
+    }
+}

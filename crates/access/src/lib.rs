@@ -1,0 +1,303 @@
+//! API tokens and roles. A token is a random secret shown once; only its SHA-256 is
+//! stored, so a leaked database does not leak working tokens. Each token carries one
+//! role, and each role allows a fixed set of [`Permission`]s.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use mailbaar_store::schema::api_tokens;
+use mailbaar_store::{now, DbConnection};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use utoipa::ToSchema;
+
+/// Errors of token management.
+#[derive(Debug, Error)]
+pub enum AccessError {
+    #[error("the token name must be 1 to 100 characters")]
+    InvalidName,
+    #[error("token {0} does not exist")]
+    NotFound(i64),
+    #[error("token {0} is already revoked")]
+    AlreadyRevoked(i64),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// What a token may do. Roles are fixed bundles of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "marketer")]
+pub enum Role {
+    /// Everything, including token management.
+    Admin,
+    /// Persons, queries, campaigns; no privacy operations.
+    Marketer,
+    /// Persons, consent and the privacy operations (anonymize, exports, audit log).
+    PrivacyOfficer,
+    /// Reads only.
+    Viewer,
+}
+
+/// A single capability checked by the service before it acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read persons, their transactions and other personal data.
+    ReadPersons,
+    /// Create and change persons and transactions.
+    WritePersons,
+    /// Record consent on behalf of a person.
+    WriteConsent,
+    /// Create, list and revoke API tokens.
+    ManageTokens,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Marketer,
+        Role::PrivacyOfficer,
+        Role::Viewer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Marketer => "marketer",
+            Role::PrivacyOfficer => "privacy_officer",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The one table of who may do what.
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Marketer | Role::PrivacyOfficer => {
+                matches!(permission, ReadPersons | WritePersons | WriteConsent)
+            }
+            Role::Viewer => matches!(permission, ReadPersons),
+        }
+    }
+}
+
+/// A token as listed: never the secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "name": "newsletter team", "role": "marketer",
+    "created_at": "2026-11-23T09:00:00Z", "last_used_at": null, "revoked_at": null}))]
+pub struct Token {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token just created, with its secret: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "name": "newsletter team", "role": "marketer",
+    "created_at": "2026-11-23T09:00:00Z", "last_used_at": null, "revoked_at": null,
+    "token": "mb_3f1c0e8a2b7d4c6e9a1b2c3d4e5f60718293a4b5c6d7e8f9"}))]
+pub struct IssuedToken {
+    #[serde(flatten)]
+    pub token: Token,
+    /// The bearer secret. Store it now; it cannot be shown again.
+    #[serde(rename = "token")]
+    pub secret: String,
+}
+
+/// The identity behind a verified bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token_id: i64,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn may(&self, permission: Permission) -> bool {
+        self.role.allows(permission)
+    }
+
+    /// How this caller is named in ledgers and logs.
+    pub fn label(&self) -> String {
+        format!("token:{}:{}", self.token_id, self.name)
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_tokens)]
+struct TokenRow {
+    id: i64,
+    name: String,
+    role: String,
+    created_at: chrono::NaiveDateTime,
+    last_used_at: Option<chrono::NaiveDateTime>,
+    revoked_at: Option<chrono::NaiveDateTime>,
+}
+
+impl From<TokenRow> for Token {
+    fn from(r: TokenRow) -> Self {
+        Token {
+            id: r.id,
+            name: r.name,
+            role: Role::parse(&r.role).unwrap_or(Role::Viewer),
+            created_at: r.created_at.and_utc(),
+            last_used_at: r.last_used_at.map(|t| t.and_utc()),
+            revoked_at: r.revoked_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+fn find(conn: &mut DbConnection, id: i64) -> Result<TokenRow, diesel::result::Error> {
+    api_tokens::table
+        .find(id)
+        .select(TokenRow::as_select())
+        .first(conn)
+}
+
+fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Creates a token with a new random secret.
+pub fn issue(conn: &mut DbConnection, name: &str, role: Role) -> Result<IssuedToken, AccessError> {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("mb_{}", hex::encode(bytes));
+    register(conn, name, role, &secret)
+}
+
+/// Registers a secret chosen elsewhere (the `MAILBAAR_ADMIN_TOKEN` of a deployment);
+/// registering the same secret again returns the existing token.
+pub fn register(
+    conn: &mut DbConnection,
+    name: &str,
+    role: Role,
+    secret: &str,
+) -> Result<IssuedToken, AccessError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AccessError::InvalidName);
+    }
+    let digest = hash(secret);
+    let existing = api_tokens::table
+        .filter(api_tokens::secret_hash.eq(&digest))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?;
+    let row = match existing {
+        Some(row) => row,
+        None => {
+            let id: i64 = diesel::insert_into(api_tokens::table)
+                .values((
+                    api_tokens::name.eq(name),
+                    api_tokens::role.eq(role.as_str()),
+                    api_tokens::secret_hash.eq(&digest),
+                    api_tokens::created_at.eq(now()),
+                ))
+                .returning(api_tokens::id)
+                .get_result(conn)?;
+            find(conn, id)?
+        }
+    };
+    Ok(IssuedToken {
+        token: row.into(),
+        secret: secret.to_owned(),
+    })
+}
+
+/// Resolves a bearer secret to its caller; `None` for unknown or revoked tokens.
+pub fn verify(conn: &mut DbConnection, secret: &str) -> Result<Option<Caller>, AccessError> {
+    let row = api_tokens::table
+        .filter(api_tokens::secret_hash.eq(hash(secret)))
+        .filter(api_tokens::revoked_at.is_null())
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|r| Caller {
+        token_id: r.id,
+        role: Role::parse(&r.role).unwrap_or(Role::Viewer),
+        name: r.name,
+    }))
+}
+
+/// All tokens, newest first.
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Token>, AccessError> {
+    Ok(api_tokens::table
+        .order(api_tokens::id.desc())
+        .select(TokenRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Token::from)
+        .collect())
+}
+
+/// Revokes a token; it stops working at once.
+pub fn revoke(conn: &mut DbConnection, id: i64) -> Result<Token, AccessError> {
+    let row = api_tokens::table
+        .find(id)
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(AccessError::NotFound(id))?;
+    if row.revoked_at.is_some() {
+        return Err(AccessError::AlreadyRevoked(id));
+    }
+    diesel::update(api_tokens::table.find(id))
+        .set(api_tokens::revoked_at.eq(now()))
+        .execute(conn)?;
+    Ok(find(conn, id)?.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailbaar_store::{testing::TestDatabase, Backend};
+
+    fn lifecycle(backend: Backend) {
+        let Some(db) = TestDatabase::new(backend) else {
+            return;
+        };
+        let pool = db.pool();
+        let mut conn = pool.get().unwrap();
+        let issued = issue(&mut conn, "team", Role::Marketer).unwrap();
+        let caller = verify(&mut conn, &issued.secret).unwrap().expect("valid");
+        assert_eq!(caller.role, Role::Marketer);
+        assert!(verify(&mut conn, "mb_wrong").unwrap().is_none());
+        revoke(&mut conn, issued.token.id).unwrap();
+        assert!(verify(&mut conn, &issued.secret).unwrap().is_none());
+        assert!(matches!(
+            revoke(&mut conn, issued.token.id),
+            Err(AccessError::AlreadyRevoked(_))
+        ));
+        let again = register(&mut conn, "env", Role::Admin, "mb_fixed").unwrap();
+        let same = register(&mut conn, "env", Role::Admin, "mb_fixed").unwrap();
+        assert_eq!(again.token.id, same.token.id);
+    }
+
+    #[test]
+    fn lifecycle_sqlite() {
+        lifecycle(Backend::Sqlite)
+    }
+
+    #[test]
+    fn lifecycle_postgres() {
+        lifecycle(Backend::Postgres)
+    }
+
+    #[test]
+    fn viewer_reads_only() {
+        assert!(Role::Viewer.allows(Permission::ReadPersons));
+        assert!(!Role::Viewer.allows(Permission::WritePersons));
+        assert!(!Role::Marketer.allows(Permission::ManageTokens));
+        assert!(Role::Admin.allows(Permission::ManageTokens));
+    }
+}

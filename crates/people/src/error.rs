@@ -1,0 +1,36 @@
+use serde::Serialize;
+use thiserror::Error;
+use utoipa::ToSchema;
+
+/// Why a field's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"field": "email", "reason": "not a valid e-mail address"}))]
+pub struct FieldError {
+    /// The field as named in the request.
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Errors of the people domain.
+#[derive(Debug, Error)]
+pub enum PeopleError {
+    #[error("person {0} does not exist")]
+    NotFound(i64),
+    #[error("another person already has the e-mail address {0}")]
+    DuplicateEmail(String),
+    #[error("person {0} is anonymized and can no longer be changed")]
+    Anonymized(i64),
+    #[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}

@@ -1,0 +1,16 @@
+//! Persons and their transactions: the records every other part of Mailbaar refers to.
+//!
+//! Input is parsed into validated values before anything is written, so a rejected
+//! request never leaves a row behind.
+
+mod error;
+mod person;
+mod transaction;
+mod validate;
+
+pub use error::{FieldError, PeopleError};
+pub use person::{
+    create_person, get_person, list_persons, mailable_sql, update_person, NewPerson, Person,
+    PersonChanges, PersonFilter,
+};
+pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};

@@ -1,0 +1,401 @@
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use mailbaar_store::schema::persons;
+use mailbaar_store::{now, DbConnection, Page, PageRequest};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::validate::Checker;
+use crate::PeopleError;
+
+/// Someone the organisation knows, as every endpoint returns them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 42, "email": "anna.devries@example.nl", "first_name": "Anna", "infix": "de",
+    "last_name": "Vries", "street": "Kerkstraat", "house_number": "12a",
+    "postal_code": "1017 GC", "city": "Amsterdam", "country": "NL", "phone": "020-1234567",
+    "mobile": "06-12345678", "birth_date": "1984-03-07", "iban": "NL91ABNA0417164300",
+    "bsn": "111222333", "deceased": false, "bouncer": false, "bouncer_at": null, "bouncer_reason": null,
+    "is_test_person": false,
+    "mailable": true, "anonymized_at": null,
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z"}))]
+pub struct Person {
+    pub id: i64,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    /// The Dutch "tussenvoegsel" (de, van der, …) between first and last name.
+    pub infix: Option<String>,
+    pub last_name: Option<String>,
+    pub street: Option<String>,
+    pub house_number: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub phone: Option<String>,
+    pub mobile: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub iban: Option<String>,
+    /// Dutch citizen service number.
+    pub bsn: Option<String>,
+    pub deceased: bool,
+    /// Set when mail to the address bounces hard; no mail is sent while it is set.
+    pub bouncer: bool,
+    /// When the bouncer flag was set.
+    pub bouncer_at: Option<DateTime<Utc>>,
+    /// Why the bouncer flag was set (the bounce's diagnostic, or "set by hand").
+    pub bouncer_reason: Option<String>,
+    /// Internal person who may receive test mails.
+    pub is_test_person: bool,
+    /// Derived: an e-mail address, not a bouncer, not deceased and not anonymized.
+    pub mailable: bool,
+    /// When the person was anonymized; identifying fields are empty from then on.
+    pub anonymized_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// All columns of `persons`, in table order (so it also reads `RETURNING` rows).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = persons)]
+pub(crate) struct PersonRow {
+    id: i64,
+    email: Option<String>,
+    first_name: Option<String>,
+    infix: Option<String>,
+    last_name: Option<String>,
+    street: Option<String>,
+    house_number: Option<String>,
+    postal_code: Option<String>,
+    city: Option<String>,
+    country: Option<String>,
+    phone: Option<String>,
+    mobile: Option<String>,
+    birth_date: Option<NaiveDate>,
+    iban: Option<String>,
+    bsn: Option<String>,
+    deceased: bool,
+    bouncer: bool,
+    bouncer_at: Option<NaiveDateTime>,
+    bouncer_reason: Option<String>,
+    is_test_person: bool,
+    anonymized_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl From<PersonRow> for Person {
+    fn from(r: PersonRow) -> Self {
+        let mailable = r.email.is_some() && !r.bouncer && !r.deceased && r.anonymized_at.is_none();
+        Person {
+            id: r.id,
+            email: r.email,
+            first_name: r.first_name,
+            infix: r.infix,
+            last_name: r.last_name,
+            street: r.street,
+            house_number: r.house_number,
+            postal_code: r.postal_code,
+            city: r.city,
+            country: r.country,
+            phone: r.phone,
+            mobile: r.mobile,
+            birth_date: r.birth_date,
+            iban: r.iban,
+            bsn: r.bsn,
+            deceased: r.deceased,
+            bouncer: r.bouncer,
+            bouncer_at: r.bouncer_at.map(|t| t.and_utc()),
+            bouncer_reason: r.bouncer_reason,
+            is_test_person: r.is_test_person,
+            mailable,
+            anonymized_at: r.anonymized_at.map(|t| t.and_utc()),
+            created_at: r.created_at.and_utc(),
+            updated_at: r.updated_at.and_utc(),
+        }
+    }
+}
+
+/// The SQL condition for "mailable" over the `persons` table, the same rule as
+/// [`Person::mailable`], for queries that select many persons at once.
+pub fn mailable_sql() -> &'static str {
+    "(persons.email IS NOT NULL AND NOT persons.bouncer AND NOT persons.deceased AND persons.anonymized_at IS NULL)"
+}
+
+/// A person to create. Unknown fields are refused.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "anna.devries@example.nl", "first_name": "Anna",
+    "infix": "de", "last_name": "Vries", "city": "Amsterdam", "country": "NL"}))]
+pub struct NewPerson {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub infix: Option<String>,
+    pub last_name: Option<String>,
+    pub street: Option<String>,
+    pub house_number: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub phone: Option<String>,
+    pub mobile: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub iban: Option<String>,
+    pub bsn: Option<String>,
+    #[serde(default)]
+    pub deceased: bool,
+    #[serde(default)]
+    pub is_test_person: bool,
+}
+
+/// A partial update: an absent field is left as it is, `null` clears it.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"city": "Utrecht", "mobile": null, "deceased": false}))]
+pub struct PersonChanges {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub first_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub infix: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub last_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub street: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub house_number: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub postal_code: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub city: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub country: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub mobile: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<NaiveDate>)]
+    pub birth_date: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub iban: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub bsn: Option<Option<String>>,
+    pub deceased: Option<bool>,
+    pub is_test_person: Option<bool>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Filters for the person list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+pub struct PersonFilter {
+    /// Words that must each occur in the first name, last name or e-mail address
+    /// (case-insensitive).
+    #[param(example = "anna vries")]
+    pub q: Option<String>,
+    /// Only test persons (`true`) or only real persons (`false`).
+    pub is_test_person: Option<bool>,
+}
+
+#[derive(Insertable, AsChangeset, Default)]
+#[diesel(table_name = persons)]
+struct PersonValues {
+    email: Option<Option<String>>,
+    first_name: Option<Option<String>>,
+    infix: Option<Option<String>>,
+    last_name: Option<Option<String>>,
+    street: Option<Option<String>>,
+    house_number: Option<Option<String>>,
+    postal_code: Option<Option<String>>,
+    city: Option<Option<String>>,
+    country: Option<Option<String>>,
+    phone: Option<Option<String>>,
+    mobile: Option<Option<String>>,
+    birth_date: Option<Option<NaiveDate>>,
+    iban: Option<Option<String>>,
+    bsn: Option<Option<String>>,
+    deceased: Option<bool>,
+    is_test_person: Option<bool>,
+    updated_at: Option<NaiveDateTime>,
+}
+
+/// Validates every field of a change set; each `Some` field is parsed, `None` left alone.
+fn parse_values(c: PersonChanges) -> Result<PersonValues, PeopleError> {
+    let mut ck = Checker::default();
+    let today = Utc::now().date_naive();
+    macro_rules! text {
+        ($f:ident, $max:expr) => {
+            c.$f.map(|v| ck.text(stringify!($f), v.as_deref(), $max))
+        };
+    }
+    let values = PersonValues {
+        email: c.email.map(|v| ck.email(v.as_deref())),
+        first_name: text!(first_name, 200),
+        infix: text!(infix, 50),
+        last_name: text!(last_name, 200),
+        street: text!(street, 200),
+        house_number: text!(house_number, 20),
+        postal_code: text!(postal_code, 20),
+        city: text!(city, 100),
+        country: text!(country, 100),
+        phone: text!(phone, 50),
+        mobile: text!(mobile, 50),
+        birth_date: c.birth_date.map(|v| ck.birth_date(v, today)),
+        iban: c.iban.map(|v| ck.iban(v.as_deref())),
+        bsn: c.bsn.map(|v| ck.bsn(v.as_deref())),
+        deceased: c.deceased,
+        is_test_person: c.is_test_person,
+        updated_at: None,
+    };
+    ck.finish()?;
+    Ok(values)
+}
+
+fn map_unique(e: DieselError, email: Option<&Option<String>>) -> PeopleError {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            PeopleError::DuplicateEmail(email.cloned().flatten().unwrap_or_default())
+        }
+        other => PeopleError::Database(other),
+    }
+}
+
+/// Creates a person after validating every field.
+pub fn create_person(conn: &mut DbConnection, new: NewPerson) -> Result<Person, PeopleError> {
+    let changes = PersonChanges {
+        email: Some(new.email),
+        first_name: Some(new.first_name),
+        infix: Some(new.infix),
+        last_name: Some(new.last_name),
+        street: Some(new.street),
+        house_number: Some(new.house_number),
+        postal_code: Some(new.postal_code),
+        city: Some(new.city),
+        country: Some(new.country),
+        phone: Some(new.phone),
+        mobile: Some(new.mobile),
+        birth_date: Some(new.birth_date),
+        iban: Some(new.iban),
+        bsn: Some(new.bsn),
+        deceased: Some(new.deceased),
+        is_test_person: Some(new.is_test_person),
+    };
+    let mut values = parse_values(changes)?;
+    let t = now();
+    values.updated_at = Some(t);
+    let email = values.email.clone();
+    let row = diesel::insert_into(persons::table)
+        .values((values, persons::created_at.eq(t)))
+        .returning(persons::all_columns)
+        .get_result::<PersonRow>(conn)
+        .map_err(|e| map_unique(e, email.as_ref()))?;
+    Ok(row.into())
+}
+
+/// Reads one person.
+pub fn get_person(conn: &mut DbConnection, id: i64) -> Result<Person, PeopleError> {
+    persons::table
+        .find(id)
+        .select(PersonRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Person::from)
+        .ok_or(PeopleError::NotFound(id))
+}
+
+/// Applies a partial update; anonymized persons cannot be changed.
+pub fn update_person(
+    conn: &mut DbConnection,
+    id: i64,
+    changes: PersonChanges,
+) -> Result<Person, PeopleError> {
+    let mut values = parse_values(changes)?;
+    conn.transaction(|conn| {
+        let current = get_person(conn, id)?;
+        if current.anonymized_at.is_some() {
+            return Err(PeopleError::Anonymized(id));
+        }
+        values.updated_at = Some(now());
+        let email = values.email.clone();
+        let row = diesel::update(persons::table.find(id))
+            .set(&values)
+            .returning(persons::all_columns)
+            .get_result::<PersonRow>(conn)
+            .map_err(|e| map_unique(e, email.as_ref()))?;
+        Ok(row.into())
+    })
+}
+
+/// Lists persons, newest first, with optional word search and test-person filter.
+pub fn list_persons(
+    conn: &mut DbConnection,
+    filter: &PersonFilter,
+    page: PageRequest,
+) -> Result<Page<Person>, PeopleError> {
+    let build = || {
+        let mut q = persons::table.into_boxed();
+        if let Some(words) = filter.q.as_deref() {
+            for word in words.split_whitespace().take(5) {
+                let pattern = format!("%{}%", escape_like(&word.to_lowercase()));
+                q = q.filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("(")
+                        .sql("lower(coalesce(persons.first_name, '')) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                        .sql(" ESCAPE '\\' OR lower(coalesce(persons.last_name, '')) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                        .sql(" ESCAPE '\\' OR lower(coalesce(persons.email, '')) LIKE ")
+                        .bind::<diesel::sql_types::Text, _>(pattern)
+                        .sql(" ESCAPE '\\')"),
+                );
+            }
+        }
+        if let Some(test) = filter.is_test_person {
+            q = q.filter(persons::is_test_person.eq(test));
+        }
+        q
+    };
+    let total: i64 = build().count().get_result(conn)?;
+    let items = build()
+        .order(persons::id.desc())
+        .limit(page.limit())
+        .offset(page.offset())
+        .select(PersonRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Person::from)
+        .collect();
+    Ok(Page::new(items, total, page))
+}
+
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

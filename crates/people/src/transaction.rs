@@ -1,0 +1,154 @@
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use mailbaar_store::schema::{persons, transactions};
+use mailbaar_store::{now, DbConnection, Page, PageRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::validate::Checker;
+use crate::PeopleError;
+
+/// One purchase, ticket, loan, donation or other exchange with a person.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 7, "person_id": 42, "kind": "donation", "amount_cents": 2500,
+    "currency": "EUR", "occurred_at": "2026-11-20T14:30:00Z",
+    "description": "Year-end appeal", "created_at": "2026-11-20T14:31:02Z"}))]
+pub struct Transaction {
+    pub id: i64,
+    pub person_id: i64,
+    /// `purchase`, `ticket`, `loan`, `donation`, or an organisation's own kind.
+    pub kind: String,
+    /// Amount in the currency's minor unit (cents); negative for refunds.
+    pub amount_cents: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    pub occurred_at: DateTime<Utc>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = transactions)]
+struct TransactionRow {
+    id: i64,
+    person_id: i64,
+    kind: String,
+    amount_cents: i64,
+    currency: String,
+    occurred_at: NaiveDateTime,
+    description: Option<String>,
+    created_at: NaiveDateTime,
+}
+
+impl From<TransactionRow> for Transaction {
+    fn from(r: TransactionRow) -> Self {
+        Transaction {
+            id: r.id,
+            person_id: r.person_id,
+            kind: r.kind,
+            amount_cents: r.amount_cents,
+            currency: r.currency,
+            occurred_at: r.occurred_at.and_utc(),
+            description: r.description,
+            created_at: r.created_at.and_utc(),
+        }
+    }
+}
+
+/// A transaction to record. Unknown fields are refused.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "donation", "amount_cents": 2500, "currency": "EUR",
+    "occurred_at": "2026-11-20T14:30:00+01:00", "description": "Year-end appeal"}))]
+pub struct NewTransaction {
+    /// Lower-case letters, digits and underscores, e.g. `purchase` or `membership_fee`.
+    pub kind: String,
+    pub amount_cents: i64,
+    /// ISO 4217 code; `EUR` when left out.
+    #[serde(default = "euro")]
+    pub currency: String,
+    /// When it happened; any offset is accepted and stored in UTC.
+    pub occurred_at: DateTime<chrono::FixedOffset>,
+    pub description: Option<String>,
+}
+
+fn euro() -> String {
+    "EUR".to_owned()
+}
+
+/// Records a transaction for an existing, non-anonymized person.
+pub fn add_transaction(
+    conn: &mut DbConnection,
+    person_id: i64,
+    new: NewTransaction,
+) -> Result<Transaction, PeopleError> {
+    let mut ck = Checker::default();
+    let kind = new.kind.trim().to_owned();
+    if kind.is_empty()
+        || kind.len() > 64
+        || !kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        ck.fail("kind", "1 to 64 lower-case letters, digits or underscores");
+    }
+    let currency = new.currency.trim().to_owned();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+        ck.fail("currency", "an ISO 4217 code of three capital letters");
+    }
+    let description = ck.text("description", new.description.as_deref(), 500);
+    ck.finish()?;
+
+    conn.transaction(|conn| {
+        let anonymized: Option<Option<NaiveDateTime>> = persons::table
+            .find(person_id)
+            .select(persons::anonymized_at)
+            .first(conn)
+            .optional()?;
+        match anonymized {
+            None => return Err(PeopleError::NotFound(person_id)),
+            Some(Some(_)) => return Err(PeopleError::Anonymized(person_id)),
+            Some(None) => {}
+        }
+        Ok(diesel::insert_into(transactions::table)
+            .values((
+                transactions::person_id.eq(person_id),
+                transactions::kind.eq(&kind),
+                transactions::amount_cents.eq(new.amount_cents),
+                transactions::currency.eq(&currency),
+                transactions::occurred_at.eq(new.occurred_at.naive_utc()),
+                transactions::description.eq(&description),
+                transactions::created_at.eq(now()),
+            ))
+            .returning(transactions::all_columns)
+            .get_result::<TransactionRow>(conn)?
+            .into())
+    })
+}
+
+/// A person's transactions, latest first.
+pub fn list_transactions(
+    conn: &mut DbConnection,
+    person_id: i64,
+    page: PageRequest,
+) -> Result<Page<Transaction>, PeopleError> {
+    let exists: i64 = persons::table
+        .filter(persons::id.eq(person_id))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        return Err(PeopleError::NotFound(person_id));
+    }
+    let base = transactions::table.filter(transactions::person_id.eq(person_id));
+    let total: i64 = base.count().get_result(conn)?;
+    let items = base
+        .order((transactions::occurred_at.desc(), transactions::id.desc()))
+        .limit(page.limit())
+        .offset(page.offset())
+        .select(TransactionRow::as_select())
+        .load::<TransactionRow>(conn)?
+        .into_iter()
+        .map(Transaction::from)
+        .collect();
+    Ok(Page::new(items, total, page))
+}

@@ -1,0 +1,192 @@
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+
+use crate::StoreError;
+
+/// The one connection type of the project: a SQLite or a PostgreSQL connection behind a
+/// single diesel `Connection`, so domain code is written once for both engines.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl DbConnection {
+    /// Which engine this connection talks to, for the rare backend-specific statement.
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Pg(_) => Backend::Postgres,
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// The two supported engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A parsed `MAILBAAR_DATABASE_URL`: the scheme picks the engine, never a trial connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// For SQLite the file path, for PostgreSQL the whole URL.
+    target: String,
+}
+
+impl DatabaseUrl {
+    /// Accepts `sqlite://relative.db`, `sqlite:///absolute.db`, `postgres://…` and
+    /// `postgresql://…`.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::InvalidUrl(url.to_owned()));
+            }
+            return Ok(Self {
+                backend: Backend::Sqlite,
+                target: path.to_owned(),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self {
+                backend: Backend::Postgres,
+                target: url.to_owned(),
+            });
+        }
+        Err(StoreError::InvalidUrl(url.to_owned()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The SQLite file path or the PostgreSQL URL.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Opens one connection with the per-connection settings every engine needs.
+    pub fn establish(&self) -> Result<DbConnection, diesel::r2d2::Error> {
+        use diesel::r2d2::Error;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn =
+                    SqliteConnection::establish(&self.target).map_err(Error::ConnectionError)?;
+                // WAL lets readers run beside the writer; busy_timeout makes writers wait
+                // instead of failing; secure_delete zeroes erased personal data on disk.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA busy_timeout = 10000;
+                     PRAGMA secure_delete = ON;",
+                )
+                .map_err(Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            Backend::Postgres => {
+                let mut conn =
+                    PgConnection::establish(&self.target).map_err(Error::ConnectionError)?;
+                conn.batch_execute("SET TIME ZONE 'UTC'")
+                    .map_err(Error::QueryError)?;
+                Ok(DbConnection::Pg(conn))
+            }
+        }
+    }
+}
+
+/// The r2d2 manager: opens connections of the engine the URL names.
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        self.url.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        match conn {
+            DbConnection::Pg(c) => c.is_broken(),
+            DbConnection::Sqlite(c) => c.is_broken(),
+        }
+    }
+}
+
+/// The shared connection pool; diesel is synchronous, so callers use it from a blocking
+/// thread, never from an async executor thread.
+#[derive(Clone)]
+pub struct Pool {
+    inner: r2d2::Pool<Manager>,
+    backend: Backend,
+}
+
+/// A connection borrowed from the [`Pool`].
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+impl Pool {
+    pub fn get(&self) -> Result<PooledConnection, StoreError> {
+        Ok(self.inner.get()?)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// Builds the pool for a database URL and checks that one connection can be opened.
+pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<Pool, StoreError> {
+    let inner = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .build(Manager { url: url.clone() })?;
+    Ok(Pool {
+        inner,
+        backend: url.backend(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheme_picks_the_backend() {
+        let s = DatabaseUrl::parse("sqlite://mailbaar.db").unwrap();
+        assert_eq!(s.backend(), Backend::Sqlite);
+        assert_eq!(s.target(), "mailbaar.db");
+        let a = DatabaseUrl::parse("sqlite:///var/lib/m.db").unwrap();
+        assert_eq!(a.target(), "/var/lib/m.db");
+        let p = DatabaseUrl::parse("postgres://u@h/db").unwrap();
+        assert_eq!(p.backend(), Backend::Postgres);
+        assert!(DatabaseUrl::parse("postgresql://u@h/db").is_ok());
+        assert!(DatabaseUrl::parse("mysql://u@h/db").is_err());
+        assert!(DatabaseUrl::parse("mailbaar.db").is_err());
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Storage for Mailbaar: one diesel code path over SQLite (the embedded default) and
+//! PostgreSQL (for scale).
+//!
+//! Every domain crate takes a `&mut DbConnection` and writes ordinary diesel queries
+//! against [`schema`]; the few places where the two engines need different SQL match on
+//! the connection's variant in the crate that owns the table.
+
+mod connection;
+mod error;
+mod migrations;
+mod paging;
+pub mod schema;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use connection::{connect, Backend, DatabaseUrl, DbConnection, Pool, PooledConnection};
+pub use error::StoreError;
+pub use migrations::{revert_all_migrations, run_migrations};
+pub use paging::{Page, PageRequest};
+
+/// Current time in UTC without sub-microsecond digits, so that a value written to either
+/// backend reads back equal.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().naive_utc().trunc_subsecs(6)
+}

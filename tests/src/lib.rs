@@ -1,0 +1,180 @@
+//! The end-to-end harness: each test starts its own service on port 0 over its own fresh
+//! database and talks to it over real HTTP.
+//!
+//! [`backend_tests!`] turns one async test function into a SQLite and a PostgreSQL test.
+
+use actix_web::dev::ServerHandle;
+use mailbaar_api::{Application, Config};
+use mailbaar_store::testing::TestDatabase;
+pub use mailbaar_store::Backend;
+use serde_json::Value;
+
+/// A running service with an admin token, over a database that is dropped afterwards.
+pub struct TestApp {
+    pub base: String,
+    pub admin_token: String,
+    pub backend: Backend,
+    pub db: TestDatabase,
+    client: awc::Client,
+    handle: ServerHandle,
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    /// Starts a service on the engine, or `None` when PostgreSQL is not configured (outside CI).
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        let db = TestDatabase::new(backend)?;
+        let admin_token = format!("mb_test_{}", uuid::Uuid::new_v4().simple());
+        let config = Config {
+            database_url: db.url_string(),
+            listen: "127.0.0.1:0".into(),
+            admin_token: Some(admin_token.clone()),
+            public_url: "http://127.0.0.1".into(),
+            pool_size: 4,
+            workers: Some(2),
+        };
+        let app = Application::build(config).expect("service starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        actix_rt::spawn(app.run_until_stopped());
+        let client = awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish();
+        Some(TestApp {
+            base,
+            admin_token,
+            backend,
+            db,
+            client,
+            handle,
+        })
+    }
+
+    /// Sends a request with an optional bearer token and an optional raw body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Reply {
+        let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = match body {
+            Some((content_type, bytes)) => req
+                .insert_header(("Content-Type", content_type))
+                .send_body(bytes)
+                .await
+                .expect("request"),
+            None => req.send().await.expect("request"),
+        };
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let bytes = res.body().limit(32 * 1024 * 1024).await.expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            content_type,
+            body,
+            text,
+        }
+    }
+
+    /// A JSON request as the admin.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.as_token(&self.admin_token, method, path, body).await
+    }
+
+    /// A JSON request with the given token.
+    pub async fn as_token(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let body = body.map(|b| ("application/json", serde_json::to_vec(&b).expect("json")));
+        self.send(method, path, Some(token), body).await
+    }
+
+    /// Creates a token with the role and returns its secret.
+    pub async fn token(&self, role: &str) -> String {
+        let r = self
+            .admin(
+                "POST",
+                "/api/v1/tokens",
+                Some(serde_json::json!({"name": role, "role": role})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["token"].as_str().expect("secret").to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Stop accepting work; the database is dropped right after.
+        drop(self.handle.stop(false));
+    }
+}
+
+impl Reply {
+    /// Asserts a problem document with the status.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert!(
+            self.content_type.starts_with("application/problem+json"),
+            "content type {:?} for {}",
+            self.content_type,
+            self.text
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["type"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("/problems/"));
+    }
+}
+
+/// Declares each named `async fn(TestApp)` as two tests, `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[actix_rt::test]
+                async fn sqlite() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+
+                #[actix_rt::test]
+                async fn postgres() {
+                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )*
+    };
+}
