@@ -32,5 +32,7 @@ pub enum PeopleError {
     #[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
     #[error(transparent)]
+    Consent(#[from] mailbaar_consent::ConsentError),
+    #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }

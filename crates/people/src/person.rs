@@ -6,6 +6,8 @@ use mailbaar_store::{now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use mailbaar_consent::CurrentConsent;
+
 use crate::validate::Checker;
 use crate::PeopleError;
 
@@ -18,7 +20,8 @@ use crate::PeopleError;
     "mobile": "06-12345678", "birth_date": "1984-03-07", "iban": "NL91ABNA0417164300",
     "bsn": "111222333", "deceased": false, "bouncer": false, "bouncer_at": null, "bouncer_reason": null,
     "is_test_person": false,
-    "mailable": true, "anonymized_at": null,
+    "mailable": true, "anonymized_at": null, "full_unsubscribed_at": null,
+    "consents": [{"opt_in_type_id": 1, "opt_in": true, "recorded_at": "2026-11-23T09:00:00Z"}],
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z"}))]
 pub struct Person {
     pub id: i64,
@@ -51,6 +54,10 @@ pub struct Person {
     pub mailable: bool,
     /// When the person was anonymized; identifying fields are empty from then on.
     pub anonymized_at: Option<DateTime<Utc>>,
+    /// When every opt-in was withdrawn at once; profile calculations stopped then.
+    pub full_unsubscribed_at: Option<DateTime<Utc>>,
+    /// Current consent per opt-in type (the latest ledger record of each).
+    pub consents: Vec<CurrentConsent>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -82,6 +89,7 @@ pub(crate) struct PersonRow {
     anonymized_at: Option<NaiveDateTime>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    full_unsubscribed_at: Option<NaiveDateTime>,
 }
 
 impl From<PersonRow> for Person {
@@ -110,6 +118,8 @@ impl From<PersonRow> for Person {
             is_test_person: r.is_test_person,
             mailable,
             anonymized_at: r.anonymized_at.map(|t| t.and_utc()),
+            full_unsubscribed_at: r.full_unsubscribed_at.map(|t| t.and_utc()),
+            consents: Vec::new(),
             created_at: r.created_at.and_utc(),
             updated_at: r.updated_at.and_utc(),
         }
@@ -314,15 +324,17 @@ pub fn create_person(conn: &mut DbConnection, new: NewPerson) -> Result<Person, 
     Ok(row.into())
 }
 
-/// Reads one person.
+/// Reads one person with their current consent.
 pub fn get_person(conn: &mut DbConnection, id: i64) -> Result<Person, PeopleError> {
-    persons::table
+    let mut person: Person = persons::table
         .find(id)
         .select(PersonRow::as_select())
-        .first(conn)
+        .first::<PersonRow>(conn)
         .optional()?
-        .map(Person::from)
-        .ok_or(PeopleError::NotFound(id))
+        .ok_or(PeopleError::NotFound(id))?
+        .into();
+    person.consents = mailbaar_consent::current_for_person(conn, id)?;
+    Ok(person)
 }
 
 /// Applies a partial update; anonymized persons cannot be changed.
@@ -344,7 +356,9 @@ pub fn update_person(
             .returning(persons::all_columns)
             .get_result::<PersonRow>(conn)
             .map_err(|e| map_unique(e, email.as_ref()))?;
-        Ok(row.into())
+        let mut person = Person::from(row);
+        person.consents = mailbaar_consent::current_for_person(conn, id)?;
+        Ok(person)
     })
 }
 
@@ -377,7 +391,7 @@ pub fn list_persons(
         q
     };
     let total: i64 = build().count().get_result(conn)?;
-    let items = build()
+    let mut items: Vec<Person> = build()
         .order(persons::id.desc())
         .limit(page.limit())
         .offset(page.offset())
@@ -386,6 +400,11 @@ pub fn list_persons(
         .into_iter()
         .map(Person::from)
         .collect();
+    let ids: Vec<i64> = items.iter().map(|p| p.id).collect();
+    let mut consents = mailbaar_consent::current_for_persons(conn, &ids)?;
+    for p in &mut items {
+        p.consents = consents.remove(&p.id).unwrap_or_default();
+    }
     Ok(Page::new(items, total, page))
 }
 

@@ -76,7 +76,8 @@ fn euro() -> String {
     "EUR".to_owned()
 }
 
-/// Records a transaction for an existing, non-anonymized person.
+/// Records a transaction for an existing, non-anonymized person, and gives a new customer
+/// the service-mail soft opt-in.
 pub fn add_transaction(
     conn: &mut DbConnection,
     person_id: i64,
@@ -110,6 +111,9 @@ pub fn add_transaction(
             Some(Some(_)) => return Err(PeopleError::Anonymized(person_id)),
             Some(None) => {}
         }
+        // A person's first transaction makes them a customer: the service-mail soft
+        // opt-in is written in the same transaction when they have no such record yet.
+        mailbaar_consent::record_service_mail_opt_in(conn, person_id)?;
         Ok(diesel::insert_into(transactions::table)
             .values((
                 transactions::person_id.eq(person_id),

@@ -26,6 +26,7 @@ diesel::table! {
         anonymized_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        full_unsubscribed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -54,5 +55,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    opt_in_types (id) {
+        id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        description -> Text,
+        active -> Bool,
+        soft_query_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    consent_records (id) {
+        id -> BigInt,
+        person_id -> BigInt,
+        opt_in_type_id -> BigInt,
+        opt_in -> Bool,
+        channel -> Text,
+        description -> Text,
+        contact_moment_id -> Nullable<BigInt>,
+        recorded_by -> Text,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    consent_current (person_id, opt_in_type_id) {
+        person_id -> BigInt,
+        opt_in_type_id -> BigInt,
+        opt_in -> Bool,
+        record_id -> BigInt,
+        recorded_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
-diesel::allow_tables_to_appear_in_same_query!(persons, transactions, api_tokens);
+diesel::joinable!(consent_records -> persons (person_id));
+diesel::joinable!(consent_records -> opt_in_types (opt_in_type_id));
+diesel::joinable!(consent_current -> persons (person_id));
+diesel::joinable!(consent_current -> opt_in_types (opt_in_type_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    persons,
+    transactions,
+    api_tokens,
+    opt_in_types,
+    consent_records,
+    consent_current,
+);

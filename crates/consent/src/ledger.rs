@@ -1,0 +1,432 @@
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use mailbaar_store::schema::{consent_current, consent_records, persons};
+use mailbaar_store::{now, DbConnection};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::types::{get_type, standard_type, OptInKind};
+use crate::ConsentError;
+
+/// Where a consent change came from. The known channels are listed; an organisation may
+/// use its own (lower-case letters, digits, underscores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel(String);
+
+impl Channel {
+    pub const KNOWN: [&'static str; 7] = [
+        "preference_centre",
+        "web_form",
+        "website",
+        "manual",
+        "telephone",
+        "system",
+        "import",
+    ];
+    pub const SYSTEM: &'static str = "system";
+
+    pub fn parse(s: &str) -> Result<Channel, ConsentError> {
+        let s = s.trim();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Channel(s.to_owned()))
+        } else {
+            Err(ConsentError::invalid(
+                "channel",
+                format!(
+                    "one of {} or an own name of lower-case letters, digits and underscores",
+                    Self::KNOWN.join(", ")
+                ),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One row of the ledger: an opt-in or opt-out, as it was given.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 901, "person_id": 42, "opt_in_type_id": 1, "opt_in": false,
+    "channel": "preference_centre", "description": "I no longer want the newsletter",
+    "contact_moment_id": 5531, "recorded_by": "recipient", "recorded_at": "2026-11-23T09:12:00Z"}))]
+pub struct ConsentRecord {
+    pub id: i64,
+    pub person_id: i64,
+    pub opt_in_type_id: i64,
+    /// `true` for an opt-in, `false` for an opt-out.
+    pub opt_in: bool,
+    /// `preference_centre`, `web_form`, `website`, `manual`, `telephone`, `system`,
+    /// `import`, or an organisation's own channel.
+    pub channel: String,
+    /// The label text the person saw, or why the record was made.
+    pub description: String,
+    /// The mailing's contact moment the change was made from, if any.
+    pub contact_moment_id: Option<i64>,
+    /// The token that recorded it, `recipient` for the person themself, or `system`.
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = consent_records)]
+struct RecordRow {
+    id: i64,
+    person_id: i64,
+    opt_in_type_id: i64,
+    opt_in: bool,
+    channel: String,
+    description: String,
+    contact_moment_id: Option<i64>,
+    recorded_by: String,
+    recorded_at: NaiveDateTime,
+}
+
+impl From<RecordRow> for ConsentRecord {
+    fn from(r: RecordRow) -> Self {
+        ConsentRecord {
+            id: r.id,
+            person_id: r.person_id,
+            opt_in_type_id: r.opt_in_type_id,
+            opt_in: r.opt_in,
+            channel: r.channel,
+            description: r.description,
+            contact_moment_id: r.contact_moment_id,
+            recorded_by: r.recorded_by,
+            recorded_at: r.recorded_at.and_utc(),
+        }
+    }
+}
+
+/// The current state of one opt-in type for a person: their latest record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, Queryable)]
+#[schema(example = json!({"opt_in_type_id": 1, "opt_in": true, "recorded_at": "2026-11-23T09:00:00Z"}))]
+pub struct CurrentConsent {
+    pub opt_in_type_id: i64,
+    pub opt_in: bool,
+    #[schema(value_type = DateTime<Utc>)]
+    #[serde(serialize_with = "as_utc")]
+    pub recorded_at: NaiveDateTime,
+}
+
+fn as_utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    t.and_utc().serialize(s)
+}
+
+/// A subscribe or unsubscribe given by staff; every field is required.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"opt_in_type_id": 1, "opt_in": false, "channel": "telephone",
+    "description": "Called to stop the newsletter"}))]
+pub struct ConsentChange {
+    pub opt_in_type_id: i64,
+    pub opt_in: bool,
+    pub channel: String,
+    /// The label text shown to the person, or what they said.
+    pub description: String,
+}
+
+/// A request to withdraw every opt-in of a person at once.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "telephone", "description": "Asked to receive nothing any more"}))]
+pub struct Unsubscribe {
+    pub channel: String,
+    pub description: String,
+}
+
+/// One record to append through [`append_records`], already attributed.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = consent_records)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct NewRecord {
+    pub person_id: i64,
+    pub opt_in_type_id: i64,
+    pub opt_in: bool,
+    pub channel: String,
+    pub description: String,
+    pub contact_moment_id: Option<i64>,
+    pub recorded_by: String,
+    pub recorded_at: NaiveDateTime,
+}
+
+fn clean_description(d: &str) -> Result<String, ConsentError> {
+    let d = d.trim();
+    if d.is_empty() || d.chars().count() > 500 {
+        return Err(ConsentError::invalid("description", "1 to 500 characters"));
+    }
+    Ok(d.to_owned())
+}
+
+/// Checks that the person exists and is not anonymized.
+fn check_person(conn: &mut DbConnection, person_id: i64) -> Result<(), ConsentError> {
+    let anonymized: Option<Option<NaiveDateTime>> = persons::table
+        .find(person_id)
+        .select(persons::anonymized_at)
+        .first(conn)
+        .optional()?;
+    match anonymized {
+        None => Err(ConsentError::PersonNotFound(person_id)),
+        Some(Some(_)) => Err(ConsentError::Anonymized(person_id)),
+        Some(None) => Ok(()),
+    }
+}
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters (8 per row).
+const CHUNK: usize = 1000;
+
+/// Appends many records in one transaction, in multi-row inserts; the current state
+/// follows through the trigger. The one write path for imports and soft opt-ins.
+pub fn append_records(
+    conn: &mut DbConnection,
+    records: &[NewRecord],
+) -> Result<usize, ConsentError> {
+    for r in records {
+        Channel::parse(&r.channel)?;
+        clean_description(&r.description)?;
+    }
+    conn.transaction(|conn| {
+        let mut written = 0;
+        for chunk in records.chunks(CHUNK) {
+            // Multi-row INSERT is not expressible through the shared backend type, so each
+            // engine gets the same statement through its own connection.
+            let insert = diesel::insert_into(consent_records::table).values(chunk);
+            written += match conn {
+                DbConnection::Sqlite(c) => insert.execute(c)?,
+                DbConnection::Pg(c) => insert.execute(c)?,
+            };
+        }
+        Ok(written)
+    })
+}
+
+fn insert_one(conn: &mut DbConnection, new: &NewRecord) -> Result<ConsentRecord, ConsentError> {
+    let id: i64 = diesel::insert_into(consent_records::table)
+        .values(new)
+        .returning(consent_records::id)
+        .get_result(conn)?;
+    Ok(consent_records::table
+        .find(id)
+        .select(RecordRow::as_select())
+        .first::<RecordRow>(conn)?
+        .into())
+}
+
+/// Records one opt-in or opt-out given by staff on behalf of a person.
+pub fn record(
+    conn: &mut DbConnection,
+    person_id: i64,
+    change: ConsentChange,
+    recorded_by: &str,
+) -> Result<ConsentRecord, ConsentError> {
+    let channel = Channel::parse(&change.channel)?;
+    let description = clean_description(&change.description)?;
+    conn.transaction(|conn| {
+        check_person(conn, person_id)?;
+        let kind = get_type(conn, change.opt_in_type_id)?;
+        if !kind.active && change.opt_in {
+            return Err(ConsentError::TypeInactive(kind.id));
+        }
+        insert_one(
+            conn,
+            &NewRecord {
+                person_id,
+                opt_in_type_id: kind.id,
+                opt_in: change.opt_in,
+                channel: channel.as_str().to_owned(),
+                description,
+                contact_moment_id: None,
+                recorded_by: recorded_by.to_owned(),
+                recorded_at: now(),
+            },
+        )
+    })
+}
+
+/// Withdraws every opt-in of a person (profiling included) in one transaction and marks
+/// the person fully unsubscribed. Writes one opt-out per type that is currently opted in,
+/// and nothing for types already opted out.
+pub fn unsubscribe_all(
+    conn: &mut DbConnection,
+    person_id: i64,
+    request: Unsubscribe,
+    recorded_by: &str,
+) -> Result<Vec<ConsentRecord>, ConsentError> {
+    let channel = Channel::parse(&request.channel)?;
+    let description = clean_description(&request.description)?;
+    conn.transaction(|conn| {
+        check_person(conn, person_id)?;
+        let opted_in: Vec<i64> = consent_current::table
+            .filter(consent_current::person_id.eq(person_id))
+            .filter(consent_current::opt_in.eq(true))
+            .order(consent_current::opt_in_type_id)
+            .select(consent_current::opt_in_type_id)
+            .load(conn)?;
+        let t = now();
+        let mut written = Vec::with_capacity(opted_in.len());
+        for type_id in opted_in {
+            written.push(insert_one(
+                conn,
+                &NewRecord {
+                    person_id,
+                    opt_in_type_id: type_id,
+                    opt_in: false,
+                    channel: channel.as_str().to_owned(),
+                    description: description.clone(),
+                    contact_moment_id: None,
+                    recorded_by: recorded_by.to_owned(),
+                    recorded_at: t,
+                },
+            )?);
+        }
+        diesel::update(persons::table.find(person_id))
+            .set((
+                persons::full_unsubscribed_at.eq(t),
+                persons::updated_at.eq(t),
+            ))
+            .execute(conn)?;
+        Ok(written)
+    })
+}
+
+/// Gives a person the automatic service-mail opt-in when they have no service-mail record
+/// yet (a new customer); returns the record, or `None` when nothing was needed.
+pub fn record_service_mail_opt_in(
+    conn: &mut DbConnection,
+    person_id: i64,
+) -> Result<Option<ConsentRecord>, ConsentError> {
+    let Some(service) = standard_type(conn, OptInKind::ServiceMail)? else {
+        return Ok(None);
+    };
+    let existing: i64 = consent_current::table
+        .filter(consent_current::person_id.eq(person_id))
+        .filter(consent_current::opt_in_type_id.eq(service.id))
+        .count()
+        .get_result(conn)?;
+    if existing > 0 {
+        return Ok(None);
+    }
+    insert_one(
+        conn,
+        &NewRecord {
+            person_id,
+            opt_in_type_id: service.id,
+            opt_in: true,
+            channel: Channel::SYSTEM.to_owned(),
+            description: "soft service mail opt-in".to_owned(),
+            contact_moment_id: None,
+            recorded_by: Channel::SYSTEM.to_owned(),
+            recorded_at: now(),
+        },
+    )
+    .map(Some)
+}
+
+/// A person's consent history, per type, newest first; optionally of one type only.
+pub fn history(
+    conn: &mut DbConnection,
+    person_id: i64,
+    opt_in_type_id: Option<i64>,
+) -> Result<Vec<ConsentRecord>, ConsentError> {
+    let exists: i64 = persons::table
+        .filter(persons::id.eq(person_id))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        return Err(ConsentError::PersonNotFound(person_id));
+    }
+    let mut q = consent_records::table
+        .filter(consent_records::person_id.eq(person_id))
+        .into_boxed();
+    if let Some(t) = opt_in_type_id {
+        q = q.filter(consent_records::opt_in_type_id.eq(t));
+    }
+    Ok(
+        q.order((consent_records::opt_in_type_id, consent_records::id.desc()))
+            .select(RecordRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(ConsentRecord::from)
+            .collect(),
+    )
+}
+
+/// The current state of every type a person has a record for.
+pub fn current_for_person(
+    conn: &mut DbConnection,
+    person_id: i64,
+) -> Result<Vec<CurrentConsent>, ConsentError> {
+    Ok(consent_current::table
+        .filter(consent_current::person_id.eq(person_id))
+        .order(consent_current::opt_in_type_id)
+        .select((
+            consent_current::opt_in_type_id,
+            consent_current::opt_in,
+            consent_current::recorded_at,
+        ))
+        .load(conn)?)
+}
+
+/// The current state of many persons at once (one query), for lists of persons.
+pub fn current_for_persons(
+    conn: &mut DbConnection,
+    person_ids: &[i64],
+) -> Result<HashMap<i64, Vec<CurrentConsent>>, ConsentError> {
+    let mut out: HashMap<i64, Vec<CurrentConsent>> = HashMap::new();
+    for chunk in person_ids.chunks(CHUNK) {
+        let rows: Vec<(i64, i64, bool, NaiveDateTime)> = consent_current::table
+            .filter(consent_current::person_id.eq_any(chunk))
+            .order((consent_current::person_id, consent_current::opt_in_type_id))
+            .select((
+                consent_current::person_id,
+                consent_current::opt_in_type_id,
+                consent_current::opt_in,
+                consent_current::recorded_at,
+            ))
+            .load(conn)?;
+        for (person_id, opt_in_type_id, opt_in, recorded_at) in rows {
+            out.entry(person_id).or_default().push(CurrentConsent {
+                opt_in_type_id,
+                opt_in,
+                recorded_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How many persons currently have the given state for a type.
+pub fn count_current(
+    conn: &mut DbConnection,
+    opt_in_type_id: i64,
+    opt_in: bool,
+) -> Result<i64, ConsentError> {
+    Ok(consent_current::table
+        .filter(consent_current::opt_in_type_id.eq(opt_in_type_id))
+        .filter(consent_current::opt_in.eq(opt_in))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Reads one ledger record of a person.
+pub fn get_record(
+    conn: &mut DbConnection,
+    person_id: i64,
+    record_id: i64,
+) -> Result<ConsentRecord, ConsentError> {
+    consent_records::table
+        .filter(consent_records::id.eq(record_id))
+        .filter(consent_records::person_id.eq(person_id))
+        .select(RecordRow::as_select())
+        .first::<RecordRow>(conn)
+        .optional()?
+        .map(ConsentRecord::from)
+        .ok_or(ConsentError::RecordNotFound(record_id))
+}

@@ -1,0 +1,1 @@
+//! Mail rendering (work in progress).
