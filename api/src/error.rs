@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
+use mailbaar_consent::ConsentError;
 use mailbaar_people::{FieldError, PeopleError};
 use mailbaar_store::StoreError;
 use serde::Serialize;
@@ -162,7 +163,23 @@ impl From<PeopleError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             PeopleError::Invalid(errors) => ApiError::Invalid(errors),
+            PeopleError::Consent(err) => err.into(),
             PeopleError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<ConsentError> for ApiError {
+    fn from(e: ConsentError) -> Self {
+        use ConsentError::*;
+        match e {
+            PersonNotFound(_) | TypeNotFound(_) | RecordNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            Anonymized(_) | TypeInactive(_) | DuplicateName(_) | TypeInUse(_) | NoSoftQuery(_)
+            | Selection(_) => ApiError::Conflict(e.to_string()),
+            Invalid { field, reason } => ApiError::invalid(field, reason),
+            Database(err) => err.into(),
         }
     }
 }

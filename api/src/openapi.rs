@@ -30,12 +30,23 @@ use crate::routes;
         routes::persons::update_person,
         routes::transactions::list_transactions,
         routes::transactions::add_transaction,
+        routes::consents::list_consents,
+        routes::consents::record_consent,
+        routes::consents::get_consent,
+        routes::consents::unsubscribe_all,
+        routes::opt_in_types::list_types,
+        routes::opt_in_types::create_type,
+        routes::opt_in_types::get_type,
+        routes::opt_in_types::update_type,
+        routes::opt_in_types::delete_type,
+        routes::opt_in_types::soft_opt_ins,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "service", description = "Health and the contract itself"),
         (name = "tokens", description = "API tokens and their roles (admins only)"),
         (name = "persons", description = "Persons and their transactions"),
+        (name = "consent", description = "Opt-in types and the append-only consent ledger"),
     )
 )]
 struct ApiDoc;

@@ -1,8 +1,10 @@
 //! HTTP routes: each handler parses, authorises, calls one domain function and maps the
 //! result. Nothing here decides a business rule.
 
+pub mod consents;
 pub mod docs;
 pub mod health;
+pub mod opt_in_types;
 pub mod persons;
 pub mod tokens;
 pub mod transactions;
@@ -27,7 +29,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(persons::get_person)
                 .service(persons::update_person)
                 .service(transactions::list_transactions)
-                .service(transactions::add_transaction),
+                .service(transactions::add_transaction)
+                .service(opt_in_types::list_types)
+                .service(opt_in_types::create_type)
+                .service(opt_in_types::get_type)
+                .service(opt_in_types::update_type)
+                .service(opt_in_types::delete_type)
+                .service(opt_in_types::soft_opt_ins)
+                // The ledger answers 405 to every method that would change a record.
+                .service(
+                    web::resource("/persons/{id}/consents")
+                        .route(web::get().to(consents::list_consents))
+                        .route(web::post().to(consents::record_consent))
+                        .default_service(web::to(consents::append_only)),
+                )
+                .service(
+                    web::resource("/persons/{id}/consents/{record_id}")
+                        .route(web::get().to(consents::get_consent))
+                        .default_service(web::to(consents::append_only)),
+                )
+                .service(
+                    web::resource("/persons/{id}/unsubscribe-all")
+                        .route(web::post().to(consents::unsubscribe_all)),
+                ),
         );
 }
 

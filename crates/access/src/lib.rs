@@ -49,6 +49,8 @@ pub enum Permission {
     WritePersons,
     /// Record consent on behalf of a person.
     WriteConsent,
+    /// Create, change and delete opt-in types and run their soft opt-ins.
+    ManageOptInTypes,
     /// Create, list and revoke API tokens.
     ManageTokens,
 }
@@ -80,7 +82,10 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Marketer | Role::PrivacyOfficer => {
-                matches!(permission, ReadPersons | WritePersons | WriteConsent)
+                matches!(
+                    permission,
+                    ReadPersons | WritePersons | WriteConsent | ManageOptInTypes
+                )
             }
             Role::Viewer => matches!(permission, ReadPersons),
         }
