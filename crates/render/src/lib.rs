@@ -1,1 +1,28 @@
-//! Mail rendering (work in progress).
+//! Mail rendering for Mailbaar: templates with personalisation and block
+//! personalisation, previews, click/open tracking and standards-correct
+//! MIME messages. Takes plain data; needs no database.
+//!
+//! Compile a [`Step`] once with [`CompiledStep::compile`] (templates parsed
+//! and checked, CSS inlined, text body derived), then call
+//! [`CompiledStep::render`] per [`Recipient`].
+//!
+//! Templates are MiniJinja, strict about undefined variables. They see
+//! `person.FIELD`, `step.FIELD` (see [`STEP_FIELDS`]), `blocks.NAME` (true
+//! when the recipient matches that block) and the links in
+//! [`LINK_VARIABLES`]. Extra filters: `default("x")` for missing or blank
+//! values, `date_nl` / `date_en` (styles `long`, `full`, `short`) and a
+//! name-aware `title`.
+
+mod compile;
+mod error;
+mod filters;
+mod mime;
+mod model;
+mod protect;
+mod text;
+mod tracking;
+
+pub use compile::{validate, CompiledStep, ReadinessIssue, RenderedMail, LINK_VARIABLES, STEP_FIELDS};
+pub use error::{RenderError, TemplatePart};
+pub use model::{Block, Envelope, PersonValue, PersonVars, Recipient, RecipientLinks, Step};
+pub use tracking::{HmacLinkSigner, LinkSigner, TrackedLink};
