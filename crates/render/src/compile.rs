@@ -143,7 +143,10 @@ fn line_of_variable(src: &str, name: &str) -> usize {
             while let Some(at) = tag.src[from..].find(needle) {
                 let start = from + at;
                 let end = start + needle.len();
-                let before_ok = tag.src[..start].chars().next_back().is_none_or(|c| !is_ident(c));
+                let before_ok = tag.src[..start]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !is_ident(c));
                 let after_ok = tag.src[end..].chars().next().is_none_or(|c| !is_ident(c));
                 if before_ok && after_ok {
                     return tag.line;
@@ -265,7 +268,10 @@ fn person_value(v: &PersonValue) -> Value {
 
 /// Subject and pre-header are single lines.
 fn one_line(s: String) -> String {
-    if s.contains(['\r', '\n']) || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+    if s.contains(['\r', '\n'])
+        || s.starts_with(char::is_whitespace)
+        || s.ends_with(char::is_whitespace)
+    {
         s.split_whitespace().collect::<Vec<_>>().join(" ")
     } else {
         s
@@ -275,7 +281,9 @@ fn one_line(s: String) -> String {
 fn is_local_http(url: &str) -> bool {
     ["http://localhost", "http://127.0.0.1", "http://[::1]"]
         .iter()
-        .any(|p| url.starts_with(p) && matches!(url.as_bytes().get(p.len()), None | Some(b':' | b'/')))
+        .any(|p| {
+            url.starts_with(p) && matches!(url.as_bytes().get(p.len()), None | Some(b':' | b'/'))
+        })
 }
 
 fn list_unsubscribe(recipient: &Recipient) -> Result<String, RenderError> {
@@ -317,7 +325,10 @@ impl CompiledStep {
         let mut block_names = Vec::new();
         for block in &step.blocks {
             if block.name.is_empty()
-                || !block.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || !block
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || block.name.starts_with(|c: char| c.is_ascii_digit())
             {
                 return Err(RenderError::Prepare {
@@ -335,8 +346,20 @@ impl CompiledStep {
 
         let mut env = environment();
         let mut used = BTreeSet::new();
-        used.extend(add_checked(&mut env, SUBJECT, TemplatePart::Subject, &step.subject, &known)?);
-        used.extend(add_checked(&mut env, PREHEADER, TemplatePart::Preheader, &step.preheader, &known)?);
+        used.extend(add_checked(
+            &mut env,
+            SUBJECT,
+            TemplatePart::Subject,
+            &step.subject,
+            &known,
+        )?);
+        used.extend(add_checked(
+            &mut env,
+            PREHEADER,
+            TemplatePart::Preheader,
+            &step.preheader,
+            &known,
+        )?);
         let html_used = add_checked(&mut env, HTML, TemplatePart::Html, &step.html, &known)?;
         used.extend(html_used.iter().cloned());
         let mut readiness = Vec::new();
@@ -392,7 +415,12 @@ impl CompiledStep {
             ("preheader", Value::from(step.preheader.as_str())),
             ("from_name", Value::from(step.from_name.as_str())),
             ("from_email", Value::from(step.from_email.as_str())),
-            ("reply_to", step.reply_to.as_deref().map_or(Value::from(()), Value::from)),
+            (
+                "reply_to",
+                step.reply_to
+                    .as_deref()
+                    .map_or(Value::from(()), Value::from),
+            ),
         ]));
 
         Ok(CompiledStep {
@@ -425,7 +453,12 @@ impl CompiledStep {
         &self.text_template
     }
 
-    fn render_part(&self, name: &str, part: TemplatePart, ctx: &Value) -> Result<String, RenderError> {
+    fn render_part(
+        &self,
+        name: &str,
+        part: TemplatePart,
+        ctx: &Value,
+    ) -> Result<String, RenderError> {
         self.env
             .get_template(name)
             .and_then(|t| t.render(ctx))
@@ -437,7 +470,10 @@ impl CompiledStep {
         match &self.person_fields {
             Some(fields) => {
                 for f in fields {
-                    let v = recipient.person.get(f).map_or(Value::from(()), person_value);
+                    let v = recipient
+                        .person
+                        .get(f)
+                        .map_or(Value::from(()), person_value);
                     person.insert(f.clone(), v);
                 }
             }
@@ -457,9 +493,18 @@ impl CompiledStep {
             ("person", Value::from(person)),
             ("step", self.step_value.clone()),
             ("blocks", Value::from(blocks)),
-            ("preferences_url", Value::from(links.preferences_url.as_str())),
-            ("unsubscribe_url", Value::from(links.unsubscribe_url.as_str())),
-            ("view_online_url", Value::from(links.view_online_url.as_str())),
+            (
+                "preferences_url",
+                Value::from(links.preferences_url.as_str()),
+            ),
+            (
+                "unsubscribe_url",
+                Value::from(links.unsubscribe_url.as_str()),
+            ),
+            (
+                "view_online_url",
+                Value::from(links.view_online_url.as_str()),
+            ),
         ])
     }
 
@@ -471,7 +516,11 @@ impl CompiledStep {
         envelope: &crate::Envelope,
         signer: &dyn LinkSigner,
     ) -> Result<RenderedMail, RenderError> {
-        let to = mime::mailbox(recipient.name.as_deref(), &recipient.email, "recipient address")?;
+        let to = mime::mailbox(
+            recipient.name.as_deref(),
+            &recipient.email,
+            "recipient address",
+        )?;
         let list_unsubscribe = list_unsubscribe(recipient)?;
         let mut vars = self.context(recipient);
         let ctx = Value::from(vars.clone());
@@ -496,7 +545,10 @@ impl CompiledStep {
             let mut rewriter = Rewriter::new(
                 signer,
                 &recipient.tracking_id,
-                [links.preferences_url.as_str(), links.unsubscribe_url.as_str()],
+                [
+                    links.preferences_url.as_str(),
+                    links.unsubscribe_url.as_str(),
+                ],
             );
             html = rewriter.rewrite_html(&html);
             text = rewriter.rewrite_text(&text);

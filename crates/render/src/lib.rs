@@ -22,7 +22,9 @@ mod protect;
 mod text;
 mod tracking;
 
-pub use compile::{validate, CompiledStep, ReadinessIssue, RenderedMail, LINK_VARIABLES, STEP_FIELDS};
+pub use compile::{
+    validate, CompiledStep, ReadinessIssue, RenderedMail, LINK_VARIABLES, STEP_FIELDS,
+};
 pub use error::{RenderError, TemplatePart};
 pub use model::{Block, Envelope, PersonValue, PersonVars, Recipient, RecipientLinks, Step};
 pub use tracking::{HmacLinkSigner, LinkSigner, TrackedLink};

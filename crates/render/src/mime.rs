@@ -16,19 +16,17 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
+/// Flags (bit 7 of each byte) the bytes of `v` that cannot stand as
+/// themselves in a quoted-printable line: controls (also `\n`), `=`, DEL
+/// and non-ASCII. Only the lowest flag is exact (borrows run upwards), which
+/// is all the encoder needs.
 #[inline]
-fn has_zero(v: u64) -> bool {
-    v.wrapping_sub(ONES) & !v & HIGH != 0
-}
-
-/// True when all 8 bytes may stand as themselves in the middle of a
-/// quoted-printable line: printable ASCII or space, and not `=`.
-#[inline]
-fn chunk_is_literal(v: u64) -> bool {
-    v & HIGH == 0
-        && v.wrapping_sub(0x20 * ONES) & !v & HIGH == 0
-        && !has_zero(v ^ (0x3D * ONES))
-        && !has_zero(v ^ (0x7F * ONES))
+fn unsafe_mask(v: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    (v & HIGH)
+        | (v.wrapping_sub(0x20 * ONES) & !v & HIGH)
+        | zero(v ^ (0x3D * ONES))
+        | zero(v ^ (0x7F * ONES))
 }
 
 #[inline]
@@ -44,49 +42,83 @@ fn byte_is_literal(b: u8, at_line_start: bool, at_line_end: bool) -> bool {
     }
 }
 
-/// Quoted-printable (RFC 2045) with CRLF line ends; any `\n`, `\r\n` of the
-/// input is a hard line break.
+/// Length of the run of bytes at the start of `s` that stand as
+/// themselves (printable ASCII or space, not `=`), 8 bytes at a time.
+#[inline]
+fn literal_run(s: &[u8]) -> usize {
+    let mut k = 0;
+    while k + 8 <= s.len() {
+        let v = u64::from_le_bytes(s[k..k + 8].try_into().expect("8 bytes"));
+        let mask = unsafe_mask(v);
+        if mask != 0 {
+            return k + (mask.trailing_zeros() / 8) as usize;
+        }
+        k += 8;
+    }
+    while k < s.len() && matches!(s[k], b' ' | 33..=60 | 62..=126) {
+        k += 1;
+    }
+    k
+}
+
+#[inline]
+fn ends_line(src: &[u8], j: usize) -> bool {
+    match src.get(j) {
+        None | Some(b'\n') => true,
+        Some(b'\r') => src.get(j + 1) == Some(&b'\n'),
+        _ => false,
+    }
+}
+
+/// Quoted-printable (RFC 2045) with CRLF line ends; any `\n` or `\r\n` of
+/// the input is a hard line break. Literal runs are found 8 bytes at a time
+/// and copied in one go; only the bytes that need care take the slow path.
 pub(crate) fn quoted_printable(input: &str) -> Vec<u8> {
-    let mut out: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 8 + 64);
-    let mut first = true;
-    for line in input.split('\n') {
-        if !first {
+    let src = input.as_bytes();
+    let n = src.len();
+    let mut out: Vec<u8> = Vec::with_capacity(n + n / 4 + 64);
+    let mut col = 0usize;
+    let mut i = 0usize;
+    while i < n {
+        let room = LINE.saturating_sub(col).min(n - i);
+        let mut k = literal_run(&src[i..i + room]);
+        if col == 0 && k > 0 && src[i] == b'.' {
+            k = 0;
+        }
+        // A space that ends a line must be encoded: leave it to the slow path.
+        if k > 0 && src[i + k - 1] == b' ' && ends_line(src, i + k) {
+            k -= 1;
+        }
+        if k > 0 {
+            out.extend_from_slice(&src[i..i + k]);
+            col += k;
+            i += k;
+            continue;
+        }
+        let b = src[i];
+        if b == b'\n' || (b == b'\r' && src.get(i + 1) == Some(&b'\n')) {
             out.extend_from_slice(b"\r\n");
+            col = 0;
+            i += if b == b'\r' { 2 } else { 1 };
+            continue;
         }
-        first = false;
-        let line = line.strip_suffix('\r').unwrap_or(line).as_bytes();
-        let mut col = 0usize;
-        let mut i = 0usize;
-        while i < line.len() {
-            // Fast path: 8 literal bytes that neither end the line nor
-            // start a physical line.
-            if col > 0 && col + 8 <= LINE && i + 8 < line.len() {
-                let v = u64::from_le_bytes(line[i..i + 8].try_into().expect("8 bytes"));
-                if chunk_is_literal(v) {
-                    out.extend_from_slice(&line[i..i + 8]);
-                    col += 8;
-                    i += 8;
-                    continue;
-                }
-            }
-            let b = line[i];
-            let literal = byte_is_literal(b, col == 0, i + 1 == line.len());
-            let need = if literal { 1 } else { 3 };
-            // Keep room for the `=` of a soft break unless this ends the line.
-            let limit = if i + 1 == line.len() { LINE + 1 } else { LINE };
-            if col + need > limit {
-                out.extend_from_slice(b"=\r\n");
-                col = 0;
-                continue; // re-check: a dot may now start the line
-            }
-            if literal {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            }
-            col += need;
-            i += 1;
+        let at_line_end = ends_line(src, i + 1);
+        let literal = byte_is_literal(b, col == 0, at_line_end);
+        let need = if literal { 1 } else { 3 };
+        // Keep room for the `=` of a soft break unless this ends the line.
+        let limit = if at_line_end { LINE + 1 } else { LINE };
+        if col + need > limit {
+            out.extend_from_slice(b"=\r\n");
+            col = 0;
+            continue; // re-check: a dot may now start the line
         }
+        if literal {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        }
+        col += need;
+        i += 1;
     }
     out
 }
@@ -178,18 +210,20 @@ pub(crate) fn assemble(
             reason: format!("`{}` is not id@domain", envelope.message_id),
         });
     }
-    let text = SinglePart::builder()
-        .header(ContentType::TEXT_PLAIN)
-        .body(Body::dangerous_pre_encoded(
-            quoted_printable(parts.text),
-            ContentTransferEncoding::QuotedPrintable,
-        ));
-    let html = SinglePart::builder()
-        .header(ContentType::TEXT_HTML)
-        .body(Body::dangerous_pre_encoded(
-            quoted_printable(parts.html),
-            ContentTransferEncoding::QuotedPrintable,
-        ));
+    let text =
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(Body::dangerous_pre_encoded(
+                quoted_printable(parts.text),
+                ContentTransferEncoding::QuotedPrintable,
+            ));
+    let html =
+        SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(Body::dangerous_pre_encoded(
+                quoted_printable(parts.html),
+                ContentTransferEncoding::QuotedPrintable,
+            ));
     let body = MultiPart::alternative()
         .boundary(boundary(&message_id))
         .singlepart(text)
@@ -255,11 +289,33 @@ mod tests {
     }
 
     #[test]
-    fn chunk_check_matches_byte_check() {
+    fn chunk_mask_finds_the_first_unsafe_byte() {
         for b in 0u8..=255 {
-            let v = u64::from_le_bytes([b'a', b'b', b, b'c', b'd', b'e', b'f', b'g']);
-            let expected = b == b' ' || (b != b'=' && (33..=126).contains(&b));
-            assert_eq!(chunk_is_literal(v), expected, "byte {b}");
+            for pos in 0..8 {
+                let mut bytes = *b"abcdefgh";
+                bytes[pos] = b;
+                // Unsafe bytes after it must not hide it.
+                if pos < 7 {
+                    bytes[7] = 0xFF;
+                }
+                let mask = unsafe_mask(u64::from_le_bytes(bytes));
+                let literal = b == b' ' || (b != b'=' && (33..=126).contains(&b));
+                let first = if mask == 0 {
+                    8
+                } else {
+                    mask.trailing_zeros() as usize / 8
+                };
+                let expected = if literal {
+                    if pos < 7 {
+                        7
+                    } else {
+                        8
+                    }
+                } else {
+                    pos
+                };
+                assert_eq!(first, expected, "byte {b} at {pos}");
+            }
         }
     }
 

@@ -48,7 +48,10 @@ pub(crate) fn scan_tags(src: &str) -> Vec<Tag<'_>> {
                 continue;
             }
         };
-        line += bytes[line_counted_to..i].iter().filter(|&&b| b == b'\n').count();
+        line += bytes[line_counted_to..i]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         line_counted_to = i;
         let mut j = i + 2;
         let mut quote: Option<u8> = None;
@@ -83,14 +86,6 @@ pub(crate) fn scan_tags(src: &str) -> Vec<Tag<'_>> {
         i = end;
     }
     tags
-}
-
-/// The 1-based line of byte offset `pos`.
-pub(crate) fn line_of(src: &str, pos: usize) -> usize {
-    1 + src.as_bytes()[..pos.min(src.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
 }
 
 /// Where an HTML lexer is when a template tag appears.
@@ -199,7 +194,8 @@ impl HtmlLexer {
                         let rest = &text[i + 2..];
                         if let Some(name) = self.raw_end {
                             if rest.len() >= name.len()
-                                && rest.as_bytes()[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                                && rest.as_bytes()[..name.len()]
+                                    .eq_ignore_ascii_case(name.as_bytes())
                             {
                                 self.raw_end = None;
                                 self.state = LexState::Tag { quote: None };
@@ -280,7 +276,11 @@ impl Protected<'_> {
     /// Puts the original tags back into `processed` (the parser's output);
     /// every tag must come back exactly once, or the template would change
     /// meaning.
-    pub(crate) fn restore(&self, processed: &str, part: TemplatePart) -> Result<String, RenderError> {
+    pub(crate) fn restore(
+        &self,
+        processed: &str,
+        part: TemplatePart,
+    ) -> Result<String, RenderError> {
         let mut seen = vec![false; self.tags.len()];
         let out = self.restore_into(processed, &mut seen);
         if let Some(missing) = seen.iter().position(|s| !s) {

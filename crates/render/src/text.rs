@@ -1,5 +1,8 @@
 //! The plain-text body generated from the HTML template, once per step.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use html2text::render::{TaggedLine, TextDecorator};
 
 use crate::error::{RenderError, TemplatePart};
@@ -9,11 +12,17 @@ use crate::protect::{protect, Mode};
 const WIDTH: usize = 78;
 
 /// Plain text with links written inline as `text (url)`, which reads better
-/// in a mail than footnotes and survives being cut into pieces.
+/// in a mail than footnotes and survives being cut into pieces. While
+/// wrapping, a URL stands as a short token (`urls` holds the URLs) so the
+/// wrapper never chops one.
 #[derive(Clone, Debug, Default)]
 struct InlineLinks {
     links: Vec<String>,
+    urls: Rc<RefCell<Vec<String>>>,
 }
+
+const URL_OPEN: char = '\u{E002}';
+const URL_CLOSE: char = '\u{E003}';
 
 impl TextDecorator for InlineLinks {
     type Annotation = ();
@@ -24,7 +33,11 @@ impl TextDecorator for InlineLinks {
     }
     fn decorate_link_end(&mut self) -> String {
         match self.links.pop() {
-            Some(url) if !url.is_empty() && !url.starts_with('#') => format!(" ({url})"),
+            Some(url) if !url.is_empty() && !url.starts_with('#') => {
+                let mut urls = self.urls.borrow_mut();
+                urls.push(url);
+                format!(" ({URL_OPEN}{}{URL_CLOSE})", urls.len() - 1)
+            }
             _ => String::new(),
         }
     }
@@ -74,7 +87,10 @@ impl TextDecorator for InlineLinks {
         format!("{i}. ")
     }
     fn make_subblock_decorator(&self) -> Self {
-        InlineLinks::default()
+        InlineLinks {
+            links: Vec::new(),
+            urls: Rc::clone(&self.urls),
+        }
     }
     fn finalise(&mut self, _urls: Vec<String>) -> Vec<TaggedLine<()>> {
         Vec::new()
@@ -82,13 +98,31 @@ impl TextDecorator for InlineLinks {
 }
 
 fn to_text(html: &str) -> Result<String, RenderError> {
-    html2text::config::with_decorator(InlineLinks::default())
+    let decorator = InlineLinks::default();
+    let urls = Rc::clone(&decorator.urls);
+    let text = html2text::config::with_decorator(decorator)
         .link_footnotes(false)
+        .no_table_borders()
         .string_from_read(html.as_bytes(), WIDTH)
         .map_err(|e| RenderError::Prepare {
             part: TemplatePart::Text,
             reason: e.to_string(),
-        })
+        })?;
+    let urls = urls.borrow();
+    let mut out = String::with_capacity(text.len() + urls.iter().map(String::len).sum::<usize>());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(URL_OPEN) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + URL_OPEN.len_utf8()..];
+        let end = after.find(URL_CLOSE).unwrap_or(after.len());
+        match after[..end].parse::<usize>().ok().and_then(|n| urls.get(n)) {
+            Some(url) => out.push_str(url),
+            None => out.push_str(&after[..end]),
+        }
+        rest = after.get(end + URL_CLOSE.len_utf8()..).unwrap_or("");
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Turns an HTML template into a text template: each piece between
@@ -144,7 +178,24 @@ mod tests {
         let kids_at = text.find("Kids").unwrap();
         let endif_at = text.find("{% endif %}").unwrap();
         assert!(if_at < kids_at && kids_at < endif_at, "{text}");
-        assert!(text.contains("Voorkeuren ({{ preferences_url }})"), "{text}");
+        assert!(
+            text.contains("Voorkeuren ({{ preferences_url }})"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn long_urls_are_never_wrapped() {
+        let url = format!(
+            "https://example.org/{}?a=1&b={{{{ step.name }}}}",
+            "x".repeat(120)
+        );
+        let html = format!(
+            "<p>{} <a href=\"{url}\">lees meer</a></p>",
+            "woord ".repeat(20)
+        );
+        let text = text_template_from_html(&html).unwrap();
+        assert!(text.contains(&format!("lees meer ({url})")), "{text}");
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub struct HmacLinkSigner {
 
 impl std::fmt::Debug for HmacLinkSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HmacLinkSigner").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("HmacLinkSigner")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +169,11 @@ pub(crate) struct Rewriter<'a> {
 
 impl<'a> Rewriter<'a> {
     /// `skip`: links that must stay direct (preference centre, unsubscribe).
-    pub(crate) fn new(signer: &'a dyn LinkSigner, tracking_id: &'a str, skip: [&'a str; 2]) -> Self {
+    pub(crate) fn new(
+        signer: &'a dyn LinkSigner,
+        tracking_id: &'a str,
+        skip: [&'a str; 2],
+    ) -> Self {
         Rewriter {
             signer,
             tracking_id,
@@ -201,7 +207,7 @@ impl<'a> Rewriter<'a> {
             let in_anchor = rest[..at]
                 .rfind('<')
                 .map(|lt| {
-                    let name = rest[lt + 1..].as_bytes();
+                    let name = &rest.as_bytes()[lt + 1..];
                     let tag_is = |n: &[u8]| {
                         name.len() > n.len()
                             && name[..n.len()].eq_ignore_ascii_case(n)
@@ -241,7 +247,12 @@ impl<'a> Rewriter<'a> {
                 .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ')' | ']'))
                 .unwrap_or(tail.len());
             // Sentence punctuation right after a URL is not part of it.
-            while len > 0 && matches!(tail.as_bytes()[len - 1], b'.' | b',' | b';' | b':' | b'!' | b'?') {
+            while len > 0
+                && matches!(
+                    tail.as_bytes()[len - 1],
+                    b'.' | b',' | b';' | b':' | b'!' | b'?'
+                )
+            {
                 len -= 1;
             }
             let url = &tail[..len];
@@ -264,7 +275,10 @@ mod tests {
     use super::*;
 
     fn signer() -> HmacLinkSigner {
-        HmacLinkSigner::new(b"0123456789abcdef0123456789abcdef", "https://t.example.org/t/")
+        HmacLinkSigner::new(
+            b"0123456789abcdef0123456789abcdef",
+            "https://t.example.org/t/",
+        )
     }
 
     fn token_of(url: &str) -> &str {
@@ -299,11 +313,18 @@ mod tests {
         let url = s.click_url("cm-42", "https://example.org/");
         let token = token_of(&url);
         let (payload, tag) = token.split_once('.').unwrap();
-        let forged_payload = URL_SAFE_NO_PAD.encode(format!("c{SEP}cm-43{SEP}https://evil.example/"));
-        assert_eq!(s.verify(&format!("{forged_payload}.{tag}")), Err(RenderError::InvalidLink));
+        let forged_payload =
+            URL_SAFE_NO_PAD.encode(format!("c{SEP}cm-43{SEP}https://evil.example/"));
+        assert_eq!(
+            s.verify(&format!("{forged_payload}.{tag}")),
+            Err(RenderError::InvalidLink)
+        );
         let mut bad_tag = tag.to_owned();
         bad_tag.replace_range(0..1, if tag.starts_with('A') { "B" } else { "A" });
-        assert_eq!(s.verify(&format!("{payload}.{bad_tag}")), Err(RenderError::InvalidLink));
+        assert_eq!(
+            s.verify(&format!("{payload}.{bad_tag}")),
+            Err(RenderError::InvalidLink)
+        );
         assert_eq!(s.verify(payload), Err(RenderError::InvalidLink));
         let other = HmacLinkSigner::new(b"another key", "https://t.example.org/t");
         assert_eq!(other.verify(token), Err(RenderError::InvalidLink));
@@ -312,7 +333,11 @@ mod tests {
     #[test]
     fn rewrites_anchor_links_but_not_skipped_or_other_schemes() {
         let s = signer();
-        let mut rw = Rewriter::new(&s, "cm-1", ["https://p.example/prefs", "https://p.example/unsub"]);
+        let mut rw = Rewriter::new(
+            &s,
+            "cm-1",
+            ["https://p.example/prefs", "https://p.example/unsub"],
+        );
         let html = "<a href=\"https://example.org/?a=1&amp;b=2\">x</a>\
                     <a class=\"btn\" href=\"https://p.example/prefs\">p</a>\
                     <a href=\"mailto:info@example.org\">m</a>\
@@ -337,12 +362,18 @@ mod tests {
         let mut rw = Rewriter::new(&s, "cm-1", ["https://p.example/prefs", ""]);
         let out = rw.rewrite_text("Lees (https://example.org/x). Nogmaals: https://example.org/x\nhttps://p.example/prefs");
         let signed = s.click_url("cm-1", "https://example.org/x");
-        assert_eq!(out, format!("Lees ({signed}). Nogmaals: {signed}\nhttps://p.example/prefs"));
+        assert_eq!(
+            out,
+            format!("Lees ({signed}). Nogmaals: {signed}\nhttps://p.example/prefs")
+        );
         assert_eq!(rw.memo.len(), 1);
     }
 
     #[test]
     fn unescapes_attribute_entities() {
-        assert_eq!(unescape_attr("a&amp;b&#x2f;c&#47;d&quot;&bogus"), "a&b/c/d\"&bogus");
+        assert_eq!(
+            unescape_attr("a&amp;b&#x2f;c&#47;d&quot;&bogus"),
+            "a&b/c/d\"&bogus"
+        );
     }
 }
