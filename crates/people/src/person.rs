@@ -345,8 +345,15 @@ pub fn update_person(
 ) -> Result<Person, PeopleError> {
     let mut values = parse_values(changes)?;
     conn.transaction(|conn| {
-        let current = get_person(conn, id)?;
-        if current.anonymized_at.is_some() {
+        // Only the anonymized flag is needed here; the full person (with consents) is
+        // read once, after the update.
+        let anonymized: Option<NaiveDateTime> = persons::table
+            .find(id)
+            .select(persons::anonymized_at)
+            .first::<Option<NaiveDateTime>>(conn)
+            .optional()?
+            .ok_or(PeopleError::NotFound(id))?;
+        if anonymized.is_some() {
             return Err(PeopleError::Anonymized(id));
         }
         values.updated_at = Some(now());
