@@ -1,7 +1,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use mailbaar_store::schema::{consent_records, opt_in_types};
+use mailbaar_store::schema::{consent_records, opt_in_types, saved_queries};
 use mailbaar_store::{now, DbConnection};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
@@ -153,10 +153,27 @@ fn map_unique(e: DieselError, name: &str) -> ConsentError {
     }
 }
 
+/// Refuses a soft opt-in query that does not exist (SQLite has no foreign key for it).
+fn check_soft_query(conn: &mut DbConnection, query_id: Option<i64>) -> Result<(), ConsentError> {
+    let Some(id) = query_id else { return Ok(()) };
+    let exists: i64 = saved_queries::table
+        .filter(saved_queries::id.eq(id))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        return Err(ConsentError::invalid(
+            "soft_query_id",
+            format!("saved query {id} does not exist"),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates an opt-in type.
 pub fn create_type(conn: &mut DbConnection, new: NewOptInType) -> Result<OptInType, ConsentError> {
     let name = clean_name(&new.name)?;
     let description = clean_description(&new.description)?;
+    check_soft_query(conn, new.soft_query_id)?;
     let t = now();
     let id: i64 = diesel::insert_into(opt_in_types::table)
         .values((
@@ -241,6 +258,7 @@ pub fn update_type(
     let name = values.name.clone().unwrap_or_default();
     conn.transaction(|conn| {
         get_type(conn, id)?;
+        check_soft_query(conn, values.soft_query_id.flatten())?;
         diesel::update(opt_in_types::table.find(id))
             .set(&values)
             .execute(conn)

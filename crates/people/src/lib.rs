@@ -10,7 +10,7 @@ mod validate;
 
 pub use error::{FieldError, PeopleError};
 pub use person::{
-    create_person, get_person, list_persons, mailable_sql, update_person, NewPerson, Person,
-    PersonChanges, PersonFilter,
+    create_person, get_person, list_persons, mailable_sql, persons_by_ids, update_person,
+    NewPerson, Person, PersonChanges, PersonFilter,
 };
 pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};

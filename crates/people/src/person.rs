@@ -337,6 +337,27 @@ pub fn get_person(conn: &mut DbConnection, id: i64) -> Result<Person, PeopleErro
     Ok(person)
 }
 
+/// Reads several persons with their current consent, in the order of `ids` (missing ids
+/// are skipped), in two queries whatever the number.
+pub fn persons_by_ids(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<Person>, PeopleError> {
+    let mut found: std::collections::HashMap<i64, Person> = persons::table
+        .filter(persons::id.eq_any(ids))
+        .select(PersonRow::as_select())
+        .load::<PersonRow>(conn)?
+        .into_iter()
+        .map(|r| (r.id, Person::from(r)))
+        .collect();
+    let mut consents = mailbaar_consent::current_for_persons(conn, ids)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| found.remove(id))
+        .map(|mut p| {
+            p.consents = consents.remove(&p.id).unwrap_or_default();
+            p
+        })
+        .collect())
+}
+
 /// Applies a partial update; anonymized persons cannot be changed.
 pub fn update_person(
     conn: &mut DbConnection,

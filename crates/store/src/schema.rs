@@ -92,11 +92,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    contact_moments (id) {
+        id -> BigInt,
+        person_id -> BigInt,
+        channel -> Text,
+        step_id -> Nullable<BigInt>,
+        is_test -> Bool,
+        occurred_at -> Timestamp,
+        opened_at -> Nullable<Timestamp>,
+        clicked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    saved_queries (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        conditions -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    saved_query_references (query_id, referenced_id) {
+        query_id -> BigInt,
+        referenced_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
 diesel::joinable!(consent_records -> persons (person_id));
 diesel::joinable!(consent_records -> opt_in_types (opt_in_type_id));
 diesel::joinable!(consent_current -> persons (person_id));
 diesel::joinable!(consent_current -> opt_in_types (opt_in_type_id));
+diesel::joinable!(contact_moments -> persons (person_id));
 diesel::allow_tables_to_appear_in_same_query!(
     persons,
     transactions,
@@ -104,4 +145,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     opt_in_types,
     consent_records,
     consent_current,
+    contact_moments,
+    saved_queries,
+    saved_query_references,
+    settings,
 );

@@ -1,0 +1,140 @@
+//! Organisation-wide settings. Each setting is one row (`key`, JSON `value`) so that adding
+//! a setting needs no migration; a key without a row takes its default.
+
+use diesel::prelude::*;
+use mailbaar_store::schema::settings;
+use mailbaar_store::{now, DbConnection};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+use utoipa::ToSchema;
+
+/// The settings as every part of Mailbaar reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"contact_pressure_days": 7}))]
+pub struct Settings {
+    /// The period, in days, over which contact pressure counts a person's e-mails.
+    #[schema(minimum = 1, maximum = 365)]
+    pub contact_pressure_days: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            contact_pressure_days: 7,
+        }
+    }
+}
+
+/// A change to some settings; fields left out keep their value.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"contact_pressure_days": 14}))]
+pub struct SettingsChanges {
+    pub contact_pressure_days: Option<i64>,
+}
+
+/// Errors of the settings store.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// The current settings: stored values over the defaults. Stored values of unknown keys are
+/// ignored; a stored value that no longer parses falls back to the defaults.
+pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
+    let rows: Vec<(String, String)> = settings::table
+        .select((settings::key, settings::value))
+        .load(conn)?;
+    let Value::Object(mut merged) =
+        serde_json::to_value(Settings::default()).expect("settings serialize")
+    else {
+        unreachable!("settings are a JSON object")
+    };
+    for (key, raw) in rows {
+        if let (Some(slot), Ok(value)) = (merged.get_mut(&key), serde_json::from_str(&raw)) {
+            *slot = value;
+        }
+    }
+    Ok(serde_json::from_value(Value::Object(merged)).unwrap_or_default())
+}
+
+/// Validates and stores a change, in one transaction; nothing is written when any field is
+/// invalid.
+pub fn update(
+    conn: &mut DbConnection,
+    changes: SettingsChanges,
+) -> Result<Settings, SettingsError> {
+    if let Some(days) = changes.contact_pressure_days {
+        if !(1..=365).contains(&days) {
+            return Err(SettingsError::Invalid {
+                field: "contact_pressure_days",
+                reason: "must be between 1 and 365 days".into(),
+            });
+        }
+    }
+    conn.transaction(|conn| {
+        let mut values: Vec<(&str, Value)> = Vec::new();
+        if let Some(days) = changes.contact_pressure_days {
+            values.push(("contact_pressure_days", Value::from(days)));
+        }
+        let t = now();
+        for (key, value) in values {
+            diesel::delete(settings::table.find(key)).execute(conn)?;
+            diesel::insert_into(settings::table)
+                .values((
+                    settings::key.eq(key),
+                    settings::value.eq(value.to_string()),
+                    settings::updated_at.eq(t),
+                ))
+                .execute(conn)?;
+        }
+        load(conn)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailbaar_store::testing::TestDatabase;
+    use mailbaar_store::Backend;
+
+    fn roundtrip(backend: Backend) {
+        let Some(db) = TestDatabase::new(backend) else {
+            return;
+        };
+        let mut conn = db.pool().get().unwrap();
+        assert_eq!(load(&mut conn).unwrap(), Settings::default());
+        let changed = update(
+            &mut conn,
+            SettingsChanges {
+                contact_pressure_days: Some(14),
+            },
+        )
+        .unwrap();
+        assert_eq!(changed.contact_pressure_days, 14);
+        assert_eq!(load(&mut conn).unwrap().contact_pressure_days, 14);
+        let err = update(
+            &mut conn,
+            SettingsChanges {
+                contact_pressure_days: Some(0),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::Invalid { .. }));
+        assert_eq!(load(&mut conn).unwrap().contact_pressure_days, 14);
+    }
+
+    #[test]
+    fn settings_roundtrip_sqlite() {
+        roundtrip(Backend::Sqlite);
+    }
+
+    #[test]
+    fn settings_roundtrip_postgres() {
+        roundtrip(Backend::Postgres);
+    }
+}
