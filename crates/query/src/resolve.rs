@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Days, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, SubsecRound};
 use serde_json::Value;
 
 use crate::error::Issue;
@@ -365,6 +365,7 @@ fn test(
             ))
         }
         Op::Contains | Op::StartsWith => match value.and_then(Value::as_str) {
+            Some(s) if s.contains('\0') => fail("a text cannot hold the NUL character".into()),
             Some(s) if !s.is_empty() && s.chars().count() <= MAX_TEXT => {
                 Some(if c.op == Op::Contains {
                     Test::Contains(s.to_owned())
@@ -439,6 +440,7 @@ fn le(a: &Scalar, b: &Scalar) -> bool {
 fn scalar(value_type: ValueType, v: &Value) -> Result<Scalar, String> {
     match value_type {
         ValueType::Text => match v.as_str() {
+            Some(s) if s.contains('\0') => Err("a text cannot hold the NUL character".into()),
             Some(s) if s.chars().count() <= MAX_TEXT => Ok(Scalar::Text(s.to_owned())),
             Some(_) => Err(format!("at most {MAX_TEXT} characters")),
             None => Err("expected a text".into()),
@@ -461,7 +463,7 @@ fn scalar(value_type: ValueType, v: &Value) -> Result<Scalar, String> {
                 .as_str()
                 .ok_or("expected a date-time as RFC 3339 or a date")?;
             if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Ok(Scalar::Time(t.naive_utc()));
+                return Ok(Scalar::Time(t.naive_utc().trunc_subsecs(6)));
             }
             NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map(|d| Scalar::Time(d.and_hms_opt(0, 0, 0).expect("midnight exists")))
