@@ -6,6 +6,8 @@ use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
 use mailbaar_consent::ConsentError;
 use mailbaar_people::{FieldError, PeopleError};
+use mailbaar_query::QueryError;
+use mailbaar_settings::SettingsError;
 use mailbaar_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -191,6 +193,36 @@ impl From<AccessError> for ApiError {
             AccessError::NotFound(_) => ApiError::NotFound(e.to_string()),
             AccessError::AlreadyRevoked(_) => ApiError::Conflict(e.to_string()),
             AccessError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::InvalidConditions(issues) => ApiError::Invalid(
+                issues
+                    .into_iter()
+                    .map(|i| FieldError::new(&i.path, i.reason))
+                    .collect(),
+            ),
+            QueryError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            QueryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            QueryError::DuplicateName(_) | QueryError::InUse { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            QueryError::People(err) => err.into(),
+            QueryError::Settings(err) => err.into(),
+            QueryError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            SettingsError::Database(err) => err.into(),
         }
     }
 }

@@ -40,6 +40,18 @@ use crate::routes;
         routes::opt_in_types::update_type,
         routes::opt_in_types::delete_type,
         routes::opt_in_types::soft_opt_ins,
+        routes::queries::query_fields,
+        routes::queries::run_conditions,
+        routes::queries::list_queries,
+        routes::queries::create_query,
+        routes::queries::name_suggestion,
+        routes::queries::get_query,
+        routes::queries::replace_query,
+        routes::queries::delete_query,
+        routes::queries::copy_query,
+        routes::queries::run_query,
+        routes::settings::get_settings,
+        routes::settings::update_settings,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +59,8 @@ use crate::routes;
         (name = "tokens", description = "API tokens and their roles (admins only)"),
         (name = "persons", description = "Persons and their transactions"),
         (name = "consent", description = "Opt-in types and the append-only consent ledger"),
+        (name = "queries", description = "Condition trees over persons, the field registry and saved queries"),
+        (name = "settings", description = "Organisation-wide settings"),
     )
 )]
 struct ApiDoc;

@@ -6,6 +6,8 @@ pub mod docs;
 pub mod health;
 pub mod opt_in_types;
 pub mod persons;
+pub mod queries;
+pub mod settings;
 pub mod tokens;
 pub mod transactions;
 
@@ -36,6 +38,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(opt_in_types::update_type)
                 .service(opt_in_types::delete_type)
                 .service(opt_in_types::soft_opt_ins)
+                .service(queries::query_fields)
+                .service(queries::run_conditions)
+                .service(queries::name_suggestion)
+                .service(queries::list_queries)
+                .service(queries::create_query)
+                .service(queries::get_query)
+                .service(queries::replace_query)
+                .service(queries::delete_query)
+                .service(queries::copy_query)
+                .service(queries::run_query)
+                .service(settings::get_settings)
+                .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.
                 .service(
                     web::resource("/persons/{id}/consents")

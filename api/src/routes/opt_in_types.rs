@@ -1,9 +1,6 @@
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use mailbaar_access::Permission;
-use mailbaar_consent::{
-    NewOptInType, OptInType, OptInTypeChanges, PersonSelector, SoftConsentOutcome,
-};
-use mailbaar_store::DbConnection;
+use mailbaar_consent::{NewOptInType, OptInType, OptInTypeChanges, SoftConsentOutcome};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -144,16 +141,6 @@ fn yes() -> bool {
     true
 }
 
-/// Selects persons for soft opt-ins through saved queries. Saved queries are not stored
-/// yet, so every reference is to a query that does not exist.
-struct SavedQueries;
-
-impl PersonSelector for SavedQueries {
-    fn select(&self, _: &mut DbConnection, query_id: i64) -> Result<Vec<i64>, String> {
-        Err(format!("saved query {query_id} does not exist"))
-    }
-}
-
 /// Gives every person selected by the type's saved query a soft opt-in (channel `system`),
 /// except persons who already have a record for the type. Idempotent; `dry_run=true`
 /// only counts.
@@ -180,7 +167,13 @@ pub async fn soft_opt_ins(
     let opt_in = body.map(|b| b.opt_in).unwrap_or(true);
     let outcome = state
         .db(move |conn| {
-            mailbaar_consent::assign_soft_consent(conn, id, opt_in, dry_run, &SavedQueries)
+            mailbaar_consent::assign_soft_consent(
+                conn,
+                id,
+                opt_in,
+                dry_run,
+                &mailbaar_query::SavedQuerySelector,
+            )
         })
         .await?;
     Ok(HttpResponse::Ok().json(outcome))

@@ -53,6 +53,10 @@ pub enum Permission {
     ManageOptInTypes,
     /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Save, overwrite, copy and delete saved queries.
+    ManageQueries,
+    /// Change organisation-wide settings.
+    ManageSettings,
 }
 
 impl Role {
@@ -84,7 +88,7 @@ impl Role {
             Role::Marketer | Role::PrivacyOfficer => {
                 matches!(
                     permission,
-                    ReadPersons | WritePersons | WriteConsent | ManageOptInTypes
+                    ReadPersons | WritePersons | WriteConsent | ManageOptInTypes | ManageQueries
                 )
             }
             Role::Viewer => matches!(permission, ReadPersons),

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 use mailbaar_consent::*;
-use mailbaar_store::schema::{consent_records, persons};
+use mailbaar_store::schema::{consent_records, persons, saved_queries};
 use mailbaar_store::testing::TestDatabase;
 use mailbaar_store::{now, Backend, DbConnection};
 
@@ -192,11 +192,38 @@ fn soft_opt_ins_are_idempotent_and_dry_runs_write_nothing(conn: &mut DbConnectio
         assign_soft_consent(conn, service, true, false, &selector),
         Err(ConsentError::NoSoftQuery(_))
     ));
+    // A soft query must exist; the selector above stands in for running it.
+    let query: i64 = diesel::insert_into(saved_queries::table)
+        .values((
+            saved_queries::name.eq("selected"),
+            saved_queries::conditions.eq("{\"all\": []}"),
+            saved_queries::created_by.eq("test"),
+            saved_queries::created_at.eq(now()),
+            saved_queries::updated_at.eq(now()),
+        ))
+        .returning(saved_queries::id)
+        .get_result(conn)
+        .unwrap();
+    let missing = update_type(
+        conn,
+        service,
+        OptInTypeChanges {
+            soft_query_id: Some(Some(query + 1)),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(
+        missing,
+        Err(ConsentError::Invalid {
+            field: "soft_query_id",
+            ..
+        })
+    ));
     update_type(
         conn,
         service,
         OptInTypeChanges {
-            soft_query_id: Some(Some(77)),
+            soft_query_id: Some(Some(query)),
             ..Default::default()
         },
     )

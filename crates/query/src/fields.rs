@@ -14,6 +14,7 @@ use crate::QueryError;
 /// The type of a field's values, which decides how `value` is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = "integer")]
 pub enum ValueType {
     /// A JSON string; compared without regard to case.
     Text,
@@ -31,6 +32,7 @@ pub enum ValueType {
 /// An optional key of a condition that narrows a counting field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = "within_days")]
 pub enum Parameter {
     /// Only transactions of this kind.
     Kind,

@@ -61,9 +61,11 @@ pub struct Condition {
     pub within_days: Option<i64>,
 }
 
-/// A comparison operator.
+/// A comparison operator. `between` takes `[from, to]` (inclusive), `in` a list,
+/// `within_last_days` a number of days; `ne` also matches persons without a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(example = "ge")]
 pub enum Op {
     Eq,
     Ne,

@@ -486,7 +486,7 @@ impl Model<'_> {
                 match parts.next() {
                     None => holds(
                         op,
-                        of_type.last().map(|r| r.opt_in),
+                        of_type.clone().next_back().map(|r| r.opt_in),
                         &|v| v.as_bool().unwrap(),
                         &value,
                     ),

@@ -1,0 +1,314 @@
+use actix_web::{delete, get, post, put, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_query::{
+    FieldInfo, Node, QueryCopy, QueryError, RunOptions, RunResult, SavedQuery, SavedQueryFilter,
+    SavedQueryInput,
+};
+use mailbaar_store::{Page, PageRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Every field a condition may use, with its value type and operators, for condition
+/// editors. `consent.<id>` fields follow the opt-in types.
+#[utoipa::path(get, path = "/api/v1/query-fields", tag = "queries", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The field registry", body = Vec<FieldInfo>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/query-fields")]
+pub async fn query_fields(
+    auth: Auth,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let fields = state.db(mailbaar_query::fields).await?;
+    Ok(HttpResponse::Ok().json(fields))
+}
+
+/// An unsaved condition tree to run, with the page and columns to return.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"conditions": {"all": [
+    {"field": "consent.1", "op": "eq", "value": true},
+    {"field": "mailable", "op": "eq", "value": true},
+    {"field": "contact_pressure", "op": "lt", "value": 3}]},
+    "page": 1, "per_page": 50, "columns": ["id", "email", "city"]}))]
+pub struct RunRequest {
+    #[schema(value_type = Node)]
+    pub conditions: Value,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+    pub columns: Option<Vec<String>>,
+}
+
+/// Points a tree's problems into the request body's `conditions`.
+fn under_conditions(e: QueryError) -> QueryError {
+    match e {
+        QueryError::InvalidConditions(issues) => QueryError::InvalidConditions(
+            issues
+                .into_iter()
+                .map(|i| mailbaar_query::Issue::new(&format!("/conditions{}", i.path), i.reason))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Runs a condition tree without saving it: how many persons it selects and one page of
+/// them (in id order) with the chosen columns. Anonymized persons are never selected.
+#[utoipa::path(post, path = "/api/v1/queries/run", tag = "queries", security(("bearer" = [])),
+    request_body = RunRequest,
+    responses(
+        (status = 200, description = "The count and a page of persons", body = RunResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid conditions; each error names the path of the offending node", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/queries/run")]
+pub async fn run_conditions(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<RunRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let body = body.into_inner();
+    let tree = Node::parse(&body.conditions)
+        .map_err(|issues| under_conditions(QueryError::InvalidConditions(issues)))?;
+    let options = RunOptions {
+        page: body.page,
+        per_page: body.per_page,
+        columns: body.columns,
+    };
+    let result = state
+        .db(move |conn| mailbaar_query::run(conn, &tree, &options).map_err(under_conditions))
+        .await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// Saved queries by name; `name` finds those whose name contains it (ignoring case).
+#[utoipa::path(get, path = "/api/v1/queries", tag = "queries", security(("bearer" = [])),
+    params(SavedQueryFilter, PageRequest),
+    responses(
+        (status = 200, description = "A page of saved queries, by name", body = Page<SavedQuery>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/queries")]
+pub async fn list_queries(
+    auth: Auth,
+    state: web::Data<AppState>,
+    filter: web::Query<SavedQueryFilter>,
+    page: web::Query<PageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let (filter, page) = (filter.into_inner(), page.into_inner());
+    let list = state
+        .db(move |conn| mailbaar_query::list_queries(conn, &filter, page))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Saves a query. The tree is checked in full, including the saved queries it includes.
+#[utoipa::path(post, path = "/api/v1/queries", tag = "queries", security(("bearer" = [])),
+    request_body = SavedQueryInput,
+    responses(
+        (status = 201, description = "The saved query", body = SavedQuery),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or conditions", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/queries")]
+pub async fn create_query(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<SavedQueryInput>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ManageQueries)?.label();
+    let input = body.into_inner();
+    let query = state
+        .db(move |conn| mailbaar_query::create_query(conn, input, &by))
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/queries/{}", query.id)))
+        .json(query))
+}
+
+/// A name suggestion in the manual's convention.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "AB – 20261123 – newsletter"}))]
+pub struct NameSuggestion {
+    pub name: String,
+}
+
+/// What a suggested name is made of.
+#[derive(Deserialize, IntoParams)]
+pub struct NameParams {
+    /// The initials of the person saving the query.
+    #[param(example = "AB")]
+    pub initials: String,
+    /// What the query is for.
+    #[param(example = "newsletter")]
+    pub purpose: String,
+}
+
+/// Suggests a name as `<initials> – <yyyymmdd> – <purpose>` (today's date); names are not
+/// required to follow it.
+#[utoipa::path(get, path = "/api/v1/queries/name-suggestion", tag = "queries", security(("bearer" = [])),
+    params(NameParams),
+    responses(
+        (status = 200, description = "The suggested name", body = NameSuggestion),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing initials or purpose", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/queries/name-suggestion")]
+pub async fn name_suggestion(
+    auth: Auth,
+    params: web::Query<NameParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let today = mailbaar_store::now().date();
+    Ok(HttpResponse::Ok().json(NameSuggestion {
+        name: mailbaar_query::suggest_name(&params.initials, &params.purpose, today),
+    }))
+}
+
+/// Reads one saved query.
+#[utoipa::path(get, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Saved query id", example = 12)),
+    responses(
+        (status = 200, description = "The saved query", body = SavedQuery),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/queries/{id}")]
+pub async fn get_query(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let id = id.into_inner();
+    let query = state
+        .db(move |conn| mailbaar_query::get_query(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(query))
+}
+
+/// Overwrites a saved query's name, description and conditions. A tree that would include
+/// the query itself, directly or through other queries, is refused.
+#[utoipa::path(put, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Saved query id", example = 12)),
+    request_body = SavedQueryInput,
+    responses(
+        (status = 200, description = "The overwritten query", body = SavedQuery),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or conditions, or a cycle of saved queries", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[put("/queries/{id}")]
+pub async fn replace_query(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<SavedQueryInput>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ManageQueries)?;
+    let (id, input) = (id.into_inner(), body.into_inner());
+    let query = state
+        .db(move |conn| mailbaar_query::replace_query(conn, id, input))
+        .await?;
+    Ok(HttpResponse::Ok().json(query))
+}
+
+/// Deletes a saved query, unless another saved query or an opt-in type uses it; the
+/// answer then says which.
+#[utoipa::path(delete, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Saved query id", example = 12)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not delete queries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The query is in use", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[delete("/queries/{id}")]
+pub async fn delete_query(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ManageQueries)?;
+    let id = id.into_inner();
+    state
+        .db(move |conn| mailbaar_query::delete_query(conn, id))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Saves a copy of a query under a new name ("save as").
+#[utoipa::path(post, path = "/api/v1/queries/{id}/copy", tag = "queries", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Saved query id", example = 12)),
+    request_body = QueryCopy,
+    responses(
+        (status = 201, description = "The copy", body = SavedQuery),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/queries/{id}/copy")]
+pub async fn copy_query(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<QueryCopy>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ManageQueries)?.label();
+    let (id, copy) = (id.into_inner(), body.into_inner());
+    let query = state
+        .db(move |conn| mailbaar_query::copy_query(conn, id, copy, &by))
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/queries/{}", query.id)))
+        .json(query))
+}
+
+/// Runs a saved query: the count and one page of persons with the chosen columns.
+#[utoipa::path(post, path = "/api/v1/queries/{id}/run", tag = "queries", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Saved query id", example = 12)),
+    request_body(content = RunOptions, description = "Optional; page 1 of 50 with the default columns when left out"),
+    responses(
+        (status = 200, description = "The count and a page of persons", body = RunResult),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown columns, or the query no longer validates (e.g. an opt-in type it names was deleted)", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/queries/{id}/run")]
+pub async fn run_query(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: Option<web::Json<RunOptions>>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let id = id.into_inner();
+    let options = body.map(|b| b.into_inner()).unwrap_or_default();
+    let result = state
+        .db(move |conn| {
+            let query = mailbaar_query::get_query(conn, id)?;
+            mailbaar_query::run(conn, &query.conditions, &options)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(result))
+}

@@ -1,0 +1,47 @@
+use actix_web::{get, patch, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_settings::{Settings, SettingsChanges};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// The organisation's settings, with defaults for those never set.
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The settings", body = Settings),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/settings")]
+pub async fn get_settings(
+    auth: Auth,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let settings = state.db(mailbaar_settings::load).await?;
+    Ok(HttpResponse::Ok().json(settings))
+}
+
+/// Changes some settings; fields left out keep their value. Admins only.
+#[utoipa::path(patch, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+    request_body = SettingsChanges,
+    responses(
+        (status = 200, description = "The settings after the change", body = Settings),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins change settings", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A value out of range, or an unknown setting", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[patch("/settings")]
+pub async fn update_settings(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<SettingsChanges>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ManageSettings)?;
+    let changes = body.into_inner();
+    let settings = state
+        .db(move |conn| mailbaar_settings::update(conn, changes))
+        .await?;
+    Ok(HttpResponse::Ok().json(settings))
+}
