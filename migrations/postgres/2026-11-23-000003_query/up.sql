@@ -46,3 +46,24 @@ CREATE TABLE settings (
     value TEXT NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
+
+-- Keep consent_current per statement instead of per row: one set-based upsert over the
+-- statement's new records, so bulk inserts and COPY of millions of records stay fast.
+DROP TRIGGER consent_records_keep_current ON consent_records;
+CREATE FUNCTION consent_records_keep_current_set() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO consent_current (person_id, opt_in_type_id, opt_in, record_id, recorded_at)
+    SELECT DISTINCT ON (person_id, opt_in_type_id) person_id, opt_in_type_id, opt_in, id, recorded_at
+    FROM inserted
+    ORDER BY person_id, opt_in_type_id, id DESC
+    ON CONFLICT (person_id, opt_in_type_id) DO UPDATE SET
+        opt_in = EXCLUDED.opt_in,
+        record_id = EXCLUDED.record_id,
+        recorded_at = EXCLUDED.recorded_at
+    WHERE EXCLUDED.record_id > consent_current.record_id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER consent_records_keep_current AFTER INSERT ON consent_records
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION consent_records_keep_current_set();
