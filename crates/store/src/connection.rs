@@ -102,7 +102,9 @@ impl DatabaseUrl {
             Backend::Postgres => {
                 let mut conn =
                     PgConnection::establish(&self.target).map_err(Error::ConnectionError)?;
-                conn.batch_execute("SET TIME ZONE 'UTC'")
+                // JIT compilation costs ~60 ms on a selection over a million persons and
+                // saves nothing at that size (measured with the newsletter benchmark).
+                conn.batch_execute("SET TIME ZONE 'UTC'; SET jit = off")
                     .map_err(Error::QueryError)?;
                 Ok(DbConnection::Pg(conn))
             }
