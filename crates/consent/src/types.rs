@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_store::schema::{consent_records, opt_in_types, saved_queries};
 use mailbaar_store::{now, DbConnection};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ConsentError;
@@ -116,13 +116,9 @@ pub struct OptInTypeChanges {
     pub description: Option<String>,
     pub active: Option<bool>,
     /// `null` removes the soft opt-in query.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<i64>)]
     pub soft_query_id: Option<Option<i64>>,
-}
-
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
 }
 
 fn clean_name(name: &str) -> Result<String, ConsentError> {

@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_store::schema::persons;
 use mailbaar_store::{now, DbConnection, Page, PageRequest};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use mailbaar_consent::CurrentConsent;
@@ -163,59 +163,50 @@ pub struct NewPerson {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"city": "Utrecht", "mobile": null, "deceased": false}))]
 pub struct PersonChanges {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub first_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub infix: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub last_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub street: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub house_number: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub postal_code: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub city: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub country: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub mobile: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<NaiveDate>)]
     pub birth_date: Option<Option<NaiveDate>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub iban: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<String>)]
     pub bsn: Option<Option<String>>,
     pub deceased: Option<bool>,
     pub is_test_person: Option<bool>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from a field left out (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Filters for the person list.

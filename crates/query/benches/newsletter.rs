@@ -46,7 +46,10 @@ fn ms(d: Duration) -> f64 {
 fn days_before_base(backend: Backend, days: &str) -> String {
     match backend {
         Backend::Postgres => {
-            format!("(TIMESTAMP '{}' - make_interval(days => ({days})::int))", base())
+            format!(
+                "(TIMESTAMP '{}' - make_interval(days => ({days})::int))",
+                base()
+            )
         }
         Backend::Sqlite => format!("datetime('{}', '-' || ({days}) || ' days')", base()),
     }
@@ -56,9 +59,9 @@ fn days_before_base(backend: Backend, days: &str) -> String {
 fn numbers(backend: Backend, n: i64) -> String {
     match backend {
         Backend::Postgres => format!("WITH g(i) AS (SELECT generate_series(1, {n}))"),
-        Backend::Sqlite => format!(
-            "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n})"
-        ),
+        Backend::Sqlite => {
+            format!("WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n})")
+        }
     }
 }
 
@@ -98,7 +101,10 @@ fn fill(conn: &mut DbConnection, n: i64) {
     for k in 1..=5 {
         let at = days_before_base(
             b,
-            &format!("CASE WHEN i % 40 = 0 THEN {} ELSE (i * 37 + {k} * 101) % 730 END", k - 1),
+            &format!(
+                "CASE WHEN i % 40 = 0 THEN {} ELSE (i * 37 + {k} * 101) % 730 END",
+                k - 1
+            ),
         );
         conn.batch_execute(&format!(
             "{g} INSERT INTO contact_moments (person_id, channel, step_id, is_test, occurred_at,
@@ -146,7 +152,11 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
     let t = Instant::now();
     fill(&mut conn, persons);
     let build = t.elapsed();
-    eprintln!("{}: data built in {:.1} s", backend.name(), build.as_secs_f64());
+    eprintln!(
+        "{}: data built in {:.1} s",
+        backend.name(),
+        build.as_secs_f64()
+    );
 
     let excluded = create_query(
         &mut conn,
@@ -184,7 +194,10 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
             .n;
         reference.push(t.elapsed());
     }
-    assert_eq!(counted, expected, "the engine and the hand-written SQL disagree");
+    assert_eq!(
+        counted, expected,
+        "the engine and the hand-written SQL disagree"
+    );
     Some(Row {
         backend,
         engine: median(engine),

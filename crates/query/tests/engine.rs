@@ -700,6 +700,7 @@ fn contact_pressure_follows_the_setting(conn: &mut DbConnection) {
         conn,
         mailbaar_settings::SettingsChanges {
             contact_pressure_days: Some(30),
+            ..Default::default()
         },
     )
     .unwrap();

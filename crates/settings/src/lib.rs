@@ -11,17 +11,27 @@ use utoipa::ToSchema;
 
 /// The settings as every part of Mailbaar reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"contact_pressure_days": 7}))]
+#[schema(example = json!({"contact_pressure_days": 7,
+    "profiling_opt_in_on_registration": true, "profiles_daily_hour": 3}))]
 pub struct Settings {
     /// The period, in days, over which contact pressure counts a person's e-mails.
     #[schema(minimum = 1, maximum = 365)]
     pub contact_pressure_days: i64,
+    /// New persons get the automatic profiling opt-in (channel `system`), as the manual
+    /// describes; withdrawn by letter or telephone.
+    pub profiling_opt_in_on_registration: bool,
+    /// The hour (UTC, 0–23) at which profiles are recalculated every day; `null`: never
+    /// automatically.
+    #[schema(minimum = 0, maximum = 23)]
+    pub profiles_daily_hour: Option<i64>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             contact_pressure_days: 7,
+            profiling_opt_in_on_registration: true,
+            profiles_daily_hour: None,
         }
     }
 }
@@ -29,9 +39,14 @@ impl Default for Settings {
 /// A change to some settings; fields left out keep their value.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"contact_pressure_days": 14}))]
+#[schema(example = json!({"contact_pressure_days": 14, "profiles_daily_hour": 3}))]
 pub struct SettingsChanges {
     pub contact_pressure_days: Option<i64>,
+    pub profiling_opt_in_on_registration: Option<bool>,
+    /// `null` switches the daily recalculation off.
+    #[serde(default, deserialize_with = "mailbaar_store::present")]
+    #[schema(value_type = Option<i64>)]
+    pub profiles_daily_hour: Option<Option<i64>>,
 }
 
 /// Errors of the settings store.
@@ -76,10 +91,24 @@ pub fn update(
             });
         }
     }
+    if let Some(Some(hour)) = changes.profiles_daily_hour {
+        if !(0..=23).contains(&hour) {
+            return Err(SettingsError::Invalid {
+                field: "profiles_daily_hour",
+                reason: "an hour from 0 to 23 (UTC), or null".into(),
+            });
+        }
+    }
     conn.transaction(|conn| {
         let mut values: Vec<(&str, Value)> = Vec::new();
         if let Some(days) = changes.contact_pressure_days {
             values.push(("contact_pressure_days", Value::from(days)));
+        }
+        if let Some(on) = changes.profiling_opt_in_on_registration {
+            values.push(("profiling_opt_in_on_registration", Value::from(on)));
+        }
+        if let Some(hour) = changes.profiles_daily_hour {
+            values.push(("profiles_daily_hour", Value::from(hour)));
         }
         let t = now();
         for (key, value) in values {
@@ -112,6 +141,7 @@ mod tests {
             &mut conn,
             SettingsChanges {
                 contact_pressure_days: Some(14),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -121,6 +151,7 @@ mod tests {
             &mut conn,
             SettingsChanges {
                 contact_pressure_days: Some(0),
+                ..Default::default()
             },
         )
         .unwrap_err();

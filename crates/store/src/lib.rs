@@ -24,3 +24,13 @@ pub fn now() -> chrono::NaiveDateTime {
     use chrono::{SubsecRound, Utc};
     Utc::now().naive_utc().trunc_subsecs(6)
 }
+
+/// For `PATCH` bodies: tells a field sent as `null` (`Some(None)`) from a field left out
+/// (`None`). Use with `#[serde(default, deserialize_with = "mailbaar_store::present")]`.
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}

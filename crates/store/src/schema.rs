@@ -132,12 +132,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    person_profiles (person_id) {
+        person_id -> BigInt,
+        recency_days -> Nullable<Integer>,
+        frequency -> Integer,
+        monetary_cents -> BigInt,
+        r_score -> Integer,
+        f_score -> Integer,
+        m_score -> Integer,
+        rfm_score -> Integer,
+        opens_90d -> Integer,
+        clicks_90d -> Integer,
+        calculated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    person_profile_totals (person_id, kind) {
+        person_id -> BigInt,
+        kind -> Text,
+        count -> BigInt,
+        sum_cents -> BigInt,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        kind -> Text,
+        status -> Text,
+        progress -> BigInt,
+        total -> BigInt,
+        message -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
 diesel::joinable!(consent_records -> persons (person_id));
 diesel::joinable!(consent_records -> opt_in_types (opt_in_type_id));
 diesel::joinable!(consent_current -> persons (person_id));
 diesel::joinable!(consent_current -> opt_in_types (opt_in_type_id));
 diesel::joinable!(contact_moments -> persons (person_id));
+diesel::joinable!(person_profiles -> persons (person_id));
 diesel::allow_tables_to_appear_in_same_query!(
     persons,
     transactions,
@@ -149,4 +190,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     saved_queries,
     saved_query_references,
     settings,
+    person_profiles,
+    person_profile_totals,
+    jobs,
 );

@@ -1,0 +1,218 @@
+//! Profiles: calculated figures per person (recency, frequency, monetary value, their
+//! quintile scores, totals per transaction kind, recent opens and clicks).
+//!
+//! Consent decides: figures exist only for persons whose current profiling consent is an
+//! opt-in. The recalculation selects exactly those persons, set-based in SQL for all of
+//! them at once; a database trigger deletes a person's figures in the same transaction as
+//! any profiling opt-out, so no writer can forget it and no recalculation brings them back
+//! while the opt-out is current.
+
+use chrono::{DateTime, Days, NaiveDateTime, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use mailbaar_store::schema::{person_profile_totals, person_profiles};
+use mailbaar_store::{Backend, DbConnection};
+use serde::Serialize;
+use thiserror::Error;
+use utoipa::ToSchema;
+
+/// Errors of the profile calculations.
+#[derive(Debug, Error)]
+pub enum ProfileError {
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// One person's calculated figures.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"recency_days": 12, "frequency": 4, "monetary_cents": 17500,
+    "r_score": 5, "f_score": 4, "m_score": 4, "rfm_score": 13, "opens_90d": 6, "clicks_90d": 2,
+    "totals": [{"kind": "donation", "count": 9, "sum_cents": 42500}],
+    "calculated_at": "2026-11-23T03:00:00Z"}))]
+pub struct Profile {
+    /// Days since the latest transaction; `null` when there never was one.
+    pub recency_days: Option<i32>,
+    /// Transactions in the last 12 months.
+    pub frequency: i32,
+    /// Their sum, in cents.
+    pub monetary_cents: i64,
+    /// Recency score 1–5 by quintile over all profiled persons (5: most recent).
+    pub r_score: i32,
+    /// Frequency score 1–5 (5: most transactions).
+    pub f_score: i32,
+    /// Monetary score 1–5 (5: highest sum).
+    pub m_score: i32,
+    /// `r_score + f_score + m_score` (3–15).
+    pub rfm_score: i32,
+    /// Contact moments opened in the last 90 days (test mails excluded).
+    pub opens_90d: i32,
+    /// Contact moments clicked in the last 90 days.
+    pub clicks_90d: i32,
+    /// All-time count and sum per transaction kind.
+    pub totals: Vec<KindTotal>,
+    pub calculated_at: DateTime<Utc>,
+}
+
+/// How many transactions of one kind a person has, and their sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"kind": "donation", "count": 9, "sum_cents": 42500}))]
+pub struct KindTotal {
+    pub kind: String,
+    pub count: i64,
+    pub sum_cents: i64,
+}
+
+#[derive(Queryable)]
+struct Row {
+    _person_id: i64,
+    recency_days: Option<i32>,
+    frequency: i32,
+    monetary_cents: i64,
+    r_score: i32,
+    f_score: i32,
+    m_score: i32,
+    rfm_score: i32,
+    opens_90d: i32,
+    clicks_90d: i32,
+    calculated_at: NaiveDateTime,
+}
+
+/// A person's profile, if one is calculated (two queries).
+pub fn get_profile(
+    conn: &mut DbConnection,
+    person_id: i64,
+) -> Result<Option<Profile>, ProfileError> {
+    let Some(r) = person_profiles::table
+        .find(person_id)
+        .first::<Row>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let totals = person_profile_totals::table
+        .filter(person_profile_totals::person_id.eq(person_id))
+        .order(person_profile_totals::kind)
+        .select((
+            person_profile_totals::kind,
+            person_profile_totals::count,
+            person_profile_totals::sum_cents,
+        ))
+        .load::<(String, i64, i64)>(conn)?
+        .into_iter()
+        .map(|(kind, count, sum_cents)| KindTotal {
+            kind,
+            count,
+            sum_cents,
+        })
+        .collect();
+    Ok(Some(Profile {
+        recency_days: r.recency_days,
+        frequency: r.frequency,
+        monetary_cents: r.monetary_cents,
+        r_score: r.r_score,
+        f_score: r.f_score,
+        m_score: r.m_score,
+        rfm_score: r.rfm_score,
+        opens_90d: r.opens_90d,
+        clicks_90d: r.clicks_90d,
+        totals,
+        calculated_at: r.calculated_at.and_utc(),
+    }))
+}
+
+/// The steps of a recalculation, for progress reports.
+pub const RECALCULATION_STEPS: [&str; 3] = [
+    "removing old profiles",
+    "calculating figures and scores",
+    "totalling per transaction kind",
+];
+
+/// What a recalculation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recalculated {
+    /// Profiles written: the persons with a current profiling opt-in.
+    pub profiles: i64,
+}
+
+/// The persons who may be profiled: not anonymized, a current opt-in for a profiling
+/// type and no current profiling opt-out.
+const ELIGIBLE: &str = "persons.anonymized_at IS NULL
+    AND EXISTS (SELECT 1 FROM consent_current cc JOIN opt_in_types t ON t.id = cc.opt_in_type_id
+        WHERE cc.person_id = persons.id AND t.kind = 'profiling' AND cc.opt_in)
+    AND NOT EXISTS (SELECT 1 FROM consent_current cc JOIN opt_in_types t ON t.id = cc.opt_in_type_id
+        WHERE cc.person_id = persons.id AND t.kind = 'profiling' AND NOT cc.opt_in)";
+
+/// Recalculates every profile as of `now`, set-based, in one transaction: readers see the
+/// old figures until it commits. `step` is told before each of [`RECALCULATION_STEPS`].
+pub fn recalculate(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    step: &mut dyn FnMut(usize, &str),
+) -> Result<Recalculated, ProfileError> {
+    // The times are made by this code, never by a caller, so they are written as literals.
+    let at = |t: NaiveDateTime| format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"));
+    let year_ago = at(now.checked_sub_days(Days::new(365)).expect("in range"));
+    let days_90 = at(now.checked_sub_days(Days::new(90)).expect("in range"));
+    let now_sql = at(now);
+    let recency = match conn.backend() {
+        Backend::Postgres => format!("(CAST({now_sql} AS date) - CAST(tx.last_at AS date))"),
+        Backend::Sqlite => {
+            format!("CAST(julianday(date({now_sql})) - julianday(date(tx.last_at)) AS INTEGER)")
+        }
+    };
+    let quintile =
+        |order: &str| format!("1 + (5 * (RANK() OVER (ORDER BY {order}) - 1)) / COUNT(*) OVER ()");
+    let insert_profiles = format!(
+        "INSERT INTO person_profiles (person_id, recency_days, frequency, monetary_cents,
+             r_score, f_score, m_score, rfm_score, opens_90d, clicks_90d, calculated_at)
+         SELECT person_id, recency_days, frequency, monetary_cents, r, f, m, r + f + m,
+             opens, clicks, {now_sql}
+         FROM (
+             SELECT b.*,
+                 {r} AS r,
+                 {f} AS f,
+                 {m} AS m
+             FROM (
+                 SELECT persons.id AS person_id,
+                     {recency} AS recency_days,
+                     COALESCE(tx.frequency, 0) AS frequency,
+                     COALESCE(tx.monetary, 0) AS monetary_cents,
+                     COALESCE(cm.opens, 0) AS opens,
+                     COALESCE(cm.clicks, 0) AS clicks
+                 FROM persons
+                 LEFT JOIN (
+                     SELECT person_id, MAX(occurred_at) AS last_at,
+                         SUM(CASE WHEN occurred_at >= {year_ago} THEN 1 ELSE 0 END) AS frequency,
+                         SUM(CASE WHEN occurred_at >= {year_ago} THEN amount_cents ELSE 0 END)
+                             AS monetary
+                     FROM transactions GROUP BY person_id
+                 ) tx ON tx.person_id = persons.id
+                 LEFT JOIN (
+                     SELECT person_id,
+                         SUM(CASE WHEN opened_at IS NOT NULL THEN 1 ELSE 0 END) AS opens,
+                         SUM(CASE WHEN clicked_at IS NOT NULL THEN 1 ELSE 0 END) AS clicks
+                     FROM contact_moments
+                     WHERE NOT is_test AND occurred_at >= {days_90}
+                     GROUP BY person_id
+                 ) cm ON cm.person_id = persons.id
+                 WHERE {ELIGIBLE}
+             ) b
+         ) s",
+        r = quintile("recency_days DESC NULLS FIRST"),
+        f = quintile("frequency"),
+        m = quintile("monetary_cents"),
+    );
+    let insert_totals = "INSERT INTO person_profile_totals (person_id, kind, count, sum_cents)
+         SELECT t.person_id, t.kind, COUNT(*), SUM(t.amount_cents)
+         FROM transactions t JOIN person_profiles p ON p.person_id = t.person_id
+         GROUP BY t.person_id, t.kind";
+    conn.transaction(|conn| {
+        step(0, RECALCULATION_STEPS[0]);
+        conn.batch_execute("DELETE FROM person_profile_totals; DELETE FROM person_profiles;")?;
+        step(1, RECALCULATION_STEPS[1]);
+        let profiles = diesel::sql_query(&insert_profiles).execute(conn)? as i64;
+        step(2, RECALCULATION_STEPS[2]);
+        diesel::sql_query(insert_totals).execute(conn)?;
+        Ok(Recalculated { profiles })
+    })
+}

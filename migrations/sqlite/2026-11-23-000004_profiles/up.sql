@@ -1,0 +1,51 @@
+-- Calculated figures per person; rows exist only for persons with a current profiling
+-- opt-in (the recalculation writes them, a profiling opt-out deletes them).
+CREATE TABLE person_profiles (
+    person_id BIGINT PRIMARY KEY REFERENCES persons (id),
+    recency_days INTEGER,
+    frequency INTEGER NOT NULL,
+    monetary_cents BIGINT NOT NULL,
+    r_score INTEGER NOT NULL CHECK (r_score BETWEEN 1 AND 5),
+    f_score INTEGER NOT NULL CHECK (f_score BETWEEN 1 AND 5),
+    m_score INTEGER NOT NULL CHECK (m_score BETWEEN 1 AND 5),
+    rfm_score INTEGER NOT NULL CHECK (rfm_score BETWEEN 3 AND 15),
+    opens_90d INTEGER NOT NULL,
+    clicks_90d INTEGER NOT NULL,
+    calculated_at TIMESTAMP NOT NULL
+);
+CREATE INDEX person_profiles_rfm ON person_profiles (rfm_score);
+
+-- Per person and transaction kind: how many and how much, all time.
+CREATE TABLE person_profile_totals (
+    person_id BIGINT NOT NULL REFERENCES persons (id),
+    kind TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    sum_cents BIGINT NOT NULL,
+    PRIMARY KEY (person_id, kind)
+);
+
+-- Long work (recalculations, later imports and retention runs) as jobs whose progress
+-- clients can read.
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    progress BIGINT NOT NULL DEFAULT 0,
+    total BIGINT NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP
+);
+CREATE INDEX jobs_kind_created ON jobs (kind, created_at);
+
+-- A profiling opt-out, however it is written (staff, import, full unsubscribe), deletes the
+-- person's profile in the same transaction.
+CREATE TRIGGER consent_records_stop_profiling AFTER INSERT ON consent_records
+    WHEN NOT NEW.opt_in
+        AND NEW.opt_in_type_id IN (SELECT id FROM opt_in_types WHERE kind = 'profiling')
+BEGIN
+    DELETE FROM person_profile_totals WHERE person_id = NEW.person_id;
+    DELETE FROM person_profiles WHERE person_id = NEW.person_id;
+END;
