@@ -283,6 +283,16 @@ fn leaf_parts(source: &Source, test: &Test) -> Leaf {
                 Moments::LastAt => grouped(from, "MAX(occurred_at)", None, test),
             }
         }
+        FieldKind::Profile { column, nullable } => {
+            let mut persons = SqlCondition::default();
+            persons
+                .sql("SELECT person_id FROM person_profiles WHERE ")
+                .append(column_test(column, *nullable, ValueType::Integer, test));
+            Leaf::Member {
+                positive: true,
+                persons,
+            }
+        }
         FieldKind::InQuery { .. } => unreachable!("saved queries are expanded when resolved"),
     }
 }

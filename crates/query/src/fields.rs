@@ -97,6 +97,11 @@ pub(crate) enum FieldKind {
     InQuery {
         include: bool,
     },
+    /// A column of `person_profiles`; persons without a profile never match.
+    Profile {
+        column: &'static str,
+        nullable: bool,
+    },
 }
 
 /// A resolved field: what it reads and what it accepts.
@@ -140,6 +145,19 @@ const PERSON_COLUMNS: [(&str, ValueType, bool, &str); 23] = [
     ),
     ("created_at", DateTime, false, "Created at"),
     ("updated_at", DateTime, false, "Last changed at"),
+];
+
+/// Profile figures conditions may use: column, nullable, label.
+const PROFILE_COLUMNS: [(&str, bool, &str); 9] = [
+    ("recency_days", true, "Days since the last transaction"),
+    ("frequency", false, "Transactions in the last 12 months"),
+    ("monetary_cents", false, "Transaction total of the last 12 months (cents)"),
+    ("r_score", false, "Recency score (1–5)"),
+    ("f_score", false, "Frequency score (1–5)"),
+    ("m_score", false, "Monetary score (1–5)"),
+    ("rfm_score", false, "RFM score (3–15)"),
+    ("opens_90d", false, "Opens in the last 90 days"),
+    ("clicks_90d", false, "Clicks in the last 90 days"),
 ];
 
 fn operators(value_type: ValueType, nullable: bool) -> Vec<Op> {
@@ -262,6 +280,13 @@ impl Registry {
             "Last contact moment".into(),
             "When the latest contact moment (optionally of one step) took place".into(),
         );
+        for (column, _, label) in PROFILE_COLUMNS {
+            push(
+                format!("profile.{column}"),
+                format!("Profile: {}", label.to_lowercase()),
+                format!("{label}; only persons with a calculated profile (a current profiling opt-in) match"),
+            );
+        }
         push(
             "in_query".into(),
             "In saved query".into(),
@@ -343,7 +368,21 @@ impl Registry {
                 false,
                 vec![],
             ),
-            _ => return self.resolve_consent(name),
+            _ => {
+                if let Some(column) = name.strip_prefix("profile.") {
+                    let (column, nullable, _) = PROFILE_COLUMNS.iter().find(|c| c.0 == column)?;
+                    return Some(field(
+                        FieldKind::Profile {
+                            column,
+                            nullable: *nullable,
+                        },
+                        Integer,
+                        *nullable,
+                        vec![],
+                    ));
+                }
+                return self.resolve_consent(name);
+            }
         };
         Some(fixed)
     }

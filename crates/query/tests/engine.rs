@@ -708,7 +708,29 @@ fn contact_pressure_follows_the_setting(conn: &mut DbConnection) {
     assert_eq!(select(conn, &high), vec![w.anna, w.dirk]);
 }
 
+fn profile_fields_select_profiled_persons(conn: &mut DbConnection) {
+    let w = world(conn);
+    // Only Anna has a profiling opt-in, so only she gets a profile.
+    let done = mailbaar_profiles::recalculate(conn, now(), &mut |_, _| {}).unwrap();
+    assert_eq!(done.profiles, 1);
+    let (a, b, ch, d, e) = (w.anna, w.bram, w.chantal, w.dirk, w.eve);
+    check(
+        conn,
+        &[
+            (c("profile.frequency", "eq", json!(2)), vec![a]),
+            (c("profile.monetary_cents", "eq", json!(7500)), vec![a]),
+            (c("profile.recency_days", "eq", json!(10)), vec![a]),
+            (c("profile.recency_days", "is_empty", Value::Null), vec![]),
+            (c("profile.rfm_score", "between", json!([3, 15])), vec![a]),
+            (c("profile.opens_90d", "eq", json!(2)), vec![a]),
+            (c("profile.frequency", "ne", json!(5)), vec![a]),
+            (json!({"not": c("profile.frequency", "ge", json!(1))}), vec![b, ch, d, e]),
+        ],
+    );
+}
+
 on_both!(
+    profile_fields_select_profiled_persons,
     person_fields_and_every_operator,
     consent_transaction_and_contact_fields,
     groups_not_and_sub_queries,
