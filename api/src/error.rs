@@ -5,7 +5,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
 use mailbaar_consent::ConsentError;
+use mailbaar_jobs::JobError;
 use mailbaar_people::{FieldError, PeopleError};
+use mailbaar_profiles::ProfileError;
 use mailbaar_query::QueryError;
 use mailbaar_settings::SettingsError;
 use mailbaar_store::StoreError;
@@ -166,6 +168,8 @@ impl From<PeopleError> for ApiError {
             }
             PeopleError::Invalid(errors) => ApiError::Invalid(errors),
             PeopleError::Consent(err) => err.into(),
+            PeopleError::Settings(err) => err.into(),
+            PeopleError::Profile(err) => err.into(),
             PeopleError::Database(err) => err.into(),
         }
     }
@@ -214,6 +218,23 @@ impl From<QueryError> for ApiError {
             QueryError::People(err) => err.into(),
             QueryError::Settings(err) => err.into(),
             QueryError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<ProfileError> for ApiError {
+    fn from(e: ProfileError) -> Self {
+        match e {
+            ProfileError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            JobError::Database(err) => err.into(),
         }
     }
 }

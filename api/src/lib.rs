@@ -7,6 +7,7 @@ pub mod error;
 pub mod openapi;
 mod request_log;
 pub mod routes;
+mod schedule;
 pub mod state;
 
 use std::net::TcpListener;
@@ -119,7 +120,11 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM or a stop through the handle; in-flight requests finish.
+    /// The daily profile recalculation runs alongside and stops with the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let schedule = actix_web::rt::spawn(schedule::daily_profiles(self.pool.clone()));
+        let result = self.server.await;
+        schedule.abort();
+        result
     }
 }

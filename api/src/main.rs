@@ -1,4 +1,5 @@
-//! The `mailbaar` binary: `serve` (default), `migrate`, `token create`.
+//! The `mailbaar` binary: `serve` (default), `migrate`, `token create`,
+//! `profiles recalculate`.
 
 use clap::{Parser, Subcommand};
 use mailbaar_access::Role;
@@ -26,6 +27,17 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Work on profiles.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfilesCommand {
+    /// Recalculate every profile now (as a job, like the API), and print the outcome.
+    Recalculate,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +84,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pool = open_database(&config)?;
             let issued = mailbaar_access::issue(&mut *pool.get()?, &name, role)?;
             println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::Profiles {
+            command: ProfilesCommand::Recalculate,
+        } => {
+            let pool = open_database(&config)?;
+            let job = mailbaar_jobs::create(&mut *pool.get()?, mailbaar_profiles::JOB_KIND, "cli")?;
+            let done = mailbaar_profiles::run_job(&pool, job.id)?;
+            println!("job {}: {} profiles calculated", job.id, done.profiles);
             Ok(())
         }
     }

@@ -28,6 +28,7 @@ use crate::routes;
         routes::persons::create_person,
         routes::persons::get_person,
         routes::persons::update_person,
+        routes::persons::person_card,
         routes::transactions::list_transactions,
         routes::transactions::add_transaction,
         routes::consents::list_consents,
@@ -50,6 +51,8 @@ use crate::routes;
         routes::queries::delete_query,
         routes::queries::copy_query,
         routes::queries::run_query,
+        routes::profiles::recalculate,
+        routes::profiles::get_job,
         routes::settings::get_settings,
         routes::settings::update_settings,
     ),
@@ -60,6 +63,7 @@ use crate::routes;
         (name = "persons", description = "Persons and their transactions"),
         (name = "consent", description = "Opt-in types and the append-only consent ledger"),
         (name = "queries", description = "Condition trees over persons, the field registry and saved queries"),
+        (name = "profiles", description = "Profile recalculation and the jobs that report its progress"),
         (name = "settings", description = "Organisation-wide settings"),
     )
 )]

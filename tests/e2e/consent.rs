@@ -10,9 +10,48 @@ backend_tests!(
     bad_consent_input_writes_nothing,
     first_transaction_gives_service_mail_opt_in,
     opt_in_types_and_soft_opt_in_route,
+    automatic_profiling_opt_in_on_registration,
 );
 
+async fn automatic_profiling_opt_in_on_registration(app: TestApp) {
+    // On by default, as the manual describes.
+    let r = app
+        .admin(
+            "POST",
+            "/api/v1/persons",
+            Some(json!({"email": "new@example.nl"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["consents"][0]["opt_in_type_id"], 3);
+    assert_eq!(r.body["consents"][0]["opt_in"], true);
+    let p = r.body["id"].as_i64().unwrap();
+    let r = app
+        .admin("GET", &format!("/api/v1/persons/{p}/consents"), None)
+        .await;
+    let records = r.body.as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["channel"], "system");
+    assert_eq!(
+        records[0]["description"],
+        "automatic profiling opt-in on registration"
+    );
+    // Off by setting.
+    let q = new_person(&app, "quiet@example.nl").await;
+    assert_eq!(history_len(&app, q).await, 0);
+}
+
+/// A person without the automatic profiling opt-in, so the ledger holds only what a test
+/// writes.
 async fn new_person(app: &TestApp, email: &str) -> i64 {
+    let r = app
+        .admin(
+            "PATCH",
+            "/api/v1/settings",
+            Some(json!({"profiling_opt_in_on_registration": false})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = app
         .admin("POST", "/api/v1/persons", Some(json!({"email": email})))
         .await;

@@ -6,6 +6,7 @@ pub mod docs;
 pub mod health;
 pub mod opt_in_types;
 pub mod persons;
+pub mod profiles;
 pub mod queries;
 pub mod settings;
 pub mod tokens;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(persons::list_persons)
                 .service(persons::create_person)
                 .service(persons::get_person)
+                .service(persons::person_card)
                 .service(persons::update_person)
                 .service(transactions::list_transactions)
                 .service(transactions::add_transaction)
@@ -48,6 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(queries::delete_query)
                 .service(queries::copy_query)
                 .service(queries::run_query)
+                .service(profiles::recalculate)
+                .service(profiles::get_job)
                 .service(settings::get_settings)
                 .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.

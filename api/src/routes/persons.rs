@@ -1,6 +1,6 @@
 use actix_web::{get, patch, post, web, HttpResponse};
 use mailbaar_access::Permission;
-use mailbaar_people::{NewPerson, Person, PersonChanges, PersonFilter};
+use mailbaar_people::{NewPerson, Person, PersonCard, PersonChanges, PersonFilter};
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
@@ -106,4 +106,28 @@ pub async fn update_person(
         .db(move |conn| mailbaar_people::update_person(conn, id, changes))
         .await?;
     Ok(HttpResponse::Ok().json(person))
+}
+
+/// The person card: details, preferences (current state and history per opt-in type),
+/// contact moments, transactions, profile, and administration with every reason the
+/// person cannot be mailed. Read in a fixed number of queries, whatever the history.
+#[utoipa::path(get, path = "/api/v1/persons/{id}/card", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    responses(
+        (status = 200, description = "The person card", body = PersonCard),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/persons/{id}/card")]
+pub async fn person_card(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let id = id.into_inner();
+    let card = state
+        .db(move |conn| mailbaar_people::person_card(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(card))
 }

@@ -57,6 +57,8 @@ pub enum Permission {
     ManageQueries,
     /// Change organisation-wide settings.
     ManageSettings,
+    /// Start a recalculation of every profile.
+    RecalculateProfiles,
 }
 
 impl Role {
@@ -88,7 +90,12 @@ impl Role {
             Role::Marketer | Role::PrivacyOfficer => {
                 matches!(
                     permission,
-                    ReadPersons | WritePersons | WriteConsent | ManageOptInTypes | ManageQueries
+                    ReadPersons
+                        | WritePersons
+                        | WriteConsent
+                        | ManageOptInTypes
+                        | ManageQueries
+                        | RecalculateProfiles
                 )
             }
             Role::Viewer => matches!(permission, ReadPersons),

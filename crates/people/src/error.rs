@@ -34,5 +34,9 @@ pub enum PeopleError {
     #[error(transparent)]
     Consent(#[from] mailbaar_consent::ConsentError),
     #[error(transparent)]
+    Profile(#[from] mailbaar_profiles::ProfileError),
+    #[error(transparent)]
+    Settings(#[from] mailbaar_settings::SettingsError),
+    #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }

@@ -3,11 +3,16 @@
 //! Input is parsed into validated values before anything is written, so a rejected
 //! request never leaves a row behind.
 
+mod card;
 mod error;
 mod person;
 mod transaction;
 mod validate;
 
+pub use card::{
+    person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, NotMailableReason,
+    PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences, CARD_LATEST,
+};
 pub use error::{FieldError, PeopleError};
 pub use person::{
     create_person, get_person, list_persons, mailable_sql, persons_by_ids, update_person,

@@ -6,7 +6,9 @@ use mailbaar_store::{now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use mailbaar_consent::CurrentConsent;
+use mailbaar_consent::{
+    append_records, standard_type, Channel, CurrentConsent, NewRecord, OptInKind,
+};
 
 use crate::validate::Checker;
 use crate::PeopleError;
@@ -307,12 +309,33 @@ pub fn create_person(conn: &mut DbConnection, new: NewPerson) -> Result<Person, 
     let t = now();
     values.updated_at = Some(t);
     let email = values.email.clone();
-    let row = diesel::insert_into(persons::table)
-        .values((values, persons::created_at.eq(t)))
-        .returning(persons::all_columns)
-        .get_result::<PersonRow>(conn)
-        .map_err(|e| map_unique(e, email.as_ref()))?;
-    Ok(row.into())
+    conn.transaction(|conn| {
+        let row = diesel::insert_into(persons::table)
+            .values((values, persons::created_at.eq(t)))
+            .returning(persons::all_columns)
+            .get_result::<PersonRow>(conn)
+            .map_err(|e| map_unique(e, email.as_ref()))?;
+        let mut person = Person::from(row);
+        if mailbaar_settings::load(conn)?.profiling_opt_in_on_registration {
+            if let Some(profiling) = standard_type(conn, OptInKind::Profiling)? {
+                append_records(
+                    conn,
+                    &[NewRecord {
+                        person_id: person.id,
+                        opt_in_type_id: profiling.id,
+                        opt_in: true,
+                        channel: Channel::SYSTEM.to_owned(),
+                        description: "automatic profiling opt-in on registration".into(),
+                        contact_moment_id: None,
+                        recorded_by: Channel::SYSTEM.to_owned(),
+                        recorded_at: t,
+                    }],
+                )?;
+                person.consents = mailbaar_consent::current_for_person(conn, person.id)?;
+            }
+        }
+        Ok(person)
+    })
 }
 
 /// Reads one person with their current consent.

@@ -29,7 +29,7 @@ pub struct Transaction {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = transactions)]
-struct TransactionRow {
+pub(crate) struct TransactionRow {
     id: i64,
     person_id: i64,
     kind: String,

@@ -216,3 +216,45 @@ pub fn recalculate(
         Ok(Recalculated { profiles })
     })
 }
+
+/// The job kind of a profile recalculation.
+pub const JOB_KIND: &str = "profiles.recalculate";
+
+/// Runs a recalculation as the registered job `job_id`, recording its progress on a
+/// second connection so that readers see it while the calculation's transaction is open.
+pub fn run_job(pool: &mailbaar_store::Pool, job_id: i64) -> Result<Recalculated, String> {
+    let progress =
+        |f: &mut dyn FnMut(&mut DbConnection) -> Result<(), mailbaar_jobs::JobError>| match pool
+            .get()
+        {
+            Ok(mut c) => {
+                if let Err(e) = f(&mut c) {
+                    tracing::warn!(error = %e, job_id, "recording job progress failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, job_id, "no connection for job progress"),
+        };
+    progress(&mut |c| mailbaar_jobs::start(c, job_id, RECALCULATION_STEPS.len() as i64));
+    let outcome = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        recalculate(&mut conn, mailbaar_store::now(), &mut |i, name| {
+            // SQLite has one writer at a time and the calculation holds it, so steps
+            // are recorded on PostgreSQL only; on SQLite the job goes from running to
+            // done.
+            if pool.backend() == Backend::Postgres {
+                progress(&mut |c| mailbaar_jobs::advance(c, job_id, i as i64, name));
+            }
+        })
+        .map_err(|e| e.to_string())
+    });
+    let summary = outcome
+        .as_ref()
+        .map(|done| format!("{} profiles calculated", done.profiles))
+        .map_err(Clone::clone);
+    progress(&mut |c| {
+        if summary.is_ok() {
+            mailbaar_jobs::advance(c, job_id, RECALCULATION_STEPS.len() as i64, "done")?;
+        }
+        mailbaar_jobs::finish(c, job_id, summary.clone())
+    });
+    outcome
+}

@@ -151,7 +151,11 @@ const PERSON_COLUMNS: [(&str, ValueType, bool, &str); 23] = [
 const PROFILE_COLUMNS: [(&str, bool, &str); 9] = [
     ("recency_days", true, "Days since the last transaction"),
     ("frequency", false, "Transactions in the last 12 months"),
-    ("monetary_cents", false, "Transaction total of the last 12 months (cents)"),
+    (
+        "monetary_cents",
+        false,
+        "Transaction total of the last 12 months (cents)",
+    ),
     ("r_score", false, "Recency score (1–5)"),
     ("f_score", false, "Frequency score (1–5)"),
     ("m_score", false, "Monetary score (1–5)"),

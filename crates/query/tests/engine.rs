@@ -724,7 +724,10 @@ fn profile_fields_select_profiled_persons(conn: &mut DbConnection) {
             (c("profile.rfm_score", "between", json!([3, 15])), vec![a]),
             (c("profile.opens_90d", "eq", json!(2)), vec![a]),
             (c("profile.frequency", "ne", json!(5)), vec![a]),
-            (json!({"not": c("profile.frequency", "ge", json!(1))}), vec![b, ch, d, e]),
+            (
+                json!({"not": c("profile.frequency", "ge", json!(1))}),
+                vec![b, ch, d, e],
+            ),
         ],
     );
 }
