@@ -222,7 +222,7 @@ pub fn person_card(conn: &mut DbConnection, person_id: i64) -> Result<PersonCard
                 .filter(|r| r.opt_in_type_id == t.id)
                 .cloned()
                 .collect();
-            records.sort_by(|a, b| b.id.cmp(&a.id));
+            records.sort_by_key(|r| std::cmp::Reverse(r.id));
             TypePreferences {
                 opt_in_type: t.clone(),
                 opt_in: current.map(|c| c.opt_in),
