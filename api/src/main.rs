@@ -1,5 +1,5 @@
 //! The `mailbaar` binary: `serve` (default), `migrate`, `token create`,
-//! `profiles recalculate`.
+//! `profiles recalculate`, `demo-data`.
 
 use clap::{Parser, Subcommand};
 use mailbaar_access::Role;
@@ -26,6 +26,15 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Fill the database with realistic, reproducible demo data (bulk, with progress).
+    DemoData {
+        /// How many persons to add.
+        #[arg(long, default_value_t = 1000)]
+        persons: u64,
+        /// The same seed and size make the same data.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
     },
     /// Work on profiles.
     Profiles {
@@ -84,6 +93,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let pool = open_database(&config)?;
             let issued = mailbaar_access::issue(&mut *pool.get()?, &name, role)?;
             println!("{}", issued.secret);
+            Ok(())
+        }
+        Command::DemoData { persons, seed } => {
+            let pool = open_database(&config)?;
+            let bar = indicatif::ProgressBar::new(persons).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} persons, {per_sec}, {eta} left",
+                )?,
+            );
+            let options = mailbaar_demo::DemoOptions {
+                persons,
+                seed,
+                now: mailbaar_store::now(),
+            };
+            let summary = mailbaar_demo::fill(&mut *pool.get()?, options, &mut |done| {
+                bar.set_position(done)
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "{} persons, {} consent records, {} transactions, {} contact moments, {} saved queries in {:.1} s ({:.0} rows/s)",
+                summary.persons,
+                summary.consent_records,
+                summary.transactions,
+                summary.contact_moments,
+                summary.saved_queries,
+                summary.elapsed.as_secs_f64(),
+                summary.rows_per_second()
+            );
             Ok(())
         }
         Command::Profiles {

@@ -117,6 +117,14 @@ fn run(backend: Backend, persons: i64) {
         ours.as_secs_f64() / reference.as_secs_f64(),
         n_ours
     );
+    // For bench/run.sh: figure, engine, median, reference, ratio.
+    println!(
+        "bench-row\tconsent current state (one type, all persons)\t{}\t{:.2} ms\t{:.2} ms (ledger scan)\t{:.2}×",
+        backend.name(),
+        ours.as_secs_f64() * 1e3,
+        reference.as_secs_f64() * 1e3,
+        ours.as_secs_f64() / reference.as_secs_f64()
+    );
 }
 
 fn main() {
@@ -125,7 +133,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     println!("current state of one opt-in type for all persons (median of {RUNS} runs)");
+    let only = std::env::var("MAILBAAR_BENCH_BACKENDS").unwrap_or_default();
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        run(backend, persons);
+        if only.is_empty() || only.contains(backend.name()) {
+            run(backend, persons);
+        }
     }
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Every headline figure beside its reference, in one table, for one data size.
+#
+#   bench/run.sh                   # quick: 10,000 persons, both engines
+#   bench/run.sh --size 1000000    # the headline
+#   bench/run.sh --backends sqlite # one engine
+#
+# PostgreSQL comes from MAILBAAR_TEST_POSTGRES_URL (default: the local server). The table
+# is printed and written to bench/RESULTS.md (the section of this size). Adding a figure:
+# make a bench print a line `bench-row<TAB>figure<TAB>engine<TAB>median<TAB>reference<TAB>ratio`
+# and run it below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+size=10000
+backends=sqlite,postgres
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size) size="$2"; shift 2 ;;
+        --backends) backends="$2"; shift 2 ;;
+        *) echo "usage: bench/run.sh [--size N] [--backends sqlite,postgres]" >&2; exit 2 ;;
+    esac
+done
+export MAILBAAR_TEST_POSTGRES_URL="${MAILBAAR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export MAILBAAR_BENCH_PERSONS="$size" MAILBAAR_BENCH_BACKENDS="$backends"
+command -v wrk >/dev/null || { echo "bench/run.sh needs wrk (apt-get install wrk)" >&2; exit 1; }
+
+work=$(mktemp -d)
+rows="$work/rows"
+: > "$rows"
+server=""
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "building"
+cargo build --release --quiet -p mailbaar-api --bin mailbaar
+cargo bench --quiet --no-run -p mailbaar-query -p mailbaar-consent -p mailbaar-profiles -p mailbaar-render 2>/dev/null
+
+step "query, consent and profile benchmarks ($size persons)"
+cargo bench --quiet -p mailbaar-query --bench newsletter | tee -a "$rows" >&2
+cargo bench --quiet -p mailbaar-consent --bench current_state | tee -a "$rows" >&2
+cargo bench --quiet -p mailbaar-profiles --bench recalculate | tee -a "$rows" >&2
+
+step "rendering"
+cargo bench --quiet -p mailbaar-render --bench render -- message_untracked >/dev/null 2>&1
+python3 - "$rows" <<'PY'
+import json, sys
+est = json.load(open("target/criterion/newsletter_30kb_3_blocks/message_untracked/new/estimates.json"))
+ns = est["median"]["point_estimate"]
+with open(sys.argv[1], "a") as f:
+    f.write(f"bench-row\trendering: complete messages per second (28 KB newsletter, one core)\t-\t{1e9 / ns:,.0f} msg/s\t-\t-\n")
+PY
+
+bin=target/release/mailbaar
+for backend in ${backends//,/ }; do
+    step "API under wrk on $backend"
+    case "$backend" in
+        sqlite) url="sqlite://$work/bench.db" ;;
+        postgres)
+            db="mailbaar_bench_$$"
+            psql -q "$MAILBAAR_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+            url="${MAILBAAR_TEST_POSTGRES_URL%/*}/$db" ;;
+    esac
+    out=$(MAILBAAR_DATABASE_URL="$url" "$bin" demo-data --persons "$size" --seed 2026 | tail -1)
+    echo "$out" >&2
+    rate=$(sed -n 's/.*(\([0-9]*\) rows\/s).*/\1/p' <<<"$out")
+    printf 'bench-row\tdemo data bulk write (persons and histories)\t%s\t%s rows/s\t-\t-\n' "$backend" "$rate" >> "$rows"
+    MAILBAAR_DATABASE_URL="$url" "$bin" profiles recalculate >&2
+    token="mb_bench_$$"
+    MAILBAAR_DATABASE_URL="$url" MAILBAAR_LISTEN=127.0.0.1:18080 MAILBAAR_ADMIN_TOKEN="$token" \
+        MAILBAAR_LOG=warn "$bin" serve &
+    server=$!
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done
+    for target in card query; do
+        BENCH_PERSONS="$size" BENCH_TOKEN="$token" \
+            wrk -t2 -c4 -d10s --latency -s "bench/$target.lua" http://127.0.0.1:18080 > "$work/wrk" 2>&1
+        python3 - "$work/wrk" "$rows" "$backend" "$target" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    n, unit = float(re.match(r"[\d.]+", v).group()), re.sub(r"[\d.]", "", v)
+    return n * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", text).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors:
+    sys.exit(f"{sys.argv[4]}: {errors.group(1)} failed requests\n{text}")
+name = {"card": "GET /api/v1/persons/{id}/card", "query": "POST /api/v1/queries/run (newsletter query)"}[sys.argv[4]]
+with open(sys.argv[2], "a") as f:
+    f.write(f"bench-row\t{name}\t{sys.argv[3]}\t{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms\t-\t-\n")
+PY
+    done
+    kill "$server"; wait "$server" 2>/dev/null || true; server=""
+    if [ "$backend" = postgres ]; then
+        psql -q "$MAILBAAR_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS $db"
+    fi
+done
+
+python3 bench/report.py "$rows" "$size" bench/RESULTS.md
