@@ -20,10 +20,11 @@ fn options(persons: u64) -> DemoOptions {
     }
 }
 
+/// Counts of persons, records and contact moments, and the first persons' id, e-mail, city.
+type Fingerprint = (i64, i64, i64, Vec<(i64, Option<String>, Option<String>)>);
+
 /// A fingerprint of the data: counts and a few values.
-fn fingerprint(
-    conn: &mut DbConnection,
-) -> (i64, i64, i64, Vec<(i64, Option<String>, Option<String>)>) {
+fn fingerprint(conn: &mut DbConnection) -> Fingerprint {
     let persons_n = persons::table.count().get_result(conn).unwrap();
     let records = consent_records::table.count().get_result(conn).unwrap();
     let moments = contact_moments::table.count().get_result(conn).unwrap();
