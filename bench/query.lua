@@ -1,5 +1,6 @@
 -- POST the newsletter query (count and the first page of 50); BENCH_TOKEN from bench/run.sh.
 wrk.method = "POST"
+wrk.path = "/api/v1/queries/run"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
 wrk.body = [[{"conditions": {"all": [

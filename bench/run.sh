@@ -34,7 +34,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-step() { printf '\n== %s\n' "$*" >&2; }
+step() { printf "\n== [%ss] %s\n" "$SECONDS" "$*" >&2; }
 
 step "building"
 cargo build --release --quiet -p mailbaar-api --bin mailbaar
