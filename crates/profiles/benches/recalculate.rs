@@ -14,7 +14,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use mailbaar_profiles::recalculate;
-use mailbaar_store::testing::TestDatabase;
+use mailbaar_store::testing::{days_before_sql, numbers_cte, TestDatabase};
 use mailbaar_store::{Backend, DbConnection};
 
 const RUNS: usize = 3;
@@ -32,31 +32,10 @@ fn base() -> NaiveDateTime {
         .unwrap()
 }
 
-fn days_before_base(backend: Backend, days: &str) -> String {
-    match backend {
-        Backend::Postgres => {
-            format!(
-                "(TIMESTAMP '{}' - make_interval(days => ({days})::int))",
-                base()
-            )
-        }
-        Backend::Sqlite => format!("datetime('{}', '-' || ({days}) || ' days')", base()),
-    }
-}
-
-fn numbers(backend: Backend, n: i64) -> String {
-    match backend {
-        Backend::Postgres => format!("WITH g(i) AS (SELECT generate_series(1, {n}))"),
-        Backend::Sqlite => {
-            format!("WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n})")
-        }
-    }
-}
-
 fn fill(conn: &mut DbConnection, n: i64) {
     let b = conn.backend();
-    let g = numbers(b, n);
-    let t0 = days_before_base(b, "0");
+    let g = numbers_cte(b, n);
+    let t0 = days_before_sql(b, base(), "0");
     conn.batch_execute(&format!(
         "{g} INSERT INTO persons (email, created_at, updated_at)
          SELECT 'p' || i || '@example.nl', {t0}, {t0} FROM g"
@@ -70,7 +49,7 @@ fn fill(conn: &mut DbConnection, n: i64) {
     ))
     .expect("consent");
     for (k, kind) in ["donation", "ticket", "purchase"].iter().enumerate() {
-        let at = days_before_base(b, &format!("(i * 13 + {k} * 101) % 900"));
+        let at = days_before_sql(b, base(), &format!("(i * 13 + {k} * 101) % 900"));
         conn.batch_execute(&format!(
             "{g} INSERT INTO transactions (person_id, kind, amount_cents, currency, occurred_at,
                  created_at)
@@ -79,7 +58,7 @@ fn fill(conn: &mut DbConnection, n: i64) {
         .expect("transactions");
     }
     for k in 0..2 {
-        let at = days_before_base(b, &format!("(i * 17 + {k} * 53) % 200"));
+        let at = days_before_sql(b, base(), &format!("(i * 17 + {k} * 53) % 200"));
         conn.batch_execute(&format!(
             "{g} INSERT INTO contact_moments (person_id, channel, step_id, is_test, occurred_at,
                  opened_at, clicked_at)

@@ -14,7 +14,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use mailbaar_query::{create_query, Node, SavedQueryInput, Selection};
-use mailbaar_store::testing::TestDatabase;
+use mailbaar_store::testing::{days_before_sql, numbers_cte, TestDatabase};
 use mailbaar_store::{Backend, DbConnection};
 use serde_json::json;
 
@@ -42,33 +42,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// `base` minus an SQL expression of days, as each engine writes it.
-fn days_before_base(backend: Backend, days: &str) -> String {
-    match backend {
-        Backend::Postgres => {
-            format!(
-                "(TIMESTAMP '{}' - make_interval(days => ({days})::int))",
-                base()
-            )
-        }
-        Backend::Sqlite => format!("datetime('{}', '-' || ({days}) || ' days')", base()),
-    }
-}
-
-/// A `WITH g(i)` of the numbers 1..=n.
-fn numbers(backend: Backend, n: i64) -> String {
-    match backend {
-        Backend::Postgres => format!("WITH g(i) AS (SELECT generate_series(1, {n}))"),
-        Backend::Sqlite => {
-            format!("WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n})")
-        }
-    }
-}
-
 fn fill(conn: &mut DbConnection, n: i64) {
     let b = conn.backend();
-    let g = numbers(b, n);
-    let t0 = days_before_base(b, "0");
+    let g = numbers_cte(b, n);
+    let t0 = days_before_sql(b, base(), "0");
     conn.batch_execute(&format!(
         "{g} INSERT INTO persons (email, first_name, last_name, city, deceased, bouncer,
              is_test_person, created_at, updated_at)
@@ -88,7 +65,7 @@ fn fill(conn: &mut DbConnection, n: i64) {
         (3, "1 = 1", "400"),
         (1, "i % 7 <> 0", "i % 300"),
     ] {
-        let at = days_before_base(b, days);
+        let at = days_before_sql(b, base(), days);
         conn.batch_execute(&format!(
             "{g} INSERT INTO consent_records (person_id, opt_in_type_id, opt_in, channel,
                  description, recorded_by, recorded_at)
@@ -99,8 +76,9 @@ fn fill(conn: &mut DbConnection, n: i64) {
     // Five e-mails per person over two years; one person in 40 got all five in the last
     // five days (contact pressure 5), the rest are spread out.
     for k in 1..=5 {
-        let at = days_before_base(
+        let at = days_before_sql(
             b,
+            base(),
             &format!(
                 "CASE WHEN i % 40 = 0 THEN {} ELSE (i * 37 + {k} * 101) % 730 END",
                 k - 1

@@ -98,3 +98,24 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// For benchmarks that make their data in SQL: a `WITH g(i)` of the numbers `1..=n`, the
+/// one place where the two engines need different text.
+pub fn numbers_cte(backend: Backend, n: i64) -> String {
+    match backend {
+        Backend::Postgres => format!("WITH g(i) AS (SELECT generate_series(1, {n}))"),
+        Backend::Sqlite => {
+            format!("WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {n})")
+        }
+    }
+}
+
+/// For benchmarks that make their data in SQL: `base` minus an SQL expression of days.
+pub fn days_before_sql(backend: Backend, base: chrono::NaiveDateTime, days: &str) -> String {
+    match backend {
+        Backend::Postgres => {
+            format!("(TIMESTAMP '{base}' - make_interval(days => ({days})::int))")
+        }
+        Backend::Sqlite => format!("datetime('{base}', '-' || ({days}) || ' days')"),
+    }
+}
