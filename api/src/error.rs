@@ -5,6 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
 use mailbaar_consent::ConsentError;
+use mailbaar_gdpr::GdprError;
 use mailbaar_jobs::JobError;
 use mailbaar_people::{FieldError, PeopleError};
 use mailbaar_profiles::ProfileError;
@@ -218,6 +219,16 @@ impl From<QueryError> for ApiError {
             QueryError::People(err) => err.into(),
             QueryError::Settings(err) => err.into(),
             QueryError::Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<GdprError> for ApiError {
+    fn from(e: GdprError) -> Self {
+        match e {
+            GdprError::PersonNotFound(_) => ApiError::NotFound(e.to_string()),
+            GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            GdprError::Database(err) => err.into(),
         }
     }
 }

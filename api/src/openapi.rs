@@ -29,6 +29,9 @@ use crate::routes;
         routes::persons::get_person,
         routes::persons::update_person,
         routes::persons::person_card,
+        routes::persons::anonymize_person,
+        routes::persons::clear_bouncer,
+        routes::audit::list_audit,
         routes::transactions::list_transactions,
         routes::transactions::add_transaction,
         routes::consents::list_consents,
@@ -63,6 +66,7 @@ use crate::routes;
         (name = "persons", description = "Persons and their transactions"),
         (name = "consent", description = "Opt-in types and the append-only consent ledger"),
         (name = "queries", description = "Condition trees over persons, the field registry and saved queries"),
+        (name = "gdpr", description = "Anonymization, bouncers and the audit log"),
         (name = "profiles", description = "Profile recalculation and the jobs that report its progress"),
         (name = "settings", description = "Organisation-wide settings"),
     )

@@ -1,4 +1,5 @@
 use actix_web::{web, HttpResponse};
+use diesel::Connection;
 use mailbaar_access::Permission;
 use mailbaar_consent::{ConsentChange, ConsentRecord, Unsubscribe};
 use serde::Deserialize;
@@ -61,7 +62,17 @@ pub async fn record_consent(
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, change) = (id.into_inner(), body.into_inner());
     let record = state
-        .db(move |conn| mailbaar_consent::record(conn, id, change, &by))
+        .db(move |conn| {
+            conn.transaction(|conn| {
+                let record = mailbaar_consent::record(conn, id, change, &by)?;
+                let detail = format!(
+                    "record {}, type {}, opt_in {}",
+                    record.id, record.opt_in_type_id, record.opt_in
+                );
+                mailbaar_gdpr::record_audit(conn, &by, "consent.recorded", Some(id), &detail)?;
+                Ok::<_, ApiError>(record)
+            })
+        })
         .await?;
     Ok(HttpResponse::Created().json(record))
 }
@@ -110,7 +121,20 @@ pub async fn unsubscribe_all(
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, request) = (id.into_inner(), body.into_inner());
     let records = state
-        .db(move |conn| mailbaar_consent::unsubscribe_all(conn, id, request, &by))
+        .db(move |conn| {
+            conn.transaction(|conn| {
+                let records = mailbaar_consent::unsubscribe_all(conn, id, request, &by)?;
+                let detail = format!("{} opt-outs recorded", records.len());
+                mailbaar_gdpr::record_audit(
+                    conn,
+                    &by,
+                    "person.unsubscribed_all",
+                    Some(id),
+                    &detail,
+                )?;
+                Ok::<_, ApiError>(records)
+            })
+        })
         .await?;
     Ok(HttpResponse::Ok().json(records))
 }

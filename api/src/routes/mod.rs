@@ -1,6 +1,7 @@
 //! HTTP routes: each handler parses, authorises, calls one domain function and maps the
 //! result. Nothing here decides a business rule.
 
+pub mod audit;
 pub mod consents;
 pub mod docs;
 pub mod health;
@@ -31,6 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(persons::create_person)
                 .service(persons::get_person)
                 .service(persons::person_card)
+                .service(persons::anonymize_person)
+                .service(persons::clear_bouncer)
+                .service(audit::list_audit)
                 .service(persons::update_person)
                 .service(transactions::list_transactions)
                 .service(transactions::add_transaction)

@@ -1,5 +1,7 @@
-use actix_web::{get, patch, post, web, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use diesel::Connection;
 use mailbaar_access::Permission;
+use mailbaar_gdpr::Anonymized;
 use mailbaar_people::{NewPerson, Person, PersonCard, PersonChanges, PersonFilter};
 use mailbaar_store::{Page, PageRequest};
 
@@ -124,10 +126,78 @@ pub async fn person_card(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Permission::ReadPersons)?;
+    let by = auth.require(Permission::ReadPersons)?.label();
     let id = id.into_inner();
     let card = state
-        .db(move |conn| mailbaar_people::person_card(conn, id))
+        .db(move |conn| {
+            let card = mailbaar_people::person_card(conn, id)?;
+            mailbaar_gdpr::record_audit(conn, &by, "person.card_read", Some(id), "")?;
+            Ok::<_, ApiError>(card)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(card))
+}
+
+/// Anonymizes a person: every identifying value is removed in one transaction, the
+/// figures (counts, amounts, dates, consent records) are kept, and the person leaves every
+/// selection. A second call changes nothing and says so (`already_anonymized`).
+#[utoipa::path(post, path = "/api/v1/persons/{id}/anonymize", tag = "gdpr", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    responses(
+        (status = 200, description = "Anonymized now, or before", body = Anonymized),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins anonymize", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/persons/{id}/anonymize")]
+pub async fn anonymize_person(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::Anonymize)?.label();
+    let id = id.into_inner();
+    let done = state
+        .db(move |conn| {
+            let done = mailbaar_gdpr::anonymize(conn, id, &by)?;
+            if !done.already_anonymized {
+                mailbaar_gdpr::scrub_free_space(conn)?;
+            }
+            Ok::<_, ApiError>(done)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+/// Clears a person's bouncer flag (with its date and reason), e.g. after they gave a
+/// working address; audited.
+#[utoipa::path(delete, path = "/api/v1/persons/{id}/bouncer", tag = "gdpr", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    responses(
+        (status = 200, description = "The person, no longer a bouncer", body = Person),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[delete("/persons/{id}/bouncer")]
+pub async fn clear_bouncer(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::WritePersons)?.label();
+    let id = id.into_inner();
+    let person = state
+        .db(move |conn| {
+            conn.transaction(|conn| {
+                let (person, was) = mailbaar_people::clear_bouncer(conn, id)?;
+                if was {
+                    mailbaar_gdpr::record_audit(conn, &by, "person.bouncer_cleared", Some(id), "")?;
+                }
+                Ok::<_, ApiError>(person)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(person))
 }

@@ -1,4 +1,5 @@
 use actix_web::{delete, get, post, web, HttpResponse};
+use diesel::Connection;
 use mailbaar_access::{IssuedToken, Permission, Role, Token};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -46,10 +47,17 @@ pub async fn create_token(
     state: web::Data<AppState>,
     body: web::Json<NewToken>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Permission::ManageTokens)?;
+    let by = auth.require(Permission::ManageTokens)?.label();
     let NewToken { name, role } = body.into_inner();
     let issued = state
-        .db(move |conn| mailbaar_access::issue(conn, &name, role))
+        .db(move |conn| {
+            conn.transaction(|conn| {
+                let issued = mailbaar_access::issue(conn, &name, role)?;
+                let detail = format!("token {} with role {}", issued.token.id, role.as_str());
+                mailbaar_gdpr::record_audit(conn, &by, "token.created", None, &detail)?;
+                Ok::<_, ApiError>(issued)
+            })
+        })
         .await?;
     Ok(HttpResponse::Created().json(issued))
 }

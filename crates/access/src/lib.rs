@@ -59,6 +59,10 @@ pub enum Permission {
     ManageSettings,
     /// Start a recalculation of every profile.
     RecalculateProfiles,
+    /// Anonymize a person (the right to be forgotten).
+    Anonymize,
+    /// Read the audit log.
+    ReadAuditLog,
 }
 
 impl Role {
@@ -87,8 +91,8 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Marketer | Role::PrivacyOfficer => {
-                matches!(
+            Role::Marketer | Role::PrivacyOfficer
+                if matches!(
                     permission,
                     ReadPersons
                         | WritePersons
@@ -96,8 +100,12 @@ impl Role {
                         | ManageOptInTypes
                         | ManageQueries
                         | RecalculateProfiles
-                )
+                ) =>
+            {
+                true
             }
+            Role::PrivacyOfficer => matches!(permission, Anonymize | ReadAuditLog),
+            Role::Marketer => false,
             Role::Viewer => matches!(permission, ReadPersons),
         }
     }

@@ -15,7 +15,7 @@ pub use card::{
 };
 pub use error::{FieldError, PeopleError};
 pub use person::{
-    create_person, get_person, list_persons, mailable_sql, persons_by_ids, update_person,
-    NewPerson, Person, PersonChanges, PersonFilter,
+    clear_bouncer, create_person, get_person, list_persons, mailable_sql, persons_by_ids,
+    update_person, NewPerson, Person, PersonChanges, PersonFilter,
 };
 pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};

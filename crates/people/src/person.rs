@@ -460,3 +460,26 @@ fn escape_like(s: &str) -> String {
     }
     out
 }
+
+/// Clears the bouncer flag with its date and reason. Returns the person and whether the
+/// flag was set; anonymized persons cannot be changed.
+pub fn clear_bouncer(conn: &mut DbConnection, id: i64) -> Result<(Person, bool), PeopleError> {
+    conn.transaction(|conn| {
+        let person = get_person(conn, id)?;
+        if person.anonymized_at.is_some() {
+            return Err(PeopleError::Anonymized(id));
+        }
+        let was = person.bouncer || person.bouncer_at.is_some();
+        if was {
+            diesel::update(persons::table.find(id))
+                .set((
+                    persons::bouncer.eq(false),
+                    persons::bouncer_at.eq(None::<NaiveDateTime>),
+                    persons::bouncer_reason.eq(None::<String>),
+                    persons::updated_at.eq(now()),
+                ))
+                .execute(conn)?;
+        }
+        Ok((get_person(conn, id)?, was))
+    })
+}

@@ -172,6 +172,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        occurred_at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        person_id -> Nullable<BigInt>,
+        detail -> Text,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
 diesel::joinable!(consent_records -> persons (person_id));
 diesel::joinable!(consent_records -> opt_in_types (opt_in_type_id));
@@ -193,4 +204,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     person_profiles,
     person_profile_totals,
     jobs,
+    audit_log,
 );

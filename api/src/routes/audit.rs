@@ -1,0 +1,34 @@
+use actix_web::{get, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_gdpr::{AuditEntry, AuditFilter};
+use mailbaar_store::{Page, PageRequest};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// The audit log, newest first: anonymizations, consent changes by staff, full
+/// unsubscribes, bouncer changes, token creation and every read of a person card.
+/// Filter by person, actor, action and period.
+#[utoipa::path(get, path = "/api/v1/audit-log", tag = "gdpr", security(("bearer" = [])),
+    params(AuditFilter, PageRequest),
+    responses(
+        (status = 200, description = "A page of audit entries", body = Page<AuditEntry>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins read the audit log", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed filters", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/audit-log")]
+pub async fn list_audit(
+    auth: Auth,
+    state: web::Data<AppState>,
+    filter: web::Query<AuditFilter>,
+    page: web::Query<PageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadAuditLog)?;
+    let (filter, page) = (filter.into_inner(), page.into_inner());
+    let log = state
+        .db(move |conn| mailbaar_gdpr::list_audit(conn, &filter, page))
+        .await?;
+    Ok(HttpResponse::Ok().json(log))
+}
