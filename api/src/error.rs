@@ -226,8 +226,11 @@ impl From<QueryError> for ApiError {
 impl From<GdprError> for ApiError {
     fn from(e: GdprError) -> Self {
         match e {
-            GdprError::PersonNotFound(_) => ApiError::NotFound(e.to_string()),
+            GdprError::PersonNotFound(_) | GdprError::RuleNotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            GdprError::Conflict(_) | GdprError::Selection(_) => ApiError::Conflict(e.to_string()),
             GdprError::Database(err) => err.into(),
         }
     }

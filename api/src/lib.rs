@@ -122,7 +122,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM or a stop through the handle; in-flight requests finish.
     /// The daily profile recalculation runs alongside and stops with the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let schedule = actix_web::rt::spawn(schedule::daily_profiles(self.pool.clone()));
+        let schedule = actix_web::rt::spawn(schedule::daily_work(self.pool.clone()));
         let result = self.server.await;
         schedule.abort();
         result

@@ -1,5 +1,5 @@
-//! Background work of the service: profile recalculations started by a request or by the
-//! daily schedule in the settings. The work runs on a thread of its own, never on an actix
+//! Background work of the service: profile recalculations and retention runs, started by
+//! a request or by a daily schedule. The work runs on a thread of its own, never on an actix
 //! worker, and reports through the jobs table.
 
 use std::time::Duration;
@@ -52,12 +52,93 @@ pub async fn start_recalculation(pool: &Pool, created_by: String) -> Result<Job,
     Ok(job)
 }
 
-/// Checks every few minutes whether the daily recalculation is due: the hour in the
+/// Registers a retention run of an active rule and runs it in the background.
+pub async fn start_retention(pool: &Pool, rule_id: i64, actor: String) -> Result<Job, ApiError> {
+    let registering = pool.clone();
+    let job = actix_web::web::block(move || -> Result<Job, ApiError> {
+        let mut conn = registering.get()?;
+        let rule = mailbaar_gdpr::get_rule(&mut conn, rule_id)?;
+        if !rule.active {
+            return Err(ApiError::Conflict(format!(
+                "retention rule {rule_id} is inactive"
+            )));
+        }
+        Ok(mailbaar_jobs::create(
+            &mut conn,
+            mailbaar_gdpr::RETENTION_JOB_KIND,
+            &actor,
+        )?)
+    })
+    .await??;
+    let running = pool.clone();
+    let id = job.id;
+    let actor = job.created_by.clone();
+    std::thread::Builder::new()
+        .name(format!("job-{id}"))
+        .spawn(move || {
+            let outcome = mailbaar_gdpr::run_rule(&running, rule_id, id, &actor)
+                .map(|run| format!("{} of {} persons anonymized", run.anonymized, run.matched))
+                .map_err(|e| e.to_string());
+            if let Err(error) = &outcome {
+                tracing::error!(%error, job_id = id, rule_id, "retention run failed");
+            }
+            match running.get() {
+                Ok(mut conn) => {
+                    if let Err(e) = mailbaar_jobs::finish(&mut conn, id, outcome) {
+                        tracing::warn!(error = %e, job_id = id, "recording the job outcome failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, job_id = id, "no connection for the job outcome")
+                }
+            }
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not start a job thread");
+            ApiError::Internal
+        })?;
+    Ok(job)
+}
+
+/// Starts the daily retention rules that have not run in the last 24 hours.
+async fn daily_retention(pool: &Pool) {
+    let checking = pool.clone();
+    let due = actix_web::web::block(move || -> Result<Vec<i64>, ApiError> {
+        let mut conn = checking.get()?;
+        let day_ago = chrono::Utc::now() - chrono::Duration::hours(24);
+        let mut due = Vec::new();
+        for rule in mailbaar_gdpr::list_rules(&mut conn)? {
+            if rule.active && rule.schedule == "daily" {
+                let runs = mailbaar_gdpr::list_runs(&mut conn, rule.id)?;
+                if !runs.iter().any(|r| !r.dry_run && r.started_at > day_ago) {
+                    due.push(rule.id);
+                }
+            }
+        }
+        Ok(due)
+    })
+    .await;
+    match due {
+        Ok(Ok(rules)) => {
+            for rule in rules {
+                if let Err(e) = start_retention(pool, rule, "schedule".into()).await {
+                    tracing::warn!(error = %e, rule, "daily retention run not started");
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "checking retention schedules failed"),
+        Err(e) => tracing::warn!(error = %e, "checking retention schedules failed"),
+    }
+}
+
+/// Every few minutes: starts the daily retention rules that are due, and checks whether the
+/// daily profile recalculation is due: the hour in the
 /// settings has passed today and no recalculation started since.
-pub async fn daily_profiles(pool: Pool) {
+pub async fn daily_work(pool: Pool) {
     let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
     loop {
         tick.tick().await;
+        daily_retention(&pool).await;
         let checking = pool.clone();
         let due = actix_web::web::block(move || -> Result<bool, ApiError> {
             let mut conn = checking.get()?;

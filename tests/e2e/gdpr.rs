@@ -5,7 +5,11 @@ use mailbaar_e2e::{backend_tests, TestApp};
 use mailbaar_store::schema::persons;
 use serde_json::{json, Value};
 
-backend_tests!(anonymize_over_http, bouncer_and_audit_log);
+backend_tests!(
+    anonymize_over_http,
+    bouncer_and_audit_log,
+    retention_over_http
+);
 
 async fn person(app: &TestApp) -> i64 {
     let r = app
@@ -210,4 +214,107 @@ async fn bouncer_and_audit_log(app: TestApp) {
         "{}",
         r.text
     );
+}
+
+async fn retention_over_http(app: TestApp) {
+    let p = person(&app).await;
+    let r = app
+        .admin(
+            "POST",
+            "/api/v1/queries",
+            Some(json!({"name": "Utrecht", "conditions": {"field": "city", "op": "eq", "value": "Utrecht"}})),
+        )
+        .await;
+    let query = r.body["id"].as_i64().unwrap();
+    let marketer = app.token("marketer").await;
+    let rule = json!({"name": "Utrecht leaves", "query_id": query});
+    app.as_token(
+        &marketer,
+        "POST",
+        "/api/v1/retention-rules",
+        Some(rule.clone()),
+    )
+    .await
+    .assert_problem(403);
+    let officer = app.token("privacy_officer").await;
+    app.as_token(
+        &officer,
+        "POST",
+        "/api/v1/retention-rules",
+        Some(json!({"name": "x", "query_id": query, "schedule": "weekly"})),
+    )
+    .await
+    .assert_problem(422);
+    let r = app
+        .as_token(&officer, "POST", "/api/v1/retention-rules", Some(rule))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_i64().unwrap();
+    let r = app
+        .as_token(
+            &officer,
+            "POST",
+            &format!("/api/v1/retention-rules/{id}/dry-run"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["matched"], 1);
+    assert_eq!(r.body["sample"][0]["person_id"], p);
+    let card = app
+        .admin("GET", &format!("/api/v1/persons/{p}/card"), None)
+        .await;
+    assert_eq!(
+        card.body["details"]["anonymized_at"],
+        Value::Null,
+        "a dry run changes nothing"
+    );
+
+    let r = app
+        .as_token(
+            &officer,
+            "POST",
+            &format!("/api/v1/retention-rules/{id}/run"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let job = r.body["id"].as_i64().unwrap();
+    let mut status = String::new();
+    for _ in 0..100 {
+        let r = app.admin("GET", &format!("/api/v1/jobs/{job}"), None).await;
+        status = r.body["status"].as_str().unwrap().to_owned();
+        if status != "queued" && status != "running" {
+            assert_eq!(r.body["message"], "1 of 1 persons anonymized", "{}", r.text);
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "succeeded");
+    let card = app
+        .admin("GET", &format!("/api/v1/persons/{p}/card"), None)
+        .await;
+    assert_ne!(card.body["details"]["anonymized_at"], Value::Null);
+    let r = app
+        .as_token(
+            &officer,
+            "GET",
+            &format!("/api/v1/retention-rules/{id}/runs"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    let r = app
+        .as_token(
+            &officer,
+            "GET",
+            "/api/v1/audit-log?action=retention.run",
+            None,
+        )
+        .await;
+    assert_eq!(r.body["total"], 1);
+    // The query is in use by the rule.
+    app.admin("DELETE", &format!("/api/v1/queries/{query}"), None)
+        .await
+        .assert_problem(409);
 }

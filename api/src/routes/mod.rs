@@ -9,6 +9,7 @@ pub mod opt_in_types;
 pub mod persons;
 pub mod profiles;
 pub mod queries;
+pub mod retention;
 pub mod settings;
 pub mod tokens;
 pub mod transactions;
@@ -35,6 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(persons::anonymize_person)
                 .service(persons::clear_bouncer)
                 .service(audit::list_audit)
+                .service(retention::list_rules)
+                .service(retention::create_rule)
+                .service(retention::dry_run)
+                .service(retention::run_rule)
+                .service(retention::list_runs)
                 .service(persons::update_person)
                 .service(transactions::list_transactions)
                 .service(transactions::add_transaction)

@@ -5,7 +5,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_consent::PersonSelector;
-use mailbaar_store::schema::{opt_in_types, saved_queries, saved_query_references};
+use mailbaar_store::schema::{
+    opt_in_types, retention_rules, saved_queries, saved_query_references,
+};
 use mailbaar_store::{now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -329,6 +331,14 @@ pub fn delete_query(conn: &mut DbConnection, id: i64) -> Result<(), QueryError> 
             .into_iter()
             .map(|(t, name)| format!("opt-in type {name:?} (id {t}) assigns soft opt-ins from it"))
             .collect();
+        uses.extend(
+            retention_rules::table
+                .filter(retention_rules::query_id.eq(id))
+                .select((retention_rules::id, retention_rules::name))
+                .load::<(i64, String)>(conn)?
+                .into_iter()
+                .map(|(r, name)| format!("retention rule {name:?} (id {r}) selects with it")),
+        );
         uses.extend(
             saved_query_references::table
                 .inner_join(

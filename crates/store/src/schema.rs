@@ -183,6 +183,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    retention_rules (id) {
+        id -> BigInt,
+        name -> Text,
+        query_id -> BigInt,
+        action -> Text,
+        schedule -> Text,
+        active -> Bool,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    retention_runs (id) {
+        id -> BigInt,
+        rule_id -> BigInt,
+        job_id -> Nullable<BigInt>,
+        dry_run -> Bool,
+        matched -> BigInt,
+        anonymized -> BigInt,
+        actor -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
 diesel::joinable!(consent_records -> persons (person_id));
 diesel::joinable!(consent_records -> opt_in_types (opt_in_type_id));
@@ -205,4 +233,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     person_profile_totals,
     jobs,
     audit_log,
+    retention_rules,
+    retention_runs,
 );

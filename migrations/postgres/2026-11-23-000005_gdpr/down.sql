@@ -1,3 +1,5 @@
+DROP TABLE retention_runs;
+DROP TABLE retention_rules;
 CREATE OR REPLACE FUNCTION consent_records_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'consent records are append-only';

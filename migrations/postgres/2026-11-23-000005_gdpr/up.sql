@@ -40,3 +40,32 @@ BEGIN
     RAISE EXCEPTION 'consent records are append-only';
 END
 $$;
+
+-- Retention rules (continuous anonymization): a saved query and what to do with the
+-- persons it selects. Every run, dry or real, is recorded.
+CREATE TABLE retention_rules (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    query_id BIGINT NOT NULL REFERENCES saved_queries (id),
+    action TEXT NOT NULL CHECK (action IN ('anonymize')),
+    schedule TEXT NOT NULL CHECK (schedule IN ('manual', 'daily')),
+    active BOOLEAN NOT NULL DEFAULT TRUE,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+CREATE UNIQUE INDEX retention_rules_name_lower ON retention_rules (lower(name));
+CREATE INDEX retention_rules_query ON retention_rules (query_id);
+
+CREATE TABLE retention_runs (
+    id BIGSERIAL PRIMARY KEY,
+    rule_id BIGINT NOT NULL REFERENCES retention_rules (id),
+    job_id BIGINT REFERENCES jobs (id),
+    dry_run BOOLEAN NOT NULL,
+    matched BIGINT NOT NULL DEFAULT 0,
+    anonymized BIGINT NOT NULL DEFAULT 0,
+    actor TEXT NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP
+);
+CREATE INDEX retention_runs_rule ON retention_runs (rule_id, id);

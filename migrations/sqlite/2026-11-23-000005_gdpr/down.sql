@@ -1,3 +1,5 @@
+DROP TABLE retention_runs;
+DROP TABLE retention_rules;
 DROP TRIGGER consent_records_no_update;
 CREATE TRIGGER consent_records_no_update BEFORE UPDATE ON consent_records
 BEGIN

@@ -1,0 +1,120 @@
+use actix_web::{get, post, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_gdpr::{DryRun, NewRetentionRule, RetentionRule, RetentionRun};
+use mailbaar_jobs::Job;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Every retention rule.
+#[utoipa::path(get, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rules", body = Vec<RetentionRule>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/retention-rules")]
+pub async fn list_rules(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::Anonymize)?;
+    let rules = state.db(mailbaar_gdpr::list_rules).await?;
+    Ok(HttpResponse::Ok().json(rules))
+}
+
+/// Creates a retention rule: a saved query and the action for its persons (anonymize),
+/// run by hand or daily.
+#[utoipa::path(post, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
+    request_body = NewRetentionRule,
+    responses(
+        (status = 201, description = "The rule", body = RetentionRule),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, action, schedule or query", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/retention-rules")]
+pub async fn create_rule(
+    auth: Auth,
+    state: web::Data<AppState>,
+    body: web::Json<NewRetentionRule>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::Anonymize)?.label();
+    let new = body.into_inner();
+    let rule = state
+        .db(move |conn| mailbaar_gdpr::create_rule(conn, new, &by))
+        .await?;
+    Ok(HttpResponse::Created().json(rule))
+}
+
+/// Counts the persons a rule selects now and shows a sample of them; changes nothing.
+/// The dry run is recorded.
+#[utoipa::path(post, path = "/api/v1/retention-rules/{id}/dry-run", tag = "gdpr", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Rule id", example = 2)),
+    responses(
+        (status = 200, description = "The count and a sample", body = DryRun),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The rule's query no longer runs", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/retention-rules/{id}/dry-run")]
+pub async fn dry_run(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::Anonymize)?.label();
+    let id = id.into_inner();
+    let dry = state
+        .db(move |conn| mailbaar_gdpr::dry_run(conn, id, &by))
+        .await?;
+    Ok(HttpResponse::Ok().json(dry))
+}
+
+/// Runs a rule: anonymizes the persons it selects in batches, as a job whose progress
+/// `GET /api/v1/jobs/{id}` reports. The run is recorded and audited.
+#[utoipa::path(post, path = "/api/v1/retention-rules/{id}/run", tag = "gdpr", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Rule id", example = 2)),
+    responses(
+        (status = 202, description = "The job", body = Job),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The rule is inactive", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/retention-rules/{id}/run")]
+pub async fn run_rule(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::Anonymize)?.label();
+    let job = crate::schedule::start_retention(&state.pool, id.into_inner(), by).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
+        .json(job))
+}
+
+/// A rule's runs, dry and real, newest first.
+#[utoipa::path(get, path = "/api/v1/retention-rules/{id}/runs", tag = "gdpr", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Rule id", example = 2)),
+    responses(
+        (status = 200, description = "The runs", body = Vec<RetentionRun>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/retention-rules/{id}/runs")]
+pub async fn list_runs(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::Anonymize)?;
+    let id = id.into_inner();
+    let runs = state
+        .db(move |conn| mailbaar_gdpr::list_runs(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(runs))
+}

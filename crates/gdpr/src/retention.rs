@@ -1,0 +1,392 @@
+//! Retention rules: continuous anonymization of the persons a saved query selects (for
+//! example "no transaction and no contact moment for five years"). A dry run counts and
+//! shows a sample and changes nothing; a run anonymizes in batches with progress. Every
+//! run is recorded and audited.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use mailbaar_query::{get_query, Selection};
+use mailbaar_store::schema::{persons, retention_rules, retention_runs, saved_queries};
+use mailbaar_store::{now, DbConnection, Pool};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{anonymize, record_audit, scrub_free_space, GdprError};
+
+/// Persons anonymized per batch between progress reports.
+pub const RETENTION_BATCH: usize = 500;
+/// The job kind of a retention run.
+pub const RETENTION_JOB_KIND: &str = "retention.run";
+
+/// A retention rule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 2, "name": "Five years without contact", "query_id": 14,
+    "action": "anonymize", "schedule": "daily", "active": true,
+    "created_by": "token:4:privacy desk", "created_at": "2026-11-23T09:00:00Z",
+    "updated_at": "2026-11-23T09:00:00Z"}))]
+pub struct RetentionRule {
+    pub id: i64,
+    pub name: String,
+    /// The saved query that selects the persons.
+    pub query_id: i64,
+    /// What happens to them: `anonymize`.
+    pub action: String,
+    /// `manual`, or `daily` (run by the service once a day).
+    pub schedule: String,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A rule to create.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Five years without contact", "query_id": 14,
+    "schedule": "daily"}))]
+pub struct NewRetentionRule {
+    pub name: String,
+    pub query_id: i64,
+    /// `anonymize` (the default and, for now, the only action).
+    #[serde(default = "anonymize_action")]
+    pub action: String,
+    /// `manual` (default) or `daily`.
+    #[serde(default = "manual")]
+    pub schedule: String,
+}
+
+fn anonymize_action() -> String {
+    "anonymize".into()
+}
+
+fn manual() -> String {
+    "manual".into()
+}
+
+/// One run of a rule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 9, "rule_id": 2, "job_id": 31, "dry_run": false,
+    "matched": 1840, "anonymized": 1840, "actor": "schedule",
+    "started_at": "2026-11-23T03:00:00Z", "finished_at": "2026-11-23T03:01:12Z"}))]
+pub struct RetentionRun {
+    pub id: i64,
+    pub rule_id: i64,
+    pub job_id: Option<i64>,
+    pub dry_run: bool,
+    /// Persons the rule's query selected.
+    pub matched: i64,
+    /// Persons anonymized (0 in a dry run).
+    pub anonymized: i64,
+    pub actor: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a dry run found: the count and a sample, nothing changed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"run_id": 8, "matched": 1840, "sample": [
+    {"person_id": 77, "name": "Kees Visser"}]}))]
+pub struct DryRun {
+    pub run_id: i64,
+    pub matched: i64,
+    /// Up to 20 of the persons, so staff can check the rule selects whom they mean.
+    pub sample: Vec<SamplePerson>,
+}
+
+/// One person of a dry run's sample.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"person_id": 77, "name": "Kees Visser"}))]
+pub struct SamplePerson {
+    pub person_id: i64,
+    pub name: String,
+}
+
+#[derive(Queryable)]
+struct RuleRow {
+    id: i64,
+    name: String,
+    query_id: i64,
+    action: String,
+    schedule: String,
+    active: bool,
+    created_by: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl From<RuleRow> for RetentionRule {
+    fn from(r: RuleRow) -> Self {
+        RetentionRule {
+            id: r.id,
+            name: r.name,
+            query_id: r.query_id,
+            action: r.action,
+            schedule: r.schedule,
+            active: r.active,
+            created_by: r.created_by,
+            created_at: r.created_at.and_utc(),
+            updated_at: r.updated_at.and_utc(),
+        }
+    }
+}
+
+#[derive(Queryable)]
+struct RunRow {
+    id: i64,
+    rule_id: i64,
+    job_id: Option<i64>,
+    dry_run: bool,
+    matched: i64,
+    anonymized: i64,
+    actor: String,
+    started_at: NaiveDateTime,
+    finished_at: Option<NaiveDateTime>,
+}
+
+impl From<RunRow> for RetentionRun {
+    fn from(r: RunRow) -> Self {
+        RetentionRun {
+            id: r.id,
+            rule_id: r.rule_id,
+            job_id: r.job_id,
+            dry_run: r.dry_run,
+            matched: r.matched,
+            anonymized: r.anonymized,
+            actor: r.actor,
+            started_at: r.started_at.and_utc(),
+            finished_at: r.finished_at.map(|t| t.and_utc()),
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> GdprError {
+    GdprError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Creates a rule after checking its query, action and schedule.
+pub fn create_rule(
+    conn: &mut DbConnection,
+    new: NewRetentionRule,
+    created_by: &str,
+) -> Result<RetentionRule, GdprError> {
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(invalid("name", "a name has 1 to 200 characters"));
+    }
+    if new.action != "anonymize" {
+        return Err(invalid("action", "the only action is anonymize"));
+    }
+    if !matches!(new.schedule.as_str(), "manual" | "daily") {
+        return Err(invalid("schedule", "manual or daily"));
+    }
+    let exists: i64 = saved_queries::table
+        .filter(saved_queries::id.eq(new.query_id))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        return Err(invalid(
+            "query_id",
+            format!("saved query {} does not exist", new.query_id),
+        ));
+    }
+    let t = now();
+    let id = diesel::insert_into(retention_rules::table)
+        .values((
+            retention_rules::name.eq(&name),
+            retention_rules::query_id.eq(new.query_id),
+            retention_rules::action.eq(&new.action),
+            retention_rules::schedule.eq(&new.schedule),
+            retention_rules::created_by.eq(created_by),
+            retention_rules::created_at.eq(t),
+            retention_rules::updated_at.eq(t),
+        ))
+        .returning(retention_rules::id)
+        .get_result(conn)
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                GdprError::Conflict(format!("a retention rule named {name:?} already exists"))
+            }
+            other => other.into(),
+        })?;
+    get_rule(conn, id)
+}
+
+/// Reads one rule.
+pub fn get_rule(conn: &mut DbConnection, id: i64) -> Result<RetentionRule, GdprError> {
+    retention_rules::table
+        .find(id)
+        .first::<RuleRow>(conn)
+        .optional()?
+        .map(RetentionRule::from)
+        .ok_or(GdprError::RuleNotFound(id))
+}
+
+/// Every rule, in creation order.
+pub fn list_rules(conn: &mut DbConnection) -> Result<Vec<RetentionRule>, GdprError> {
+    Ok(retention_rules::table
+        .order(retention_rules::id)
+        .load::<RuleRow>(conn)?
+        .into_iter()
+        .map(RetentionRule::from)
+        .collect())
+}
+
+/// A rule's runs, newest first.
+pub fn list_runs(conn: &mut DbConnection, rule_id: i64) -> Result<Vec<RetentionRun>, GdprError> {
+    get_rule(conn, rule_id)?;
+    Ok(retention_runs::table
+        .filter(retention_runs::rule_id.eq(rule_id))
+        .order(retention_runs::id.desc())
+        .load::<RunRow>(conn)?
+        .into_iter()
+        .map(RetentionRun::from)
+        .collect())
+}
+
+fn selected(conn: &mut DbConnection, rule: &RetentionRule) -> Result<Vec<i64>, GdprError> {
+    let query = get_query(conn, rule.query_id).map_err(|e| GdprError::Selection(e.to_string()))?;
+    Selection::prepare(conn, &query.conditions)
+        .and_then(|s| s.all_ids(conn))
+        .map_err(|e| GdprError::Selection(e.to_string()))
+}
+
+fn start_run(
+    conn: &mut DbConnection,
+    rule_id: i64,
+    job_id: Option<i64>,
+    dry_run: bool,
+    actor: &str,
+) -> Result<i64, GdprError> {
+    Ok(diesel::insert_into(retention_runs::table)
+        .values((
+            retention_runs::rule_id.eq(rule_id),
+            retention_runs::job_id.eq(job_id),
+            retention_runs::dry_run.eq(dry_run),
+            retention_runs::actor.eq(actor),
+            retention_runs::started_at.eq(now()),
+        ))
+        .returning(retention_runs::id)
+        .get_result(conn)?)
+}
+
+/// Counts the persons a rule selects and shows a sample; changes nothing but the record
+/// of the run.
+pub fn dry_run(conn: &mut DbConnection, rule_id: i64, actor: &str) -> Result<DryRun, GdprError> {
+    let rule = get_rule(conn, rule_id)?;
+    let ids = selected(conn, &rule)?;
+    let sample_ids: Vec<i64> = ids.iter().copied().take(20).collect();
+    let sample = persons::table
+        .filter(persons::id.eq_any(&sample_ids))
+        .order(persons::id)
+        .select((
+            persons::id,
+            persons::first_name,
+            persons::infix,
+            persons::last_name,
+        ))
+        .load::<(i64, Option<String>, Option<String>, Option<String>)>(conn)?
+        .into_iter()
+        .map(|(id, first, infix, last)| SamplePerson {
+            person_id: id,
+            name: [first, infix, last]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect();
+    let run_id = conn.transaction(|conn| {
+        let run_id = start_run(conn, rule_id, None, true, actor)?;
+        diesel::update(retention_runs::table.find(run_id))
+            .set((
+                retention_runs::matched.eq(ids.len() as i64),
+                retention_runs::finished_at.eq(Some(now())),
+            ))
+            .execute(conn)?;
+        record_audit(
+            conn,
+            actor,
+            "retention.dry_run",
+            None,
+            &format!(
+                "rule {rule_id}, run {run_id}: {} persons selected",
+                ids.len()
+            ),
+        )?;
+        Ok::<_, GdprError>(run_id)
+    })?;
+    Ok(DryRun {
+        run_id,
+        matched: ids.len() as i64,
+        sample,
+    })
+}
+
+/// Runs a rule as the registered job `job_id`: anonymizes the selected persons in batches
+/// of [`RETENTION_BATCH`], reporting progress after each, records the run and audits it.
+pub fn run_rule(
+    pool: &Pool,
+    rule_id: i64,
+    job_id: i64,
+    actor: &str,
+) -> Result<RetentionRun, GdprError> {
+    let mut conn = pool
+        .get()
+        .map_err(|e| GdprError::Selection(e.to_string()))?;
+    let rule = get_rule(&mut conn, rule_id)?;
+    let ids = selected(&mut conn, &rule)?;
+    let batches = ids.len().div_ceil(RETENTION_BATCH) as i64;
+    mailbaar_jobs::start(&mut conn, job_id, batches).map_err(job_error)?;
+    let run_id = start_run(&mut conn, rule_id, Some(job_id), false, actor)?;
+    let mut anonymized = 0i64;
+    for (i, batch) in ids.chunks(RETENTION_BATCH).enumerate() {
+        for &person in batch {
+            if !anonymize(&mut conn, person, actor)?.already_anonymized {
+                anonymized += 1;
+            }
+        }
+        mailbaar_jobs::advance(
+            &mut conn,
+            job_id,
+            i as i64 + 1,
+            &format!("{anonymized} of {} persons anonymized", ids.len()),
+        )
+        .map_err(job_error)?;
+    }
+    scrub_free_space(&mut conn)?;
+    conn.transaction(|conn| {
+        diesel::update(retention_runs::table.find(run_id))
+            .set((
+                retention_runs::matched.eq(ids.len() as i64),
+                retention_runs::anonymized.eq(anonymized),
+                retention_runs::finished_at.eq(Some(now())),
+            ))
+            .execute(conn)?;
+        record_audit(
+            conn,
+            actor,
+            "retention.run",
+            None,
+            &format!(
+                "rule {rule_id}, run {run_id}: {anonymized} of {} persons anonymized",
+                ids.len()
+            ),
+        )
+    })?;
+    let run = retention_runs::table
+        .find(run_id)
+        .first::<RunRow>(&mut conn)?
+        .into();
+    Ok(run)
+}
+
+fn job_error(e: mailbaar_jobs::JobError) -> GdprError {
+    match e {
+        mailbaar_jobs::JobError::Database(d) => d.into(),
+        other => GdprError::Selection(other.to_string()),
+    }
+}

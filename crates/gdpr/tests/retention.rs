@@ -1,0 +1,156 @@
+//! Retention rules on both engines: a dry run changes nothing, a run anonymizes exactly the
+//! selected persons, and both are recorded and audited.
+
+use chrono::{Days, NaiveDateTime};
+use diesel::prelude::*;
+use mailbaar_gdpr::*;
+use mailbaar_query::{create_query, SavedQueryInput};
+use mailbaar_store::schema::{audit_log, persons, retention_runs, transactions};
+use mailbaar_store::testing::TestDatabase;
+use mailbaar_store::{now, Backend, DbConnection};
+use serde_json::json;
+
+fn person(conn: &mut DbConnection, name: &str, last_transaction: Option<NaiveDateTime>) -> i64 {
+    let id = diesel::insert_into(persons::table)
+        .values((
+            persons::first_name.eq(name),
+            persons::email.eq(format!("{}@example.nl", name.to_lowercase())),
+            persons::created_at.eq(now()),
+            persons::updated_at.eq(now()),
+        ))
+        .returning(persons::id)
+        .get_result(conn)
+        .unwrap();
+    if let Some(at) = last_transaction {
+        diesel::insert_into(transactions::table)
+            .values((
+                transactions::person_id.eq(id),
+                transactions::kind.eq("donation"),
+                transactions::amount_cents.eq(1000),
+                transactions::currency.eq("EUR"),
+                transactions::occurred_at.eq(at),
+                transactions::created_at.eq(at),
+            ))
+            .execute(conn)
+            .unwrap();
+    }
+    id
+}
+
+fn anonymized(conn: &mut DbConnection) -> Vec<i64> {
+    persons::table
+        .filter(persons::anonymized_at.is_not_null())
+        .order(persons::id)
+        .select(persons::id)
+        .load(conn)
+        .unwrap()
+}
+
+fn retention(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend) else {
+        return;
+    };
+    let pool = db.pool();
+    let conn = &mut pool.get().unwrap();
+    let long_ago = now().checked_sub_days(Days::new(6 * 365)).unwrap();
+    let recent = now().checked_sub_days(Days::new(30)).unwrap();
+    let old_a = person(conn, "Oud", Some(long_ago));
+    let old_b = person(conn, "Ouder", Some(long_ago));
+    person(conn, "Recent", Some(recent));
+    person(conn, "Nooit", None);
+    // No transaction in the last five years, but at least one ever.
+    let query = create_query(
+        conn,
+        SavedQueryInput {
+            name: "five years quiet".into(),
+            description: String::new(),
+            conditions: json!({"all": [
+                {"field": "transactions.last_at", "op": "lt", "value": "2021-11-23"},
+                {"field": "transactions.count", "op": "ge", "value": 1}
+            ]}),
+        },
+        "test",
+    )
+    .unwrap()
+    .id;
+    let rule = create_rule(
+        conn,
+        NewRetentionRule {
+            name: "Five years without transactions".into(),
+            query_id: query,
+            action: "anonymize".into(),
+            schedule: "daily".into(),
+        },
+        "token:4:privacy",
+    )
+    .unwrap();
+    assert!(matches!(
+        create_rule(
+            conn,
+            NewRetentionRule {
+                name: "bad".into(),
+                query_id: query + 100,
+                action: "anonymize".into(),
+                schedule: "manual".into(),
+            },
+            "x"
+        ),
+        Err(GdprError::Invalid {
+            field: "query_id",
+            ..
+        })
+    ));
+    // The query cannot be deleted while the rule uses it.
+    let err = mailbaar_query::delete_query(conn, query).unwrap_err();
+    assert!(err.to_string().contains("retention rule"), "{err}");
+
+    let dry = dry_run(conn, rule.id, "token:4:privacy").unwrap();
+    assert_eq!(dry.matched, 2);
+    let names: Vec<&str> = dry.sample.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["Oud", "Ouder"]);
+    assert!(anonymized(conn).is_empty(), "a dry run changes nothing");
+
+    let job = mailbaar_jobs::create(conn, RETENTION_JOB_KIND, "token:4:privacy").unwrap();
+    let run = run_rule(&pool, rule.id, job.id, "token:4:privacy").unwrap();
+    assert_eq!((run.matched, run.anonymized, run.dry_run), (2, 2, false));
+    assert_eq!(anonymized(conn), [old_a, old_b]);
+    let job = mailbaar_jobs::get(conn, job.id).unwrap();
+    assert_eq!((job.progress, job.total), (1, 1));
+
+    // A second run finds no one: anonymized persons leave every selection.
+    let job = mailbaar_jobs::create(conn, RETENTION_JOB_KIND, "schedule").unwrap();
+    let again = run_rule(&pool, rule.id, job.id, "schedule").unwrap();
+    assert_eq!((again.matched, again.anonymized), (0, 0));
+
+    // Every run is recorded; each is audited, and each anonymization too.
+    let runs = list_runs(conn, rule.id).unwrap();
+    let kinds: Vec<bool> = runs.iter().map(|r| r.dry_run).collect();
+    assert_eq!(kinds, [false, false, true]);
+    let recorded: i64 = retention_runs::table.count().get_result(conn).unwrap();
+    assert_eq!(recorded, 3);
+    let actions: Vec<String> = audit_log::table
+        .order(audit_log::id)
+        .select(audit_log::action)
+        .load(conn)
+        .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "retention.dry_run",
+            "person.anonymized",
+            "person.anonymized",
+            "retention.run",
+            "retention.run"
+        ]
+    );
+}
+
+#[test]
+fn retention_sqlite() {
+    retention(Backend::Sqlite);
+}
+
+#[test]
+fn retention_postgres() {
+    retention(Backend::Postgres);
+}
