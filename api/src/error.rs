@@ -231,6 +231,7 @@ impl From<GdprError> for ApiError {
             }
             GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
             GdprError::Conflict(_) | GdprError::Selection(_) => ApiError::Conflict(e.to_string()),
+            GdprError::Pdf(reason) => internal("making a PDF failed", &reason),
             GdprError::Database(err) => err.into(),
         }
     }

@@ -30,6 +30,7 @@ use crate::routes;
         routes::persons::update_person,
         routes::persons::person_card,
         routes::persons::anonymize_person,
+        routes::persons::personal_data_pdf,
         routes::persons::clear_bouncer,
         routes::audit::list_audit,
         routes::retention::list_rules,

@@ -88,6 +88,35 @@ async fn anonymize_over_http(app: TestApp) {
     app.admin("POST", "/api/v1/persons/999999/anonymize", None)
         .await
         .assert_problem(404);
+    // The export of an anonymized person; marketers may not export.
+    let marketer = app.token("marketer").await;
+    app.as_token(
+        &marketer,
+        "GET",
+        &format!("/api/v1/persons/{p}/personal-data.pdf"),
+        None,
+    )
+    .await
+    .assert_problem(403);
+    let r = app
+        .as_token(
+            &officer,
+            "GET",
+            &format!("/api/v1/persons/{p}/personal-data.pdf"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "application/pdf");
+    assert!(r.text.starts_with("%PDF-"), "a PDF");
+    let log = app
+        .admin(
+            "GET",
+            &format!("/api/v1/audit-log?person_id={p}&action=person.pdf_exported"),
+            None,
+        )
+        .await;
+    assert_eq!(log.body["total"], 1);
 }
 
 async fn bouncer_and_audit_log(app: TestApp) {

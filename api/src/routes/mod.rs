@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(persons::get_person)
                 .service(persons::person_card)
                 .service(persons::anonymize_person)
+                .service(persons::personal_data_pdf)
                 .service(persons::clear_bouncer)
                 .service(audit::list_audit)
                 .service(retention::list_rules)

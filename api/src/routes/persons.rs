@@ -201,3 +201,34 @@ pub async fn clear_bouncer(
         .await?;
     Ok(HttpResponse::Ok().json(person))
 }
+
+/// The personal-data export (right of access) as a PDF: every field, the profile, the
+/// consent history, contact moments, transactions and stored documents, with the
+/// organisation's name and the date; Dutch or English by setting. Audited.
+#[utoipa::path(get, path = "/api/v1/persons/{id}/personal-data.pdf", tag = "gdpr", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Person id", example = 42)),
+    responses(
+        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>),
+        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only privacy officers and admins export personal data", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/persons/{id}/personal-data.pdf")]
+pub async fn personal_data_pdf(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ExportPersonalData)?.label();
+    let id = id.into_inner();
+    let pdf = state
+        .db(move |conn| mailbaar_gdpr::personal_data_pdf(conn, id, &by))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"personal-data-{id}.pdf\""),
+        ))
+        .body(pdf))
+}

@@ -63,6 +63,8 @@ pub enum Permission {
     Anonymize,
     /// Read the audit log.
     ReadAuditLog,
+    /// Export all personal data of a person (right of access).
+    ExportPersonalData,
 }
 
 impl Role {
@@ -104,7 +106,9 @@ impl Role {
             {
                 true
             }
-            Role::PrivacyOfficer => matches!(permission, Anonymize | ReadAuditLog),
+            Role::PrivacyOfficer => {
+                matches!(permission, Anonymize | ReadAuditLog | ExportPersonalData)
+            }
             Role::Marketer => false,
             Role::Viewer => matches!(permission, ReadPersons),
         }

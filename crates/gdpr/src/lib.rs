@@ -4,10 +4,12 @@
 
 mod anonymize;
 mod audit;
+mod pdf;
 mod retention;
 
 pub use anonymize::{anonymize, scrub_free_space, Anonymized, ANONYMIZED_TEXT};
 pub use audit::{list_audit, record_audit, AuditEntry, AuditFilter};
+pub use pdf::personal_data_pdf;
 pub use retention::{
     create_rule, dry_run, get_rule, list_rules, list_runs, run_rule, DryRun, NewRetentionRule,
     RetentionRule, RetentionRun, SamplePerson, RETENTION_BATCH, RETENTION_JOB_KIND,
@@ -28,6 +30,8 @@ pub enum GdprError {
     Conflict(String),
     #[error("selecting persons failed: {0}")]
     Selection(String),
+    #[error("making the PDF failed: {0}")]
+    Pdf(String),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }

@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 /// The settings as every part of Mailbaar reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"contact_pressure_days": 7,
-    "profiling_opt_in_on_registration": true, "profiles_daily_hour": 3}))]
+    "profiling_opt_in_on_registration": true, "profiles_daily_hour": 3,
+    "organisation_name": "Stichting Voorbeeld", "language": "nl"}))]
 pub struct Settings {
     /// The period, in days, over which contact pressure counts a person's e-mails.
     #[schema(minimum = 1, maximum = 365)]
@@ -24,6 +25,10 @@ pub struct Settings {
     /// automatically.
     #[schema(minimum = 0, maximum = 23)]
     pub profiles_daily_hour: Option<i64>,
+    /// The organisation's name, printed on personal-data exports.
+    pub organisation_name: String,
+    /// The language of documents for persons (personal-data exports): `nl` or `en`.
+    pub language: String,
 }
 
 impl Default for Settings {
@@ -32,6 +37,8 @@ impl Default for Settings {
             contact_pressure_days: 7,
             profiling_opt_in_on_registration: true,
             profiles_daily_hour: None,
+            organisation_name: "Mailbaar".into(),
+            language: "nl".into(),
         }
     }
 }
@@ -47,6 +54,9 @@ pub struct SettingsChanges {
     #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<i64>)]
     pub profiles_daily_hour: Option<Option<i64>>,
+    pub organisation_name: Option<String>,
+    /// `nl` or `en`.
+    pub language: Option<String>,
 }
 
 /// Errors of the settings store.
@@ -99,8 +109,30 @@ pub fn update(
             });
         }
     }
+    if let Some(name) = &changes.organisation_name {
+        if name.trim().is_empty() || name.chars().count() > 200 {
+            return Err(SettingsError::Invalid {
+                field: "organisation_name",
+                reason: "1 to 200 characters".into(),
+            });
+        }
+    }
+    if let Some(language) = &changes.language {
+        if !matches!(language.as_str(), "nl" | "en") {
+            return Err(SettingsError::Invalid {
+                field: "language",
+                reason: "nl or en".into(),
+            });
+        }
+    }
     conn.transaction(|conn| {
         let mut values: Vec<(&str, Value)> = Vec::new();
+        if let Some(name) = &changes.organisation_name {
+            values.push(("organisation_name", Value::from(name.trim())));
+        }
+        if let Some(language) = &changes.language {
+            values.push(("language", Value::from(language.as_str())));
+        }
         if let Some(days) = changes.contact_pressure_days {
             values.push(("contact_pressure_days", Value::from(days)));
         }
