@@ -255,6 +255,7 @@ fn statements_do_not_grow_with_history(conn: &mut DbConnection) {
             Box::new(|_: InstrumentationEvent<'_>| {}) as Box<dyn Instrumentation>
         }),
     );
+    eprintln!("statements per card: {for_short} (short history), {for_long} (long history)");
     assert!(for_short > 0);
     assert_eq!(
         for_short, for_long,
