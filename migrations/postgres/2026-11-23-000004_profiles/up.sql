@@ -1,7 +1,9 @@
 -- Calculated figures per person; rows exist only for persons with a current profiling
--- opt-in (the recalculation writes them, a profiling opt-out deletes them).
+-- opt-in (the recalculation writes them, a profiling opt-out deletes them). Derived data,
+-- rewritten whole by each recalculation: no foreign keys, whose per-row checks would
+-- cost more than the calculation (persons are never deleted, only anonymized).
 CREATE TABLE person_profiles (
-    person_id BIGINT PRIMARY KEY REFERENCES persons (id),
+    person_id BIGINT PRIMARY KEY,
     recency_days INTEGER,
     frequency INTEGER NOT NULL,
     monetary_cents BIGINT NOT NULL,
@@ -17,7 +19,7 @@ CREATE INDEX person_profiles_rfm ON person_profiles (rfm_score);
 
 -- Per person and transaction kind: how many and how much, all time.
 CREATE TABLE person_profile_totals (
-    person_id BIGINT NOT NULL REFERENCES persons (id),
+    person_id BIGINT NOT NULL,
     kind TEXT NOT NULL,
     count BIGINT NOT NULL,
     sum_cents BIGINT NOT NULL,
