@@ -38,18 +38,24 @@ pub async fn start_recalculation(pool: &Pool, created_by: String) -> Result<Job,
     .await??;
     let running = pool.clone();
     let id = job.id;
+    spawn_job(id, move || {
+        if let Err(error) = mailbaar_profiles::run_job(&running, id) {
+            tracing::error!(%error, job_id = id, "profile recalculation failed");
+        }
+    })?;
+    Ok(job)
+}
+
+/// Runs a registered job's work on a thread of its own; the work records its outcome.
+fn spawn_job(id: i64, work: impl FnOnce() + Send + 'static) -> Result<(), ApiError> {
     std::thread::Builder::new()
         .name(format!("job-{id}"))
-        .spawn(move || {
-            if let Err(error) = mailbaar_profiles::run_job(&running, id) {
-                tracing::error!(%error, job_id = id, "profile recalculation failed");
-            }
-        })
+        .spawn(work)
+        .map(drop)
         .map_err(|e| {
             tracing::error!(error = %e, "could not start a job thread");
             ApiError::Internal
-        })?;
-    Ok(job)
+        })
 }
 
 /// Registers a retention run of an active rule and runs it in the background.
@@ -73,30 +79,11 @@ pub async fn start_retention(pool: &Pool, rule_id: i64, actor: String) -> Result
     let running = pool.clone();
     let id = job.id;
     let actor = job.created_by.clone();
-    std::thread::Builder::new()
-        .name(format!("job-{id}"))
-        .spawn(move || {
-            let outcome = mailbaar_gdpr::run_rule(&running, rule_id, id, &actor)
-                .map(|run| format!("{} of {} persons anonymized", run.anonymized, run.matched))
-                .map_err(|e| e.to_string());
-            if let Err(error) = &outcome {
-                tracing::error!(%error, job_id = id, rule_id, "retention run failed");
-            }
-            match running.get() {
-                Ok(mut conn) => {
-                    if let Err(e) = mailbaar_jobs::finish(&mut conn, id, outcome) {
-                        tracing::warn!(error = %e, job_id = id, "recording the job outcome failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, job_id = id, "no connection for the job outcome")
-                }
-            }
-        })
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not start a job thread");
-            ApiError::Internal
-        })?;
+    spawn_job(id, move || {
+        if let Err(error) = mailbaar_gdpr::run_rule(&running, rule_id, id, &actor) {
+            tracing::error!(%error, job_id = id, rule_id, "retention run failed");
+        }
+    })?;
     Ok(job)
 }
 

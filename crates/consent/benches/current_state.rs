@@ -12,7 +12,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use mailbaar_consent::{append_records, count_current, NewRecord};
-use mailbaar_store::testing::TestDatabase;
+use mailbaar_store::testing::{numbers_cte, TestDatabase};
 use mailbaar_store::{now, Backend, DbConnection};
 
 #[derive(QueryableByName)]
@@ -40,17 +40,11 @@ fn time<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
 }
 
 fn fill(conn: &mut DbConnection, persons: i64) {
-    let sql = match conn.backend() {
-        Backend::Postgres => format!(
-            "INSERT INTO persons (email, created_at, updated_at)
-             SELECT 'p' || g || '@example.nl', now(), now() FROM generate_series(1, {persons}) g"
-        ),
-        Backend::Sqlite => format!(
-            "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {persons})
-             INSERT INTO persons (email, created_at, updated_at)
-             SELECT 'p' || i || '@example.nl', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM g"
-        ),
-    };
+    let g = numbers_cte(conn.backend(), persons);
+    let sql = format!(
+        "{g} INSERT INTO persons (email, created_at, updated_at)
+         SELECT 'p' || i || '@example.nl', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM g"
+    );
     conn.batch_execute(&sql).expect("persons");
     // Five records per person over the three standard types, flipping, deterministic.
     let t = now();
@@ -74,11 +68,7 @@ fn fill(conn: &mut DbConnection, persons: i64) {
         }
     }
     append_records(conn, &batch).expect("records");
-    let analyze = match conn.backend() {
-        Backend::Postgres => "ANALYZE",
-        Backend::Sqlite => "ANALYZE",
-    };
-    conn.batch_execute(analyze).expect("analyze");
+    conn.batch_execute("ANALYZE").expect("analyze");
 }
 
 /// The reference: each person's latest ledger record of the type, found at query time.

@@ -2,7 +2,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_store::schema::persons;
-use mailbaar_store::{now, DbConnection, Page, PageRequest};
+use mailbaar_store::{escape_like, now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -448,17 +448,6 @@ pub fn list_persons(
         p.consents = consents.remove(&p.id).unwrap_or_default();
     }
     Ok(Page::new(items, total, page))
-}
-
-fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Clears the bouncer flag with its date and reason. Returns the person and whether the

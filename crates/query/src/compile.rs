@@ -429,17 +429,12 @@ fn column_test(expr: &str, nullable: bool, value_type: ValueType, test: &Test) -
             c.sql(")");
         }
         Test::Contains(s) | Test::StartsWith(s) => {
-            let mut pattern = String::with_capacity(s.len() + 2);
-            if matches!(test, Test::Contains(_)) {
-                pattern.push('%');
-            }
-            for ch in s.chars() {
-                if matches!(ch, '%' | '_' | '\\') {
-                    pattern.push('\\');
-                }
-                pattern.push(ch);
-            }
-            pattern.push('%');
+            let lead = if matches!(test, Test::Contains(_)) {
+                "%"
+            } else {
+                ""
+            };
+            let pattern = format!("{lead}{}%", mailbaar_store::escape_like(s));
             c.sql(&operand)
                 .sql(" LIKE lower(")
                 .bind(Scalar::Text(pattern))

@@ -292,14 +292,7 @@ pub fn list_queries(
             .map(str::trim)
             .filter(|p| !p.is_empty())
         {
-            let mut pattern = String::from("%");
-            for ch in part.to_lowercase().chars() {
-                if matches!(ch, '%' | '_' | '\\') {
-                    pattern.push('\\');
-                }
-                pattern.push(ch);
-            }
-            pattern.push('%');
+            let pattern = format!("%{}%", mailbaar_store::escape_like(&part.to_lowercase()));
             q = q.filter(
                 diesel::dsl::sql::<diesel::sql_types::Bool>("lower(saved_queries.name) LIKE ")
                     .bind::<diesel::sql_types::Text, _>(pattern)

@@ -34,3 +34,16 @@ where
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
+
+/// Escapes `%`, `_` and `\` so a text matches itself in `LIKE … ESCAPE '\'`, on both
+/// engines; every contains/starts-with search builds its pattern with this.
+pub fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
