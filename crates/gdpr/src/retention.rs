@@ -327,8 +327,29 @@ pub fn dry_run(conn: &mut DbConnection, rule_id: i64, actor: &str) -> Result<Dry
 }
 
 /// Runs a rule as the registered job `job_id`: anonymizes the selected persons in batches
-/// of [`RETENTION_BATCH`], reporting progress after each, records the run and audits it.
+/// of [`RETENTION_BATCH`], reporting progress after each, records the run and audits it,
+/// and records the job's outcome, whatever it is.
 pub fn run_rule(
+    pool: &Pool,
+    rule_id: i64,
+    job_id: i64,
+    actor: &str,
+) -> Result<RetentionRun, GdprError> {
+    let outcome = run_steps(pool, rule_id, job_id, actor);
+    let summary = outcome
+        .as_ref()
+        .map(|run| format!("{} of {} persons anonymized", run.anonymized, run.matched))
+        .map_err(ToString::to_string);
+    let recorded = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
+        mailbaar_jobs::finish(&mut conn, job_id, summary).map_err(|e| e.to_string())
+    });
+    if let Err(error) = recorded {
+        tracing::warn!(%error, job_id, "recording the job outcome failed");
+    }
+    outcome
+}
+
+fn run_steps(
     pool: &Pool,
     rule_id: i64,
     job_id: i64,
