@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use mailbaar_store::schema::{consent_current, consent_records, persons};
+use mailbaar_store::schema::{consent_current, consent_records, opt_in_types, persons};
 use mailbaar_store::{now, DbConnection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -162,7 +162,7 @@ fn clean_description(d: &str) -> Result<String, ConsentError> {
     if d.is_empty() || d.chars().count() > 500 {
         return Err(ConsentError::invalid("description", "1 to 500 characters"));
     }
-    Ok(d.to_owned())
+    Ok(mailbaar_store::nfc(d).into_owned())
 }
 
 /// Checks that the person exists and is not anonymized.
@@ -251,8 +251,10 @@ pub fn record(
 }
 
 /// Withdraws every opt-in of a person (profiling included) in one transaction and marks
-/// the person fully unsubscribed. Writes one opt-out per type that is currently opted in,
-/// and nothing for types already opted out.
+/// the person fully unsubscribed. Writes an opt-out for every opt-in type whose latest
+/// word is not already a refusal, whether or not the person had a record for it (the
+/// mailing manual: a full unsubscribe is "for all available opt-ins"), so no automatic
+/// process can later find a type without a refusal.
 pub fn unsubscribe_all(
     conn: &mut DbConnection,
     person_id: i64,
@@ -263,11 +265,15 @@ pub fn unsubscribe_all(
     let description = clean_description(&request.description)?;
     conn.transaction(|conn| {
         check_person(conn, person_id)?;
-        let opted_in: Vec<i64> = consent_current::table
+        let refused: Vec<i64> = consent_current::table
             .filter(consent_current::person_id.eq(person_id))
-            .filter(consent_current::opt_in.eq(true))
-            .order(consent_current::opt_in_type_id)
+            .filter(consent_current::opt_in.eq(false))
             .select(consent_current::opt_in_type_id)
+            .load(conn)?;
+        let opted_in: Vec<i64> = opt_in_types::table
+            .filter(opt_in_types::id.ne_all(refused))
+            .order(opt_in_types::id)
+            .select(opt_in_types::id)
             .load(conn)?;
         let t = now();
         let mut written = Vec::with_capacity(opted_in.len());
@@ -297,36 +303,95 @@ pub fn unsubscribe_all(
 }
 
 /// Gives a person the automatic service-mail opt-in when they have no service-mail record
-/// yet (a new customer); returns the record, or `None` when nothing was needed.
+/// yet (a new customer); returns the record, or `None` when nothing was needed or the
+/// rule of [`automatic_opt_in_candidates`] refuses it.
 pub fn record_service_mail_opt_in(
     conn: &mut DbConnection,
     person_id: i64,
 ) -> Result<Option<ConsentRecord>, ConsentError> {
-    let Some(service) = standard_type(conn, OptInKind::ServiceMail)? else {
+    record_automatic_opt_in(
+        conn,
+        person_id,
+        OptInKind::ServiceMail,
+        "soft service mail opt-in",
+    )
+}
+
+/// Records an opt-in that no person or staff member gave (channel `system`): the
+/// registration profiling opt-in, the first transaction's service-mail opt-in. Returns
+/// `None` when the standard type does not exist or the rule of
+/// [`automatic_opt_in_candidates`] refuses it.
+pub fn record_automatic_opt_in(
+    conn: &mut DbConnection,
+    person_id: i64,
+    kind: OptInKind,
+    description: &str,
+) -> Result<Option<ConsentRecord>, ConsentError> {
+    let Some(opt_in_type) = standard_type(conn, kind)? else {
         return Ok(None);
     };
-    let existing: i64 = consent_current::table
-        .filter(consent_current::person_id.eq(person_id))
-        .filter(consent_current::opt_in_type_id.eq(service.id))
-        .count()
-        .get_result(conn)?;
-    if existing > 0 {
+    if automatic_opt_in_candidates(conn, opt_in_type.id, &[person_id])?.is_empty() {
         return Ok(None);
     }
     insert_one(
         conn,
         &NewRecord {
             person_id,
-            opt_in_type_id: service.id,
+            opt_in_type_id: opt_in_type.id,
             opt_in: true,
             channel: Channel::SYSTEM.to_owned(),
-            description: "soft service mail opt-in".to_owned(),
+            description: description.to_owned(),
             contact_moment_id: None,
             recorded_by: Channel::SYSTEM.to_owned(),
             recorded_at: now(),
         },
     )
     .map(Some)
+}
+
+/// The one rule for automatic opt-ins (soft opt-in runs, the registration and transaction
+/// opt-ins, and any default a later process applies): of `person_ids`, the persons who may
+/// get one for the type — those with no record for it at all (so a refusal is never
+/// overwritten), who have not fully unsubscribed (that refusal also covers types created
+/// later) and are not anonymized. Only an explicit opt-in by the person, or by staff on
+/// their behalf, lifts a refusal. Returns the ids in ascending order; at most 1,000 ids
+/// per call are looked up at once.
+pub fn automatic_opt_in_candidates(
+    conn: &mut DbConnection,
+    opt_in_type_id: i64,
+    person_ids: &[i64],
+) -> Result<Vec<i64>, ConsentError> {
+    without_record(conn, opt_in_type_id, person_ids, true)
+}
+
+/// Of `person_ids`, the living persons without any record for the type, in ascending
+/// order; with `refusals_count` also without a full unsubscribe.
+pub(crate) fn without_record(
+    conn: &mut DbConnection,
+    opt_in_type_id: i64,
+    person_ids: &[i64],
+    refusals_count: bool,
+) -> Result<Vec<i64>, ConsentError> {
+    let mut found = Vec::with_capacity(person_ids.len());
+    for chunk in person_ids.chunks(1000) {
+        let recorded = consent_current::table
+            .filter(consent_current::opt_in_type_id.eq(opt_in_type_id))
+            .filter(consent_current::person_id.eq(persons::id))
+            .select(consent_current::person_id);
+        let mut q = persons::table
+            .filter(persons::id.eq_any(chunk))
+            .filter(persons::anonymized_at.is_null())
+            .filter(diesel::dsl::not(diesel::dsl::exists(recorded)))
+            .select(persons::id)
+            .into_boxed();
+        if refusals_count {
+            q = q.filter(persons::full_unsubscribed_at.is_null());
+        }
+        found.append(&mut q.load::<i64>(conn)?);
+    }
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
 }
 
 /// A person's consent history, per type, newest first; optionally of one type only.

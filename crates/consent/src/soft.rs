@@ -1,10 +1,9 @@
 use diesel::prelude::*;
-use mailbaar_store::schema::{consent_current, persons};
 use mailbaar_store::{now, DbConnection};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::ledger::{append_records, Channel, NewRecord};
+use crate::ledger::{append_records, without_record, Channel, NewRecord};
 use crate::types::get_type;
 use crate::ConsentError;
 
@@ -32,7 +31,9 @@ pub struct SoftConsentOutcome {
 }
 
 /// Gives every person selected by the type's saved query a soft opt-in (or opt-out),
-/// except persons who already have any record for the type and anonymized persons. In
+/// except persons who already have any record for the type and anonymized persons, and
+/// for opt-ins also persons who fully unsubscribed (the rule of
+/// [`crate::automatic_opt_in_candidates`]). In
 /// one transaction; a second run assigns nothing; a dry run writes nothing.
 pub fn assign_soft_consent(
     conn: &mut DbConnection,
@@ -54,25 +55,9 @@ pub fn assign_soft_consent(
             .map_err(ConsentError::Selection)?;
         selected.sort_unstable();
         selected.dedup();
-        let mut candidates = Vec::with_capacity(selected.len());
-        for chunk in selected.chunks(1000) {
-            let recorded: Vec<i64> = consent_current::table
-                .filter(consent_current::opt_in_type_id.eq(kind.id))
-                .filter(consent_current::person_id.eq_any(chunk))
-                .select(consent_current::person_id)
-                .load(conn)?;
-            let anonymized: Vec<i64> = persons::table
-                .filter(persons::id.eq_any(chunk))
-                .filter(persons::anonymized_at.is_not_null())
-                .select(persons::id)
-                .load(conn)?;
-            candidates.extend(
-                chunk
-                    .iter()
-                    .copied()
-                    .filter(|id| recorded.binary_search(id).is_err() && !anonymized.contains(id)),
-            );
-        }
+        // Opt-ins follow the one rule for automatic opt-ins; opt-outs only skip persons
+        // who already have a record for the type.
+        let candidates = without_record(conn, kind.id, &selected, opt_in)?;
         let already = (selected.len() - candidates.len()) as i64;
         if !dry_run && !candidates.is_empty() {
             let t = now();

@@ -126,7 +126,7 @@ fn clean_name(name: &str) -> Result<String, ConsentError> {
     if n.is_empty() || n.chars().count() > 100 {
         return Err(ConsentError::invalid("name", "1 to 100 characters"));
     }
-    Ok(n.to_owned())
+    Ok(mailbaar_store::nfc(n).into_owned())
 }
 
 fn clean_description(d: &str) -> Result<String, ConsentError> {
@@ -137,7 +137,7 @@ fn clean_description(d: &str) -> Result<String, ConsentError> {
             "at most 500 characters",
         ));
     }
-    Ok(d.to_owned())
+    Ok(mailbaar_store::nfc(d).into_owned())
 }
 
 fn map_unique(e: DieselError, name: &str) -> ConsentError {

@@ -173,7 +173,7 @@ pub fn create_rule(
     new: NewRetentionRule,
     created_by: &str,
 ) -> Result<RetentionRule, GdprError> {
-    let name = new.name.trim().to_owned();
+    let name = mailbaar_store::nfc(new.name.trim()).into_owned();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("name", "a name has 1 to 200 characters"));
     }

@@ -255,6 +255,7 @@ pub fn person_card(conn: &mut DbConnection, person_id: i64) -> Result<PersonCard
         .collect();
 
     // transactions: latest + per kind (2)
+    let backend = conn.backend();
     let own = transactions::table.filter(transactions::person_id.eq(person_id));
     let latest_tx: Vec<Transaction> = own
         .order((transactions::occurred_at.desc(), transactions::id.desc()))
@@ -270,7 +271,7 @@ pub fn person_card(conn: &mut DbConnection, person_id: i64) -> Result<PersonCard
         .select((
             transactions::kind,
             sql::<BigInt>("COUNT(*)"),
-            sql::<BigInt>("CAST(SUM(amount_cents) AS BIGINT)"),
+            sql::<BigInt>(&mailbaar_store::saturating_sum(backend, "amount_cents")),
         ))
         .load::<(String, i64, i64)>(conn)?
         .into_iter()

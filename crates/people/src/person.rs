@@ -2,13 +2,11 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_store::schema::persons;
-use mailbaar_store::{escape_like, now, DbConnection, Page, PageRequest};
+use mailbaar_store::{escape_like, fold, now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use mailbaar_consent::{
-    append_records, standard_type, Channel, CurrentConsent, NewRecord, OptInKind,
-};
+use mailbaar_consent::{record_automatic_opt_in, CurrentConsent, OptInKind};
 
 use crate::validate::Checker;
 use crate::PeopleError;
@@ -317,20 +315,13 @@ pub fn create_person(conn: &mut DbConnection, new: NewPerson) -> Result<Person, 
             .map_err(|e| map_unique(e, email.as_ref()))?;
         let mut person = Person::from(row);
         if mailbaar_settings::load(conn)?.profiling_opt_in_on_registration {
-            if let Some(profiling) = standard_type(conn, OptInKind::Profiling)? {
-                append_records(
-                    conn,
-                    &[NewRecord {
-                        person_id: person.id,
-                        opt_in_type_id: profiling.id,
-                        opt_in: true,
-                        channel: Channel::SYSTEM.to_owned(),
-                        description: "automatic profiling opt-in on registration".into(),
-                        contact_moment_id: None,
-                        recorded_by: Channel::SYSTEM.to_owned(),
-                        recorded_at: t,
-                    }],
-                )?;
+            let recorded = record_automatic_opt_in(
+                conn,
+                person.id,
+                OptInKind::Profiling,
+                "automatic profiling opt-in on registration",
+            )?;
+            if recorded.is_some() {
                 person.consents = mailbaar_consent::current_for_person(conn, person.id)?;
             }
         }
@@ -414,14 +405,14 @@ pub fn list_persons(
         let mut q = persons::table.into_boxed();
         if let Some(words) = filter.q.as_deref() {
             for word in words.split_whitespace().take(5) {
-                let pattern = format!("%{}%", escape_like(&word.to_lowercase()));
+                let pattern = format!("%{}%", escape_like(&fold(word)));
                 q = q.filter(
                     diesel::dsl::sql::<diesel::sql_types::Bool>("(")
-                        .sql("lower(coalesce(persons.first_name, '')) LIKE ")
+                        .sql("coalesce(mailbaar_fold(persons.first_name), '') LIKE ")
                         .bind::<diesel::sql_types::Text, _>(pattern.clone())
-                        .sql(" ESCAPE '\\' OR lower(coalesce(persons.last_name, '')) LIKE ")
+                        .sql(" ESCAPE '\\' OR coalesce(mailbaar_fold(persons.last_name), '') LIKE ")
                         .bind::<diesel::sql_types::Text, _>(pattern.clone())
-                        .sql(" ESCAPE '\\' OR lower(coalesce(persons.email, '')) LIKE ")
+                        .sql(" ESCAPE '\\' OR coalesce(mailbaar_fold(persons.email), '') LIKE ")
                         .bind::<diesel::sql_types::Text, _>(pattern)
                         .sql(" ESCAPE '\\')"),
                 );

@@ -55,6 +55,10 @@ impl From<TransactionRow> for Transaction {
     }
 }
 
+/// The largest amount of one transaction, either way, in cents (one billion in the
+/// currency). Bounded so that sums over a person's transactions stay far inside 64 bits.
+pub const MAX_AMOUNT_CENTS: i64 = 100_000_000_000;
+
 /// A transaction to record. Unknown fields are refused.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +67,9 @@ impl From<TransactionRow> for Transaction {
 pub struct NewTransaction {
     /// Lower-case letters, digits and underscores, e.g. `purchase` or `membership_fee`.
     pub kind: String,
+    /// The amount in cents (negative for a refund), at most 100,000,000,000 either way
+    /// (one billion in the currency).
+    #[schema(minimum = -100_000_000_000_i64, maximum = 100_000_000_000_i64)]
     pub amount_cents: i64,
     /// ISO 4217 code; `EUR` when left out.
     #[serde(default = "euro")]
@@ -96,6 +103,12 @@ pub fn add_transaction(
     let currency = new.currency.trim().to_owned();
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
         ck.fail("currency", "an ISO 4217 code of three capital letters");
+    }
+    if !(-MAX_AMOUNT_CENTS..=MAX_AMOUNT_CENTS).contains(&new.amount_cents) {
+        ck.fail(
+            "amount_cents",
+            format!("between -{MAX_AMOUNT_CENTS} and {MAX_AMOUNT_CENTS} cents"),
+        );
     }
     let description = ck.text("description", new.description.as_deref(), 500);
     ck.finish()?;

@@ -15,7 +15,8 @@ impl Checker {
         self.errors.push(FieldError::new(field, reason));
     }
 
-    /// Trims free text; empty becomes `None`; longer than `max` characters is refused.
+    /// Trims free text and stores it in NFC (`mailbaar_store::nfc`); empty becomes `None`;
+    /// longer than `max` characters is refused.
     pub fn text(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
         let v = value?.trim();
         if v.is_empty() {
@@ -29,7 +30,7 @@ impl Checker {
             self.fail(field, "contains control characters");
             return None;
         }
-        Some(v.to_owned())
+        Some(mailbaar_store::nfc(v).into_owned())
     }
 
     pub fn email(&mut self, value: Option<&str>) -> Option<String> {

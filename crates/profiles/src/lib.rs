@@ -11,7 +11,7 @@ use chrono::{DateTime, Days, NaiveDateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use mailbaar_store::schema::{person_profile_totals, person_profiles};
-use mailbaar_store::{Backend, DbConnection};
+use mailbaar_store::{saturating_sum, Backend, DbConnection};
 use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -183,8 +183,7 @@ pub fn recalculate(
                  LEFT JOIN (
                      SELECT person_id, MAX(occurred_at) AS last_at,
                          SUM(CASE WHEN occurred_at >= {year_ago} THEN 1 ELSE 0 END) AS frequency,
-                         SUM(CASE WHEN occurred_at >= {year_ago} THEN amount_cents ELSE 0 END)
-                             AS monetary
+                         {monetary} AS monetary
                      FROM transactions GROUP BY person_id
                  ) tx ON tx.person_id = persons.id
                  LEFT JOIN (
@@ -201,18 +200,25 @@ pub fn recalculate(
         r = quintile("recency_days DESC NULLS FIRST"),
         f = quintile("frequency"),
         m = quintile("monetary_cents"),
+        monetary = saturating_sum(
+            conn.backend(),
+            &format!("CASE WHEN occurred_at >= {year_ago} THEN amount_cents ELSE 0 END")
+        ),
     );
-    let insert_totals = "INSERT INTO person_profile_totals (person_id, kind, count, sum_cents)
-         SELECT t.person_id, t.kind, COUNT(*), SUM(t.amount_cents)
+    let insert_totals = format!(
+        "INSERT INTO person_profile_totals (person_id, kind, count, sum_cents)
+         SELECT t.person_id, t.kind, COUNT(*), {}
          FROM transactions t JOIN person_profiles p ON p.person_id = t.person_id
-         GROUP BY t.person_id, t.kind";
+         GROUP BY t.person_id, t.kind",
+        saturating_sum(conn.backend(), "t.amount_cents")
+    );
     conn.transaction(|conn| {
         step(0, RECALCULATION_STEPS[0]);
         conn.batch_execute("DELETE FROM person_profile_totals; DELETE FROM person_profiles;")?;
         step(1, RECALCULATION_STEPS[1]);
         let profiles = diesel::sql_query(&insert_profiles).execute(conn)? as i64;
         step(2, RECALCULATION_STEPS[2]);
-        diesel::sql_query(insert_totals).execute(conn)?;
+        diesel::sql_query(&insert_totals).execute(conn)?;
         Ok(Recalculated { profiles })
     })
 }

@@ -259,7 +259,15 @@ fn leaf_parts(source: &Source, test: &Test) -> Leaf {
             since(&mut from, "occurred_at", source.since);
             match aggregate {
                 Aggregate::Count => grouped(from, "COUNT(*)", Some(0), test),
-                Aggregate::SumCents => grouped(from, "SUM(amount_cents)", Some(0), test),
+                // Summed as double precision on both engines: one SQL text for both, and a
+                // sum beyond 64 bits compares instead of failing the whole selection
+                // (exact below 2^53 cents, which bounded amounts never reach).
+                Aggregate::SumCents => grouped(
+                    from,
+                    "SUM(CAST(amount_cents AS DOUBLE PRECISION))",
+                    Some(0),
+                    test,
+                ),
                 Aggregate::LastAt => grouped(from, "MAX(occurred_at)", None, test),
             }
         }
@@ -362,7 +370,7 @@ fn holds_for_int(v: i64, test: &Test) -> bool {
 fn column_test(expr: &str, nullable: bool, value_type: ValueType, test: &Test) -> SqlCondition {
     let text = value_type == ValueType::Text;
     let operand = if text {
-        format!("lower({expr})")
+        format!("mailbaar_fold({expr})")
     } else {
         expr.to_owned()
     };
@@ -401,8 +409,8 @@ fn column_test(expr: &str, nullable: bool, value_type: ValueType, test: &Test) -
         c.sql(expr).sql(" IS NOT NULL AND ");
     }
     let bound = |c: &mut SqlCondition, v: &Scalar| {
-        if text {
-            c.sql("lower(").bind(v.clone()).sql(")");
+        if let (true, Scalar::Text(t)) = (text, v) {
+            c.bind(Scalar::Text(mailbaar_store::fold(t)));
         } else {
             c.bind(v.clone());
         }
@@ -434,11 +442,14 @@ fn column_test(expr: &str, nullable: bool, value_type: ValueType, test: &Test) -
             } else {
                 ""
             };
-            let pattern = format!("{lead}{}%", mailbaar_store::escape_like(s));
+            let pattern = format!(
+                "{lead}{}%",
+                mailbaar_store::escape_like(&mailbaar_store::fold(s))
+            );
             c.sql(&operand)
-                .sql(" LIKE lower(")
+                .sql(" LIKE ")
                 .bind(Scalar::Text(pattern))
-                .sql(") ESCAPE '\\'");
+                .sql(" ESCAPE '\\'");
         }
         Test::IsEmpty | Test::IsNotEmpty => unreachable!("handled above"),
     }

@@ -126,7 +126,7 @@ fn clean_name(name: &str) -> Result<String, QueryError> {
             reason: "a name has 1 to 200 characters".into(),
         });
     }
-    Ok(name.to_owned())
+    Ok(mailbaar_store::nfc(name).into_owned())
 }
 
 fn clean_description(d: &str) -> Result<String, QueryError> {
@@ -136,7 +136,7 @@ fn clean_description(d: &str) -> Result<String, QueryError> {
             reason: "at most 2000 characters".into(),
         });
     }
-    Ok(d.trim().to_owned())
+    Ok(mailbaar_store::nfc(d.trim()).into_owned())
 }
 
 fn under(prefix: &str, issues: Vec<Issue>) -> QueryError {
@@ -292,11 +292,16 @@ pub fn list_queries(
             .map(str::trim)
             .filter(|p| !p.is_empty())
         {
-            let pattern = format!("%{}%", mailbaar_store::escape_like(&part.to_lowercase()));
+            let pattern = format!(
+                "%{}%",
+                mailbaar_store::escape_like(&mailbaar_store::fold(part))
+            );
             q = q.filter(
-                diesel::dsl::sql::<diesel::sql_types::Bool>("lower(saved_queries.name) LIKE ")
-                    .bind::<diesel::sql_types::Text, _>(pattern)
-                    .sql(" ESCAPE '\\'"),
+                diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    "mailbaar_fold(saved_queries.name) LIKE ",
+                )
+                .bind::<diesel::sql_types::Text, _>(pattern)
+                .sql(" ESCAPE '\\'"),
             );
         }
         q

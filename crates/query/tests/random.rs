@@ -23,7 +23,19 @@ const CITIES: [&str; 7] = [
     "zoë-stad",
     "",
 ];
-const LAST_NAMES: [&str; 6] = ["Vries", "de Vries", "Bakker", "O'Brien", "100%", "a_b"];
+const LAST_NAMES: [&str; 11] = [
+    "Vries",
+    "de Vries",
+    "Bakker",
+    "O'Brien",
+    "100%",
+    "a_b",
+    "Öztürk",
+    "Straße",
+    "Σωκράτης",
+    "Łukasz",
+    "Zoe\u{308}",
+];
 const KINDS: [&str; 3] = ["donation", "ticket", "purchase"];
 
 #[derive(Debug, Clone)]
@@ -141,10 +153,10 @@ fn population(rng: &mut StdRng, conn: &mut DbConnection) -> Vec<Person> {
 fn random_case(rng: &mut StdRng, s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_ascii() && rng.random_bool(0.3) {
-                c.to_ascii_uppercase()
+            if rng.random_bool(0.3) {
+                c.to_uppercase().collect::<String>()
             } else {
-                c
+                c.to_string()
             }
         })
         .collect()
@@ -365,8 +377,8 @@ fn holds<T: PartialOrd>(
 }
 
 fn text_holds(op: &str, x: &Option<String>, value: &Value) -> bool {
-    let x = x.as_deref().map(str::to_lowercase);
-    let v = || value.as_str().unwrap().to_lowercase();
+    let x = x.as_deref().map(mailbaar_store::fold);
+    let v = || mailbaar_store::fold(value.as_str().unwrap());
     match op {
         "is_empty" => x.as_deref().unwrap_or("").is_empty(),
         "is_not_empty" => !x.as_deref().unwrap_or("").is_empty(),

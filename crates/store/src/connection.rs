@@ -87,6 +87,7 @@ impl DatabaseUrl {
             Backend::Sqlite => {
                 let mut conn =
                     SqliteConnection::establish(&self.target).map_err(Error::ConnectionError)?;
+                crate::register_sqlite_functions(&mut conn).map_err(Error::QueryError)?;
                 // WAL lets readers run beside the writer; busy_timeout makes writers wait
                 // instead of failing; secure_delete zeroes erased personal data on disk.
                 conn.batch_execute(

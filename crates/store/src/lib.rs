@@ -12,11 +12,13 @@ mod paging;
 pub mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod text;
 
 pub use connection::{connect, Backend, DatabaseUrl, DbConnection, Pool, PooledConnection};
 pub use error::StoreError;
 pub use migrations::{revert_all_migrations, run_migrations};
 pub use paging::{Page, PageRequest};
+pub use text::{fold, mailbaar_fold, nfc, register_sqlite_functions};
 
 /// Current time in UTC without sub-microsecond digits, so that a value written to either
 /// backend reads back equal.
@@ -46,4 +48,19 @@ pub fn escape_like(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// SQL for the sum of a whole-number expression that never fails with an overflow, so
+/// that one person's extreme values cannot break a read for everyone: exact while the
+/// true sum fits in 64 bits, clamped to the `i64` range beyond it. PostgreSQL sums
+/// `BIGINT`s as `NUMERIC` (exact) and clamps before the cast; SQLite's `TOTAL` never
+/// overflows (it is exact for sums below 2^53, far above what bounded input reaches) and
+/// its cast to INTEGER saturates.
+pub fn saturating_sum(backend: Backend, expr: &str) -> String {
+    match backend {
+        Backend::Postgres => format!(
+            "CAST(LEAST(GREATEST(SUM({expr}), -9223372036854775808), 9223372036854775807) AS BIGINT)"
+        ),
+        Backend::Sqlite => format!("CAST(TOTAL({expr}) AS INTEGER)"),
+    }
 }
