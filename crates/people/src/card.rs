@@ -10,6 +10,8 @@ use mailbaar_consent::{ConsentRecord, OptInKind, OptInType};
 use mailbaar_profiles::Profile;
 use mailbaar_store::schema::{contact_moments, transactions};
 use mailbaar_store::DbConnection;
+
+use crate::mailable::{obstacles, MailFacts, Obstacle};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -350,23 +352,25 @@ fn administration(p: &Person) -> Administration {
             since,
         })
     };
-    if p.email.is_none() {
-        reason("no_email", "no e-mail address is known".into(), None);
-    }
-    if p.bouncer {
-        reason(
-            "bouncer",
-            p.bouncer_reason
-                .clone()
-                .unwrap_or_else(|| "mail to the address bounced".into()),
-            p.bouncer_at,
-        );
-    }
-    if p.deceased {
-        reason("deceased", "the person is deceased".into(), None);
-    }
-    if let Some(at) = p.anonymized_at {
-        reason("anonymized", "the person is anonymized".into(), Some(at));
+    let facts = MailFacts {
+        email: p.email.as_deref(),
+        bouncer: p.bouncer,
+        deceased: p.deceased,
+        anonymized: p.anonymized_at.is_some(),
+    };
+    for obstacle in obstacles(&facts) {
+        let (detail, since) = match obstacle {
+            Obstacle::NoEmail => ("no e-mail address is known".to_owned(), None),
+            Obstacle::Bouncer => (
+                p.bouncer_reason
+                    .clone()
+                    .unwrap_or_else(|| "mail to the address bounced".into()),
+                p.bouncer_at,
+            ),
+            Obstacle::Deceased => ("the person is deceased".to_owned(), None),
+            Obstacle::Anonymized => ("the person is anonymized".to_owned(), p.anonymized_at),
+        };
+        reason(obstacle.code(), detail, since);
     }
     Administration {
         mailable: p.mailable,

@@ -5,6 +5,7 @@
 
 mod card;
 mod error;
+mod mailable;
 mod person;
 mod transaction;
 mod validate;
@@ -14,8 +15,9 @@ pub use card::{
     PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences, CARD_LATEST,
 };
 pub use error::{FieldError, PeopleError};
+pub use mailable::{is_mailable, mailable_sql, obstacles, MailFacts, Obstacle};
 pub use person::{
-    clear_bouncer, create_person, get_person, list_persons, mailable_sql, persons_by_ids,
-    update_person, NewPerson, Person, PersonChanges, PersonFilter,
+    clear_bouncer, create_person, get_person, list_persons, persons_by_ids, update_person,
+    NewPerson, Person, PersonChanges, PersonFilter,
 };
 pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use mailbaar_consent::{record_automatic_opt_in, CurrentConsent, OptInKind};
 
+use crate::mailable::{is_mailable, MailFacts};
 use crate::validate::Checker;
 use crate::PeopleError;
 
@@ -94,7 +95,12 @@ pub(crate) struct PersonRow {
 
 impl From<PersonRow> for Person {
     fn from(r: PersonRow) -> Self {
-        let mailable = r.email.is_some() && !r.bouncer && !r.deceased && r.anonymized_at.is_none();
+        let mailable = is_mailable(&MailFacts {
+            email: r.email.as_deref(),
+            bouncer: r.bouncer,
+            deceased: r.deceased,
+            anonymized: r.anonymized_at.is_some(),
+        });
         Person {
             id: r.id,
             email: r.email,
@@ -124,12 +130,6 @@ impl From<PersonRow> for Person {
             updated_at: r.updated_at.and_utc(),
         }
     }
-}
-
-/// The SQL condition for "mailable" over the `persons` table, the same rule as
-/// [`Person::mailable`], for queries that select many persons at once.
-pub fn mailable_sql() -> &'static str {
-    "(persons.email IS NOT NULL AND NOT persons.bouncer AND NOT persons.deceased AND persons.anonymized_at IS NULL)"
 }
 
 /// A person to create. Unknown fields are refused.
