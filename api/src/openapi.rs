@@ -3,7 +3,9 @@
 
 use std::sync::OnceLock;
 
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -65,7 +67,7 @@ use crate::routes;
         routes::settings::get_settings,
         routes::settings::update_settings,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &OptionalBodies),
     tags(
         (name = "service", description = "Health and the contract itself"),
         (name = "tokens", description = "API tokens and their roles (admins only)"),
@@ -96,6 +98,48 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// A request body the client may leave out is declared `required: false` with the plain
+/// schema of what it holds. utoipa writes an `Option<T>` body as `oneOf [null, T]`, which
+/// generators turn into "send `null` when left out"; the service reads a missing body and
+/// `null` alike (`extract::OptionalJson`), and the contract names the missing one.
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let Some(body) = operation.request_body.as_mut() else {
+                    continue;
+                };
+                if matches!(body.required, Some(Required::True)) {
+                    continue;
+                }
+                for content in body.content.values_mut() {
+                    let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+                        continue;
+                    };
+                    let rest: Vec<&RefOr<Schema>> =
+                        one_of.items.iter().filter(|s| !is_null(s)).collect();
+                    if let [only] = rest[..] {
+                        content.schema = Some(only.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
 }
 
 /// The document as a value.

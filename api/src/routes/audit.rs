@@ -5,6 +5,7 @@ use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Paging;
 use crate::state::AppState;
 
 /// The audit log, newest first: anonymizations, consent changes by staff, full
@@ -16,14 +17,14 @@ use crate::state::AppState;
         (status = 200, description = "A page of audit entries", body = Page<AuditEntry>),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only privacy officers and admins read the audit log", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed filters", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed filters, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/audit-log")]
 pub async fn list_audit(
     auth: Auth,
     state: web::Data<AppState>,
     filter: web::Query<AuditFilter>,
-    page: web::Query<PageRequest>,
+    page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadAuditLog)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());

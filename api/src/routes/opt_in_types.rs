@@ -6,6 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::OptionalJson;
 use crate::state::AppState;
 
 /// All opt-in types, in creation order.
@@ -146,13 +147,16 @@ fn yes() -> bool {
 /// only counts.
 #[utoipa::path(post, path = "/api/v1/opt-in-types/{id}/soft-opt-ins", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 2), SoftRunParams),
-    request_body(content = SoftRunBody, description = "Optional; soft opt-ins when left out"),
+    request_body(content = Option<SoftRunBody>, description = "Optional; soft opt-ins when left out"),
     responses(
         (status = 200, description = "What was (or would be) assigned", body = SoftConsentOutcome),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The type has no (existing) soft query, or is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body is sent, but not as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body that is not a `SoftRunBody`, or a malformed `dry_run`", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/opt-in-types/{id}/soft-opt-ins")]
 pub async fn soft_opt_ins(
@@ -160,11 +164,11 @@ pub async fn soft_opt_ins(
     state: web::Data<AppState>,
     id: web::Path<i64>,
     params: web::Query<SoftRunParams>,
-    body: Option<web::Json<SoftRunBody>>,
+    body: OptionalJson<SoftRunBody>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageOptInTypes)?;
     let (id, dry_run) = (id.into_inner(), params.dry_run);
-    let opt_in = body.map(|b| b.opt_in).unwrap_or(true);
+    let opt_in = body.into_inner().map(|b| b.opt_in).unwrap_or(true);
     let outcome = state
         .db(move |conn| {
             mailbaar_consent::assign_soft_consent(

@@ -7,6 +7,7 @@ use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Paging;
 use crate::state::AppState;
 
 /// Lists persons, newest first; `q` searches names and e-mail addresses.
@@ -15,14 +16,14 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "A page of persons", body = Page<Person>),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed query parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed query parameters, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/persons")]
 pub async fn list_persons(
     auth: Auth,
     state: web::Data<AppState>,
     filter: web::Query<PersonFilter>,
-    page: web::Query<PageRequest>,
+    page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());
@@ -202,13 +203,19 @@ pub async fn clear_bouncer(
     Ok(HttpResponse::Ok().json(person))
 }
 
+/// The bytes of a PDF document, as the contract describes a binary answer.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct PdfFile(Vec<u8>);
+
 /// The personal-data export (right of access) as a PDF: every field, the profile, the
 /// consent history, contact moments, transactions and stored documents, with the
 /// organisation's name and the date; Dutch or English by setting. Audited.
 #[utoipa::path(get, path = "/api/v1/persons/{id}/personal-data.pdf", tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
-        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>),
+        (status = 200, description = "The PDF", content_type = "application/pdf", body = inline(PdfFile)),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only privacy officers and admins export personal data", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),

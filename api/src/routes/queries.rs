@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::{check_body_paging, from_body, OptionalJson, Paging};
 use crate::state::AppState;
 
 /// Every field a condition may use, with its value type and operators, for condition
@@ -39,10 +40,18 @@ pub async fn query_fields(
     {"field": "contact_pressure", "op": "lt", "value": 3}]},
     "page": 1, "per_page": 50, "columns": ["id", "email", "city"]}))]
 pub struct RunRequest {
+    /// The condition tree.
     #[schema(value_type = Node)]
     pub conditions: Value,
+    /// 1-based page number (default 1).
+    // The literals are `PageRequest::MAX_PAGE` and `MAX_PER_PAGE`, as on `RunOptions`.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub page: Option<i64>,
+    /// Persons per page, 1 to 500 (default 50).
+    #[schema(minimum = 1, maximum = 500)]
     pub per_page: Option<i64>,
+    /// Person fields to return; `id` is always included. Default: id, email, first_name,
+    /// infix, last_name, city, mailable.
     pub columns: Option<Vec<String>>,
 }
 
@@ -67,16 +76,20 @@ fn under_conditions(e: QueryError) -> QueryError {
         (status = 200, description = "The count and a page of persons", body = RunResult),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid conditions; each error names the path of the offending node", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid conditions (each error names the path of the offending node), unknown columns, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/queries/run")]
 pub async fn run_conditions(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<RunRequest>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let body = body.into_inner();
+    check_body_paging(&body)?;
+    let body: RunRequest = from_body(body)?;
     let tree = Node::parse(&body.conditions)
         .map_err(|issues| under_conditions(QueryError::InvalidConditions(issues)))?;
     let options = RunOptions {
@@ -96,13 +109,14 @@ pub async fn run_conditions(
     responses(
         (status = 200, description = "A page of saved queries, by name", body = Page<SavedQuery>),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/queries")]
 pub async fn list_queries(
     auth: Auth,
     state: web::Data<AppState>,
     filter: web::Query<SavedQueryFilter>,
-    page: web::Query<PageRequest>,
+    page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());
@@ -287,23 +301,31 @@ pub async fn copy_query(
 /// Runs a saved query: the count and one page of persons with the chosen columns.
 #[utoipa::path(post, path = "/api/v1/queries/{id}/run", tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
-    request_body(content = RunOptions, description = "Optional; page 1 of 50 with the default columns when left out"),
+    request_body(content = Option<RunOptions>, description = "Optional; page 1 of 50 with the default columns when left out"),
     responses(
         (status = 200, description = "The count and a page of persons", body = RunResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown columns, or the query no longer validates (e.g. an opt-in type it names was deleted)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body is sent, but not as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown columns or body fields, `page`/`per_page` out of range, or the query no longer validates (e.g. an opt-in type it names was deleted)", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/queries/{id}/run")]
 pub async fn run_query(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: Option<web::Json<RunOptions>>,
+    body: OptionalJson<Value>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let id = id.into_inner();
-    let options = body.map(|b| b.into_inner()).unwrap_or_default();
+    let options: RunOptions = match body.into_inner() {
+        Some(body) => {
+            check_body_paging(&body)?;
+            from_body(body)?
+        }
+        None => RunOptions::default(),
+    };
     let result = state
         .db(move |conn| {
             let query = mailbaar_query::get_query(conn, id)?;

@@ -5,6 +5,7 @@ use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Paging;
 use crate::state::AppState;
 
 /// A person's transactions, latest first.
@@ -14,13 +15,14 @@ use crate::state::AppState;
         (status = 200, description = "A page of transactions", body = Page<Transaction>),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/persons/{id}/transactions")]
 pub async fn list_transactions(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    page: web::Query<PageRequest>,
+    page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (id, page) = (id.into_inner(), page.into_inner());

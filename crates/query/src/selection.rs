@@ -151,8 +151,11 @@ pub const DEFAULT_COLUMNS: [&str; 7] = [
 #[schema(example = json!({"page": 1, "per_page": 50, "columns": ["id", "email", "city"]}))]
 pub struct RunOptions {
     /// 1-based page number (default 1).
+    // The literals are `PageRequest::MAX_PAGE` and `MAX_PER_PAGE`.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub page: Option<i64>,
-    /// Persons per page, at most 500 (default 50).
+    /// Persons per page, 1 to 500 (default 50).
+    #[schema(minimum = 1, maximum = 500)]
     pub per_page: Option<i64>,
     /// Person fields to return; `id` is always included. Default: id, email, first_name,
     /// infix, last_name, city, mailable.
@@ -160,13 +163,12 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    fn page(&self) -> PageRequest {
-        let d = PageRequest::default();
-        PageRequest {
-            page: self.page.unwrap_or(d.page),
-            per_page: self.per_page.unwrap_or(d.per_page),
-        }
-        .clamped()
+    /// The page asked for; a value out of range is refused, naming it.
+    fn page(&self) -> Result<PageRequest, QueryError> {
+        PageRequest::checked(self.page, self.per_page).map_err(|issues| {
+            let (field, reason) = issues.into_iter().next().expect("a refusal names a field");
+            QueryError::Invalid { field, reason }
+        })
     }
 
     fn columns(&self) -> Result<Vec<String>, QueryError> {
@@ -212,7 +214,7 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<RunResult, QueryError> {
     let columns = options.columns()?;
-    let page = options.page();
+    let page = options.page()?;
     let selection = Selection::prepare(conn, tree)?;
     let count = selection.count(conn)?;
     let ids = selection.page_ids(conn, page)?;

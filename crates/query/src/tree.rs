@@ -2,53 +2,123 @@
 //! path for every problem, so an editor can point at the offending node.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
-use utoipa::ToSchema;
+use serde_json::{json, Value};
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::Issue;
+use crate::resolve::{MAX_IN_VALUES, MAX_TEXT};
 
 /// A condition tree: a group (`all`, `any`, `not`) or one condition.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+///
+/// Its schema (see the `ToSchema` impl below) is a `oneOf` of named schemas, each of which
+/// refers back to `Node`, so that client generators can follow the recursion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-#[schema(example = json!({"all": [
-    {"field": "consent.1", "op": "eq", "value": true},
-    {"field": "mailable", "op": "eq", "value": true},
-    {"field": "contact_pressure", "op": "lt", "value": 3},
-    {"field": "not_in_query", "op": "eq", "value": 12}
-]}))]
 pub enum Node {
     /// Every child holds (an empty list selects everyone).
-    All {
-        #[schema(no_recursion)]
-        all: Vec<Node>,
-    },
+    All { all: Vec<Node> },
     /// At least one child holds (an empty list selects no one).
-    Any {
-        #[schema(no_recursion)]
-        any: Vec<Node>,
-    },
+    Any { any: Vec<Node> },
     /// The child does not hold.
-    Not {
-        #[schema(no_recursion)]
-        not: Box<Node>,
-    },
+    Not { not: Box<Node> },
     /// One rule: a field, an operator and a value.
     Condition(Condition),
+}
+
+impl PartialSchema for Node {
+    // `example`, like every derived schema of the contract.
+    #[allow(deprecated)]
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name(AllGroup::name()))
+            .item(Ref::from_schema_name(AnyGroup::name()))
+            .item(Ref::from_schema_name(NotGroup::name()))
+            .item(Ref::from_schema_name(Condition::name()))
+            .description(Some(format!(
+                "A condition tree: a group (`all`, `any`, `not`) or one condition. Groups nest \
+                 at most {MAX_DEPTH} levels deep and a tree has at most {MAX_NODES} nodes."
+            )))
+            .example(Some(json!({"all": [
+                {"field": "consent.1", "op": "eq", "value": true},
+                {"field": "mailable", "op": "eq", "value": true},
+                {"field": "contact_pressure", "op": "lt", "value": 3},
+                {"not": {"any": [
+                    {"field": "city", "op": "in", "value": ["Utrecht", "Zeist"]},
+                    {"field": "not_in_query", "op": "eq", "value": 12}]}}
+            ]})))
+            .into()
+    }
+}
+
+impl ToSchema for Node {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        // The groups refer back to `Node` without collecting it again (`no_recursion`).
+        schemas.push((AllGroup::name().into(), AllGroup::schema()));
+        schemas.push((AnyGroup::name().into(), AnyGroup::schema()));
+        schemas.push((NotGroup::name().into(), NotGroup::schema()));
+        schemas.push((Condition::name().into(), Condition::schema()));
+        <AllGroup as ToSchema>::schemas(schemas);
+        <AnyGroup as ToSchema>::schemas(schemas);
+        <NotGroup as ToSchema>::schemas(schemas);
+        <Condition as ToSchema>::schemas(schemas);
+    }
+}
+
+// The groups as the contract names them. Only their schemas are used: a `Node` is read by
+// `Node::parse`, which reports problems with their paths.
+
+/// A group of which every child holds (an empty list selects everyone).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"all": [
+    {"field": "consent.1", "op": "eq", "value": true},
+    {"field": "city", "op": "eq", "value": "Utrecht"}]}))]
+#[allow(dead_code)]
+struct AllGroup {
+    #[schema(no_recursion)]
+    all: Vec<Node>,
+}
+
+/// A group of which at least one child holds (an empty list selects no one).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"any": [
+    {"field": "city", "op": "eq", "value": "Utrecht"},
+    {"field": "transactions.count", "op": "ge", "value": 2, "kind": "donation"}]}))]
+#[allow(dead_code)]
+struct AnyGroup {
+    #[schema(no_recursion)]
+    any: Vec<Node>,
+}
+
+/// A group whose one child does not hold.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"not": {"field": "deceased", "op": "eq", "value": true}}))]
+#[allow(dead_code)]
+struct NotGroup {
+    #[schema(no_recursion)]
+    not: Box<Node>,
 }
 
 /// One rule of a query. `kind`, `step_id` and `within_days` narrow the fields that count
 /// transactions or contact moments; the field registry says which field takes which.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"field": "transactions.count", "op": "ge", "value": 2,
     "kind": "donation", "within_days": 365}))]
 pub struct Condition {
     /// A field name from `GET /api/v1/query-fields`.
     pub field: String,
     pub op: Op,
-    /// The operand; absent for `is_empty` and `is_not_empty`, `[a, b]` for `between`, a list
-    /// for `in`, a number of days for `within_last_days`.
+    /// The operand; absent (or `null`) for `is_empty` and `is_not_empty`, `[a, b]` for
+    /// `between`, a list for `in`, a number of days for `within_last_days`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ConditionValue>)]
     pub value: Option<Value>,
     /// Transaction kind (e.g. `donation`), for `transactions.*` fields.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,8 +127,91 @@ pub struct Condition {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step_id: Option<i64>,
     /// Count only the last N days, for counting fields.
+    // The literal is `MAX_DAYS`; a test keeps them equal.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 36500)]
     pub within_days: Option<i64>,
+}
+
+/// The schema of a condition's `value`: one scalar, or a list of them. In Rust the value
+/// stays JSON until validation types it for its field.
+#[allow(dead_code)]
+enum ConditionValue {}
+
+impl PartialSchema for ConditionValue {
+    #[allow(deprecated)]
+    fn schema() -> RefOr<Schema> {
+        let mut one_of = OneOfBuilder::new();
+        for item in scalar_schemas() {
+            one_of = one_of.item(item);
+        }
+        one_of
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name(ConditionScalar::name()))
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_IN_VALUES))
+                    .description(Some(format!(
+                        "`[from, to]` for `between`; 1 to {MAX_IN_VALUES} values for `in`"
+                    ))),
+            )
+            .description(Some(
+                "A condition's operand: `true`/`false`, a whole number, a text (also dates as \
+                 `YYYY-MM-DD` and moments as RFC 3339), or a list of those. Which one a field \
+                 takes is its `value_type` in `GET /api/v1/query-fields`.",
+            ))
+            .example(Some(json!(["Utrecht", "Zeist"])))
+            .into()
+    }
+}
+
+impl ToSchema for ConditionValue {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((ConditionScalar::name().into(), ConditionScalar::schema()));
+    }
+}
+
+/// The schema of one value in a condition's list.
+#[allow(dead_code)]
+enum ConditionScalar {}
+
+impl PartialSchema for ConditionScalar {
+    #[allow(deprecated)]
+    fn schema() -> RefOr<Schema> {
+        let mut one_of = OneOfBuilder::new();
+        for item in scalar_schemas() {
+            one_of = one_of.item(item);
+        }
+        one_of
+            .description(Some(
+                "One value of a condition: `true`/`false`, a whole number or a text.",
+            ))
+            .example(Some(json!("Utrecht")))
+            .into()
+    }
+}
+
+impl ToSchema for ConditionScalar {}
+
+/// The scalars a condition's value may be, each with what it is for.
+fn scalar_schemas() -> [Schema; 3] {
+    let boolean = ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .description(Some("For boolean fields and `consent.<id>`"))
+        .build();
+    let integer = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .description(Some(
+            "For integer fields, saved-query ids and days of `within_last_days`",
+        ))
+        .build();
+    let text = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_TEXT))
+        .description(Some("For text, date and date-time fields"))
+        .build();
+    [boolean, integer, text].map(Schema::Object)
 }
 
 /// A comparison operator. `between` takes `[from, to]` (inclusive), `in` a list,
@@ -377,6 +530,34 @@ mod tests {
         }
         let issues = Node::parse(&v).unwrap_err();
         assert!(issues[0].reason.contains("deeper than"), "{issues:?}");
+    }
+
+    #[test]
+    fn the_documented_limits_are_the_enforced_ones() {
+        let condition = serde_json::to_value(Condition::schema()).unwrap();
+        let days = &condition["properties"]["within_days"];
+        assert_eq!(days["minimum"], 1);
+        assert_eq!(days["maximum"], crate::MAX_DAYS);
+        let value = serde_json::to_value(ConditionValue::schema()).unwrap();
+        let list = value["oneOf"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(list["maxItems"], MAX_IN_VALUES);
+        let scalar = serde_json::to_value(ConditionScalar::schema()).unwrap();
+        assert_eq!(scalar["oneOf"][2]["maxLength"], MAX_TEXT);
+    }
+
+    #[test]
+    fn the_documented_examples_are_trees() {
+        let schemas = [
+            Node::schema(),
+            AllGroup::schema(),
+            AnyGroup::schema(),
+            NotGroup::schema(),
+            Condition::schema(),
+        ];
+        for schema in schemas {
+            let example = serde_json::to_value(schema).unwrap()["example"].clone();
+            assert!(Node::parse(&example).is_ok(), "{example}");
+        }
     }
 
     #[test]

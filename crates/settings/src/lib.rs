@@ -48,11 +48,13 @@ impl Default for Settings {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"contact_pressure_days": 14, "profiles_daily_hour": 3}))]
 pub struct SettingsChanges {
+    /// 1 to 365 days.
+    #[schema(minimum = 1, maximum = 365)]
     pub contact_pressure_days: Option<i64>,
     pub profiling_opt_in_on_registration: Option<bool>,
-    /// `null` switches the daily recalculation off.
+    /// An hour from 0 to 23 (UTC); `null` switches the daily recalculation off.
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 23)]
     pub profiles_daily_hour: Option<Option<i64>>,
     pub organisation_name: Option<String>,
     /// `nl` or `en`.
