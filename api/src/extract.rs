@@ -73,10 +73,48 @@ fn refused(issues: Vec<(&'static str, String)>) -> ApiError {
     )
 }
 
-/// Reads a checked JSON value into the request type, answering as a body that does not
-/// fit its schema would (422, field `body`).
+/// Reads a JSON value into the request type. A value that does not fit answers 422 naming
+/// the field it is in (`amount_cents`, `conditions.all[0]`), or `body` when the whole body
+/// is at fault (an unknown field, a missing one, a wrong type at the top).
 pub fn from_body<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
-    serde_json::from_value(body).map_err(|e| ApiError::invalid("body", e.to_string()))
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "body"
+        } else {
+            path.as_str()
+        };
+        ApiError::invalid(field, e.inner().to_string())
+    })
+}
+
+/// A JSON request body read into its type through [`from_body`], so a value of the wrong
+/// type or beyond its type's range is refused by the name of its field. Size, media type
+/// and syntax are checked as `web::Json` checks them (413, 415, 400).
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move { Ok(Json(from_body(json.await?.into_inner())?)) })
+    }
 }
 
 /// A JSON body the client may leave out: `None` when the request has no body at all (no
@@ -110,8 +148,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
         if !has_body(req) {
             return Box::pin(ready(Ok(OptionalJson(None))));
         }
-        let json = web::Json::<Option<T>>::from_request(req, payload);
-        Box::pin(async move { Ok(OptionalJson(json.await?.into_inner())) })
+        let json = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move {
+            match json.await?.into_inner() {
+                Value::Null => Ok(OptionalJson(None)),
+                value => Ok(OptionalJson(Some(from_body(value)?))),
+            }
+        })
     }
 }
 

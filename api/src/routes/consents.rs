@@ -7,6 +7,7 @@ use utoipa::IntoParams;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// Narrows a consent history to one opt-in type.
@@ -57,7 +58,7 @@ pub async fn record_consent(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<ConsentChange>,
+    body: Json<ConsentChange>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, change) = (id.into_inner(), body.into_inner());
@@ -116,7 +117,7 @@ pub async fn unsubscribe_all(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<Unsubscribe>,
+    body: Json<Unsubscribe>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, request) = (id.into_inner(), body.into_inner());

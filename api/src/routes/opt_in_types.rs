@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::extract::OptionalJson;
+use crate::extract::{Json, OptionalJson};
 use crate::state::AppState;
 
 /// All opt-in types, in creation order.
@@ -36,7 +36,7 @@ pub async fn list_types(auth: Auth, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn create_type(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<NewOptInType>,
+    body: Json<NewOptInType>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageOptInTypes)?;
     let new = body.into_inner();
@@ -85,7 +85,7 @@ pub async fn update_type(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<OptInTypeChanges>,
+    body: Json<OptInTypeChanges>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageOptInTypes)?;
     let (id, changes) = (id.into_inner(), body.into_inner());

@@ -7,7 +7,7 @@ use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::extract::Paging;
+use crate::extract::{Json, Paging};
 use crate::state::AppState;
 
 /// Lists persons, newest first; `q` searches names and e-mail addresses.
@@ -49,7 +49,7 @@ pub async fn list_persons(
 pub async fn create_person(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<NewPerson>,
+    body: Json<NewPerson>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let new = body.into_inner();
@@ -101,7 +101,7 @@ pub async fn update_person(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<PersonChanges>,
+    body: Json<PersonChanges>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let (id, changes) = (id.into_inner(), body.into_inner());

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::extract::{check_body_paging, from_body, OptionalJson, Paging};
+use crate::extract::{check_body_paging, from_body, Json, OptionalJson, Paging};
 use crate::state::AppState;
 
 /// Every field a condition may use, with its value type and operators, for condition
@@ -84,7 +84,7 @@ fn under_conditions(e: QueryError) -> QueryError {
 pub async fn run_conditions(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<Value>,
+    body: Json<Value>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let body = body.into_inner();
@@ -141,7 +141,7 @@ pub async fn list_queries(
 pub async fn create_query(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<SavedQueryInput>,
+    body: Json<SavedQueryInput>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ManageQueries)?.label();
     let input = body.into_inner();
@@ -233,7 +233,7 @@ pub async fn replace_query(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<SavedQueryInput>,
+    body: Json<SavedQueryInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageQueries)?;
     let (id, input) = (id.into_inner(), body.into_inner());
@@ -286,7 +286,7 @@ pub async fn copy_query(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<QueryCopy>,
+    body: Json<QueryCopy>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ManageQueries)?.label();
     let (id, copy) = (id.into_inner(), body.into_inner());

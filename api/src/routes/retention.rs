@@ -5,6 +5,7 @@ use mailbaar_jobs::Job;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// Every retention rule.
@@ -37,7 +38,7 @@ pub async fn list_rules(auth: Auth, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn create_rule(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<NewRetentionRule>,
+    body: Json<NewRetentionRule>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::Anonymize)?.label();
     let new = body.into_inner();

@@ -4,6 +4,7 @@ use mailbaar_settings::{Settings, SettingsChanges};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// The organisation's settings, with defaults for those never set.
@@ -36,7 +37,7 @@ pub async fn get_settings(
 pub async fn update_settings(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<SettingsChanges>,
+    body: Json<SettingsChanges>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageSettings)?;
     let changes = body.into_inner();

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
+use crate::extract::Json;
 use crate::state::AppState;
 
 /// A token to create.
@@ -45,7 +46,7 @@ pub async fn list_tokens(auth: Auth, state: web::Data<AppState>) -> Result<HttpR
 pub async fn create_token(
     auth: Auth,
     state: web::Data<AppState>,
-    body: web::Json<NewToken>,
+    body: Json<NewToken>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ManageTokens)?.label();
     let NewToken { name, role } = body.into_inner();

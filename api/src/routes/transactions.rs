@@ -5,7 +5,7 @@ use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::extract::Paging;
+use crate::extract::{Json, Paging};
 use crate::state::AppState;
 
 /// A person's transactions, latest first.
@@ -50,7 +50,7 @@ pub async fn add_transaction(
     auth: Auth,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    body: web::Json<NewTransaction>,
+    body: Json<NewTransaction>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let (id, new) = (id.into_inner(), body.into_inner());
