@@ -1,5 +1,7 @@
 //! Configuration from the environment, each value with a default that works on a laptop.
 
+use std::time::Duration;
+
 /// Everything the service reads from its environment, read once at start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -15,6 +17,35 @@ pub struct Config {
     pub pool_size: u32,
     /// `MAILBAAR_WORKERS`: HTTP worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// How this process runs background tasks.
+    pub tasks: TaskConfig,
+}
+
+/// How a process runs background tasks.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// `MAILBAAR_RUN_TASKS`: whether `serve` runs tasks too (default `true`; `false` for
+    /// API-only processes beside `mailbaar worker`s).
+    pub run: bool,
+    /// `MAILBAAR_TASK_RUNNERS`: runner threads per process (default 1).
+    pub runners: usize,
+    /// `MAILBAAR_TASK_LEASE_SECONDS`: how long a claim holds without renewal; a task whose
+    /// process died is taken again after it (default 60).
+    pub lease: Duration,
+    /// `MAILBAAR_TASK_POLL_MS`: how long an idle runner waits before looking again
+    /// (default 1000).
+    pub poll: Duration,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            run: true,
+            runners: 1,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(1000),
+        }
+    }
 }
 
 impl Config {
@@ -31,6 +62,25 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(8),
             workers: var("MAILBAAR_WORKERS").and_then(|v| v.parse().ok()),
+            tasks: TaskConfig {
+                run: var("MAILBAAR_RUN_TASKS")
+                    .is_none_or(|v| !matches!(v.trim(), "false" | "0" | "no")),
+                runners: var("MAILBAAR_TASK_RUNNERS")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                lease: Duration::from_secs(
+                    var("MAILBAAR_TASK_LEASE_SECONDS")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(60)
+                        .max(1),
+                ),
+                poll: Duration::from_millis(
+                    var("MAILBAAR_TASK_POLL_MS")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1000)
+                        .max(10),
+                ),
+            },
         }
     }
 }

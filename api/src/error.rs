@@ -6,12 +6,12 @@ use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
 use mailbaar_consent::ConsentError;
 use mailbaar_gdpr::GdprError;
-use mailbaar_jobs::JobError;
 use mailbaar_people::{FieldError, PeopleError};
 use mailbaar_profiles::ProfileError;
 use mailbaar_query::QueryError;
 use mailbaar_settings::SettingsError;
 use mailbaar_store::StoreError;
+use mailbaar_tasks::TaskError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -230,8 +230,15 @@ impl From<GdprError> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
-            GdprError::Conflict(_) | GdprError::Selection(_) => ApiError::Conflict(e.to_string()),
-            GdprError::Pdf(reason) => internal("making a PDF failed", &reason),
+            GdprError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            GdprError::Pdf(err) => internal("making a PDF failed", &err),
+            GdprError::Query(err) => err.into(),
+            GdprError::People(err) => err.into(),
+            GdprError::Consent(err) => err.into(),
+            GdprError::Settings(err) => err.into(),
+            GdprError::Profile(err) => err.into(),
+            GdprError::Task(err) => err.into(),
+            GdprError::Store(err) => err.into(),
             GdprError::Database(err) => err.into(),
         }
     }
@@ -245,11 +252,16 @@ impl From<ProfileError> for ApiError {
     }
 }
 
-impl From<JobError> for ApiError {
-    fn from(e: JobError) -> Self {
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
         match e {
-            JobError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            JobError::Database(err) => err.into(),
+            TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            TaskError::AlreadyActive { .. } => ApiError::Conflict(e.to_string()),
+            TaskError::UnknownState { .. } | TaskError::Payload { .. } => {
+                internal("a stored task cannot be read", &e)
+            }
+            TaskError::Database(err) => err.into(),
+            TaskError::Store(err) => err.into(),
         }
     }
 }

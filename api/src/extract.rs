@@ -74,8 +74,9 @@ fn refused(issues: Vec<(&'static str, String)>) -> ApiError {
 }
 
 /// Reads a JSON value into the request type. A value that does not fit answers 422 naming
-/// the field it is in (`amount_cents`, `conditions.all[0]`), or `body` when the whole body
-/// is at fault (an unknown field, a missing one, a wrong type at the top).
+/// the field it is in (`amount_cents`, `conditions.all[0]`, an unknown field by its own
+/// name), or `body` when the whole body is at fault (a missing field, a wrong type at the
+/// top).
 pub fn from_body<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();

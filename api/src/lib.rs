@@ -8,8 +8,8 @@ pub mod extract;
 pub mod openapi;
 mod request_log;
 pub mod routes;
-mod schedule;
 pub mod state;
+pub mod work;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -35,6 +35,10 @@ pub enum StartError {
     AdminToken(#[from] mailbaar_access::AccessError),
     #[error("cannot listen on {0}: {1}")]
     Listen(String, std::io::Error),
+    #[error("cannot queue the schedules: {0}")]
+    Tasks(#[from] mailbaar_tasks::TaskError),
+    #[error("cannot start a task runner thread: {0}")]
+    Runner(std::io::Error),
 }
 
 /// Opens the pool for the configured database and applies pending migrations.
@@ -53,6 +57,7 @@ pub struct Application {
     server: Server,
     port: u16,
     pool: Pool,
+    runners: Vec<mailbaar_tasks::RunnerHandle>,
 }
 
 impl Application {
@@ -74,6 +79,7 @@ impl Application {
             .map_err(|e| StartError::Listen(config.listen.clone(), e))?
             .port();
         let workers = config.workers;
+        let tasks = config.tasks.clone();
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             config: Arc::new(config),
@@ -99,10 +105,16 @@ impl Application {
         if let Some(n) = workers {
             server = server.workers(n);
         }
+        let runners = if tasks.run {
+            work::start_runners(&pool, &tasks)?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             server: server.run(),
             port,
             pool,
+            runners,
         })
     }
 
@@ -121,11 +133,14 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM or a stop through the handle; in-flight requests finish.
-    /// The daily profile recalculation runs alongside and stops with the server.
+    /// The task runners (unless `MAILBAAR_RUN_TASKS=false`) run alongside; after the server
+    /// stops, each finishes the task it holds and stops too.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let schedule = actix_web::rt::spawn(schedule::daily_work(self.pool.clone()));
         let result = self.server.await;
-        schedule.abort();
+        let runners = self.runners;
+        // Joining waits for running work: off the async executor.
+        let _ =
+            actix_web::rt::task::spawn_blocking(move || runners.into_iter().for_each(drop)).await;
         result
     }
 }

@@ -1,4 +1,4 @@
-//! The `mailbaar` binary: `serve` (default), `migrate`, `token create`,
+//! The `mailbaar` binary: `serve` (default), `worker`, `migrate`, `token create`,
 //! `profiles recalculate`, `demo-data`.
 
 use clap::{Parser, Subcommand};
@@ -18,8 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP service (the default).
+    /// Run the HTTP service (the default); it runs background tasks too unless
+    /// MAILBAAR_RUN_TASKS=false.
     Serve,
+    /// Run background tasks (recalculations, retention runs, schedules) and serve no HTTP;
+    /// add as many as the database allows. SIGTERM or SIGINT stops it after the tasks it
+    /// holds have finished.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -82,6 +87,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             app.run_until_stopped().await?;
             Ok(())
         }),
+        Command::Worker => {
+            let pool = open_database(&config)?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+            signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+            let runners = mailbaar_api::work::start_runners(&pool, &config.tasks)?;
+            tracing::info!(runners = runners.len(), "mailbaar worker running tasks");
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            tracing::info!("stopping: the running tasks finish first");
+            drop(runners);
+            Ok(())
+        }
         Command::Migrate => {
             open_database(&config)?;
             println!("migrations are up to date");
@@ -127,9 +146,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             command: ProfilesCommand::Recalculate,
         } => {
             let pool = open_database(&config)?;
-            let job = mailbaar_jobs::create(&mut *pool.get()?, mailbaar_profiles::JOB_KIND, "cli")?;
-            let done = mailbaar_profiles::run_job(&pool, job.id)?;
-            println!("job {}: {} profiles calculated", job.id, done.profiles);
+            let task = mailbaar_tasks::enqueue(
+                &mut *pool.get()?,
+                &mailbaar_profiles::recalculation_task("cli"),
+            )?;
+            let mut registry = mailbaar_tasks::Registry::new();
+            registry.register(
+                mailbaar_profiles::RECALCULATE,
+                mailbaar_profiles::recalculation_work,
+            );
+            let runner = mailbaar_tasks::Runner::new(
+                pool.clone(),
+                std::sync::Arc::new(registry),
+                mailbaar_tasks::RunnerOptions::default(),
+            );
+            // Runs queued recalculations (this one is the only one: the kind is unique).
+            let done = loop {
+                runner.run_next()?;
+                let t = mailbaar_tasks::get(&mut *pool.get()?, task.id)?;
+                if t.state.is_final() {
+                    break t;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            };
+            println!(
+                "task {}: {}: {}",
+                done.id,
+                done.state.as_str(),
+                done.message
+            );
+            if done.state != mailbaar_tasks::TaskState::Succeeded {
+                return Err(done.message.into());
+            }
             Ok(())
         }
     }

@@ -63,7 +63,7 @@ use crate::routes;
         routes::queries::copy_query,
         routes::queries::run_query,
         routes::profiles::recalculate,
-        routes::profiles::get_job,
+        routes::tasks::get_task,
         routes::settings::get_settings,
         routes::settings::update_settings,
     ),
@@ -75,7 +75,8 @@ use crate::routes;
         (name = "consent", description = "Opt-in types and the append-only consent ledger"),
         (name = "queries", description = "Condition trees over persons, the field registry and saved queries"),
         (name = "gdpr", description = "Anonymization, bouncers and the audit log"),
-        (name = "profiles", description = "Profile recalculation and the jobs that report its progress"),
+        (name = "profiles", description = "Profile recalculation"),
+        (name = "tasks", description = "Background tasks: progress and outcome of long work"),
         (name = "settings", description = "Organisation-wide settings"),
     )
 )]

@@ -1,7 +1,5 @@
 //! The person card and profile recalculation over HTTP, on both engines.
 
-use std::time::Duration;
-
 use mailbaar_e2e::{backend_tests, TestApp};
 use serde_json::json;
 
@@ -54,19 +52,11 @@ async fn card_and_recalculation_job(app: TestApp) {
         .admin("POST", "/api/v1/profiles/recalculate", None)
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let job = r.body["id"].as_i64().unwrap();
-    let mut status = String::new();
-    for _ in 0..100 {
-        let r = app.admin("GET", &format!("/api/v1/jobs/{job}"), None).await;
-        status = r.body["status"].as_str().unwrap().to_owned();
-        if status == "succeeded" || status == "failed" {
-            assert_eq!(r.body["progress"], r.body["total"]);
-            assert_eq!(r.body["message"], "1 profiles calculated");
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "succeeded");
+    assert_eq!(r.body["state"], "queued", "{}", r.text);
+    let task = app.wait_for_task(r.body["id"].as_i64().unwrap()).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["progress"], task["total"]);
+    assert_eq!(task["message"], "1 profiles calculated");
     let card = app
         .admin("GET", &format!("/api/v1/persons/{p}/card"), None)
         .await;
@@ -94,7 +84,7 @@ async fn card_refusals(app: TestApp) {
     app.send("GET", "/api/v1/persons/1/card", None, None)
         .await
         .assert_problem(401);
-    app.admin("GET", "/api/v1/jobs/999", None)
+    app.admin("GET", "/api/v1/tasks/999", None)
         .await
         .assert_problem(404);
 }

@@ -609,17 +609,8 @@ async fn sums_of_extreme_stored_values(app: &TestApp, m: i64) {
         .admin("POST", "/api/v1/profiles/recalculate", None)
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let job = r.body["id"].as_i64().unwrap();
-    let mut status = String::new();
-    for _ in 0..200 {
-        let r = app.admin("GET", &format!("/api/v1/jobs/{job}"), None).await;
-        status = r.body["status"].as_str().unwrap_or_default().to_owned();
-        if status == "succeeded" || status == "failed" {
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "succeeded");
+    let task = app.wait_for_task(r.body["id"].as_i64().unwrap()).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
     let r = app
         .admin("GET", &format!("/api/v1/persons/{m}/card"), None)
         .await;

@@ -308,18 +308,9 @@ async fn retention_over_http(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    let job = r.body["id"].as_i64().unwrap();
-    let mut status = String::new();
-    for _ in 0..100 {
-        let r = app.admin("GET", &format!("/api/v1/jobs/{job}"), None).await;
-        status = r.body["status"].as_str().unwrap().to_owned();
-        if status != "queued" && status != "running" {
-            assert_eq!(r.body["message"], "1 of 1 persons anonymized", "{}", r.text);
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "succeeded");
+    let task = app.wait_for_task(r.body["id"].as_i64().unwrap()).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["message"], "1 of 1 persons anonymized", "{task}");
     let card = app
         .admin("GET", &format!("/api/v1/persons/{p}/card"), None)
         .await;

@@ -40,6 +40,10 @@ impl TestApp {
             public_url: "http://127.0.0.1".into(),
             pool_size: 4,
             workers: Some(2),
+            tasks: mailbaar_api::config::TaskConfig {
+                poll: std::time::Duration::from_millis(20),
+                ..Default::default()
+            },
         };
         let app = Application::build(config).expect("service starts");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -114,6 +118,22 @@ impl TestApp {
     ) -> Reply {
         let body = body.map(|b| ("application/json", serde_json::to_vec(&b).expect("json")));
         self.send(method, path, Some(token), body).await
+    }
+
+    /// Follows a task at `/api/v1/tasks/{id}` until it has ended (at most 30 s), and
+    /// returns it as last read.
+    pub async fn wait_for_task(&self, id: i64) -> Value {
+        for _ in 0..1500 {
+            let r = self
+                .admin("GET", &format!("/api/v1/tasks/{id}"), None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            if matches!(r.body["state"].as_str(), Some("succeeded" | "failed")) {
+                return r.body;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("task {id} did not end within 30 s");
     }
 
     /// Creates a token with the role and returns its secret.

@@ -11,6 +11,7 @@ pub mod profiles;
 pub mod queries;
 pub mod retention;
 pub mod settings;
+pub mod tasks;
 pub mod tokens;
 pub mod transactions;
 
@@ -62,7 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(queries::copy_query)
                 .service(queries::run_query)
                 .service(profiles::recalculate)
-                .service(profiles::get_job)
+                .service(tasks::get_task)
                 .service(settings::get_settings)
                 .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.

@@ -1,7 +1,7 @@
 use actix_web::{get, post, web, HttpResponse};
 use mailbaar_access::Permission;
 use mailbaar_gdpr::{DryRun, NewRetentionRule, RetentionRule, RetentionRun};
-use mailbaar_jobs::Job;
+use mailbaar_tasks::Task;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
@@ -73,16 +73,16 @@ pub async fn dry_run(
     Ok(HttpResponse::Ok().json(dry))
 }
 
-/// Runs a rule: anonymizes the persons it selects in batches, as a job whose progress
-/// `GET /api/v1/jobs/{id}` reports. The run is recorded and audited.
+/// Runs a rule: queues a task that anonymizes the persons it selects in batches; follow it
+/// at `GET /api/v1/tasks/{id}`. The run is recorded and audited.
 #[utoipa::path(post, path = "/api/v1/retention-rules/{id}/run", tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
-        (status = 202, description = "The job", body = Job),
+        (status = 202, description = "The task, queued", body = Task),
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The rule is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The rule is inactive, or a run of it is already queued or running", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/retention-rules/{id}/run")]
 pub async fn run_rule(
@@ -91,10 +91,13 @@ pub async fn run_rule(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::Anonymize)?.label();
-    let job = crate::schedule::start_retention(&state.pool, id.into_inner(), by).await?;
+    let id = id.into_inner();
+    let task = state
+        .db(move |conn| mailbaar_gdpr::run_task(conn, id, &by, mailbaar_store::now()))
+        .await?;
     Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
-        .json(job))
+        .insert_header(("Location", format!("/api/v1/tasks/{}", task.id)))
+        .json(task))
 }
 
 /// A rule's runs, dry and real, newest first.

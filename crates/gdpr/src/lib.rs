@@ -11,13 +11,15 @@ pub use anonymize::{anonymize, scrub_free_space, Anonymized, ANONYMIZED_TEXT};
 pub use audit::{list_audit, record_audit, AuditEntry, AuditFilter};
 pub use pdf::personal_data_pdf;
 pub use retention::{
-    create_rule, dry_run, get_rule, list_rules, list_runs, run_rule, DryRun, NewRetentionRule,
-    RetentionRule, RetentionRun, SamplePerson, RETENTION_BATCH, RETENTION_JOB_KIND,
+    create_rule, dry_run, get_rule, list_rules, list_runs, retention_run_work,
+    retention_schedule_work, run_rule, run_task, schedule_task, DryRun, NewRetentionRule,
+    RetentionRule, RetentionRun, SamplePerson, RETENTION_BATCH, RETENTION_RUN, RETENTION_SCHEDULE,
 };
 
 use thiserror::Error;
 
-/// Errors of the GDPR operations.
+/// Errors of the GDPR operations. Errors of the crates it builds on keep their kind and
+/// their source, so the API maps each to its own status and logs the cause.
 #[derive(Debug, Error)]
 pub enum GdprError {
     #[error("person {0} does not exist")]
@@ -28,10 +30,22 @@ pub enum GdprError {
     Invalid { field: &'static str, reason: String },
     #[error("{0}")]
     Conflict(String),
-    #[error("selecting persons failed: {0}")]
-    Selection(String),
-    #[error("making the PDF failed: {0}")]
-    Pdf(String),
+    #[error("making the PDF failed")]
+    Pdf(#[source] genpdf::error::Error),
+    #[error(transparent)]
+    Query(#[from] mailbaar_query::QueryError),
+    #[error(transparent)]
+    People(#[from] mailbaar_people::PeopleError),
+    #[error(transparent)]
+    Consent(#[from] mailbaar_consent::ConsentError),
+    #[error(transparent)]
+    Settings(#[from] mailbaar_settings::SettingsError),
+    #[error(transparent)]
+    Profile(#[from] mailbaar_profiles::ProfileError),
+    #[error(transparent)]
+    Task(#[from] mailbaar_tasks::TaskError),
+    #[error(transparent)]
+    Store(#[from] mailbaar_store::StoreError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }

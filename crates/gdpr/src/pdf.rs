@@ -99,9 +99,7 @@ const EN: Labels = Labels {
 /// nothing is drawn bold or italic ([`Text`] renders with a plain style of its own); the other
 /// slots are the built-in Helvetica faces, referenced, never drawn, and cost nothing.
 fn fonts() -> Result<FontFamily<FontData>, GdprError> {
-    let load = |builtin| {
-        FontData::new(REGULAR.to_vec(), builtin).map_err(|e| GdprError::Pdf(e.to_string()))
-    };
+    let load = |builtin| FontData::new(REGULAR.to_vec(), builtin).map_err(GdprError::Pdf);
     use printpdf::BuiltinFont::{HelveticaBold, HelveticaBoldOblique, HelveticaOblique};
     Ok(FontFamily {
         regular: load(None)?,
@@ -294,13 +292,13 @@ fn table(
     for h in headers {
         head.push_element(Text::new(h, 10).padded(1));
     }
-    head.push().map_err(|e| GdprError::Pdf(e.to_string()))?;
+    head.push().map_err(GdprError::Pdf)?;
     for r in rows {
         let mut row = t.row();
         for cell in r {
             row.push_element(Text::new(cell, 9).padded(1));
         }
-        row.push().map_err(|e| GdprError::Pdf(e.to_string()))?;
+        row.push().map_err(GdprError::Pdf)?;
     }
     Ok(t)
 }
@@ -320,15 +318,13 @@ pub fn personal_data_pdf(
 ) -> Result<Vec<u8>, GdprError> {
     let person = mailbaar_people::get_person(conn, person_id).map_err(|e| match e {
         mailbaar_people::PeopleError::NotFound(id) => GdprError::PersonNotFound(id),
-        other => GdprError::Pdf(other.to_string()),
+        other => other.into(),
     })?;
-    let settings = mailbaar_settings::load(conn).map_err(|e| GdprError::Pdf(e.to_string()))?;
+    let settings = mailbaar_settings::load(conn)?;
     let l = if settings.language == "en" { &EN } else { &NL };
-    let types = mailbaar_consent::list_types(conn).map_err(|e| GdprError::Pdf(e.to_string()))?;
-    let history = mailbaar_consent::history(conn, person_id, None)
-        .map_err(|e| GdprError::Pdf(e.to_string()))?;
-    let profile = mailbaar_profiles::get_profile(conn, person_id)
-        .map_err(|e| GdprError::Pdf(e.to_string()))?;
+    let types = mailbaar_consent::list_types(conn)?;
+    let history = mailbaar_consent::history(conn, person_id, None)?;
+    let profile = mailbaar_profiles::get_profile(conn, person_id)?;
     let moments: Vec<MomentRow> = contact_moments::table
         .filter(contact_moments::person_id.eq(person_id))
         .order(contact_moments::occurred_at.desc())
@@ -374,8 +370,10 @@ pub fn personal_data_pdf(
     }
 
     heading(&mut doc, l.details);
-    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&person) else {
-        return Err(GdprError::Pdf("a person serializes to an object".into()));
+    let serde_json::Value::Object(fields) =
+        serde_json::to_value(&person).expect("a person serializes to JSON")
+    else {
+        unreachable!("a person serializes to an object")
     };
     let rows = fields
         .into_iter()
@@ -490,8 +488,7 @@ pub fn personal_data_pdf(
     doc.push(Text::new(l.no_documents, 10));
 
     let mut out = Vec::new();
-    doc.render(&mut out)
-        .map_err(|e| GdprError::Pdf(e.to_string()))?;
+    doc.render(&mut out).map_err(GdprError::Pdf)?;
     record_audit(
         conn,
         actor,

@@ -8,7 +8,8 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_query::{get_query, Selection};
 use mailbaar_store::schema::{persons, retention_rules, retention_runs, saved_queries};
-use mailbaar_store::{now, DbConnection, Pool};
+use mailbaar_store::{now, DbConnection};
+use mailbaar_tasks::{next_hour, NewTask, Outcome, Task, TaskContext, TaskError, WorkError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,8 +17,10 @@ use crate::{anonymize, record_audit, scrub_free_space, GdprError};
 
 /// Persons anonymized per batch between progress reports.
 pub const RETENTION_BATCH: usize = 500;
-/// The job kind of a retention run.
-pub const RETENTION_JOB_KIND: &str = "retention.run";
+/// The task kind of a retention run.
+pub const RETENTION_RUN: &str = "retention.run";
+/// The task kind of the hourly tick that queues the runs of daily rules.
+pub const RETENTION_SCHEDULE: &str = "retention.schedule";
 
 /// A retention rule.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -66,13 +69,14 @@ fn manual() -> String {
 
 /// One run of a rule.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"id": 9, "rule_id": 2, "job_id": 31, "dry_run": false,
+#[schema(example = json!({"id": 9, "rule_id": 2, "task_id": 31, "dry_run": false,
     "matched": 1840, "anonymized": 1840, "actor": "schedule",
     "started_at": "2026-11-23T03:00:00Z", "finished_at": "2026-11-23T03:01:12Z"}))]
 pub struct RetentionRun {
     pub id: i64,
     pub rule_id: i64,
-    pub job_id: Option<i64>,
+    /// The task that ran it (none for a dry run).
+    pub task_id: Option<i64>,
     pub dry_run: bool,
     /// Persons the rule's query selected.
     pub matched: i64,
@@ -135,7 +139,7 @@ impl From<RuleRow> for RetentionRule {
 struct RunRow {
     id: i64,
     rule_id: i64,
-    job_id: Option<i64>,
+    task_id: Option<i64>,
     dry_run: bool,
     matched: i64,
     anonymized: i64,
@@ -149,7 +153,7 @@ impl From<RunRow> for RetentionRun {
         RetentionRun {
             id: r.id,
             rule_id: r.rule_id,
-            job_id: r.job_id,
+            task_id: r.task_id,
             dry_run: r.dry_run,
             matched: r.matched,
             anonymized: r.anonymized,
@@ -248,23 +252,21 @@ pub fn list_runs(conn: &mut DbConnection, rule_id: i64) -> Result<Vec<RetentionR
 }
 
 fn selected(conn: &mut DbConnection, rule: &RetentionRule) -> Result<Vec<i64>, GdprError> {
-    let query = get_query(conn, rule.query_id).map_err(|e| GdprError::Selection(e.to_string()))?;
-    Selection::prepare(conn, &query.conditions)
-        .and_then(|s| s.all_ids(conn))
-        .map_err(|e| GdprError::Selection(e.to_string()))
+    let query = get_query(conn, rule.query_id)?;
+    Ok(Selection::prepare(conn, &query.conditions).and_then(|s| s.all_ids(conn))?)
 }
 
 fn start_run(
     conn: &mut DbConnection,
     rule_id: i64,
-    job_id: Option<i64>,
+    task_id: Option<i64>,
     dry_run: bool,
     actor: &str,
 ) -> Result<i64, GdprError> {
     Ok(diesel::insert_into(retention_runs::table)
         .values((
             retention_runs::rule_id.eq(rule_id),
-            retention_runs::job_id.eq(job_id),
+            retention_runs::task_id.eq(task_id),
             retention_runs::dry_run.eq(dry_run),
             retention_runs::actor.eq(actor),
             retention_runs::started_at.eq(now()),
@@ -326,43 +328,101 @@ pub fn dry_run(conn: &mut DbConnection, rule_id: i64, actor: &str) -> Result<Dry
     })
 }
 
-/// Runs a rule as the registered job `job_id`: anonymizes the selected persons in batches
-/// of [`RETENTION_BATCH`], reporting progress after each, records the run and audits it,
-/// and records the job's outcome, whatever it is.
-pub fn run_rule(
-    pool: &Pool,
+#[derive(Serialize, Deserialize)]
+struct RunPayload {
     rule_id: i64,
-    job_id: i64,
-    actor: &str,
-) -> Result<RetentionRun, GdprError> {
-    let outcome = run_steps(pool, rule_id, job_id, actor);
-    let summary = outcome
-        .as_ref()
-        .map(|run| format!("{} of {} persons anonymized", run.anonymized, run.matched))
-        .map_err(ToString::to_string);
-    let recorded = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        mailbaar_jobs::finish(&mut conn, job_id, summary).map_err(|e| e.to_string())
-    });
-    if let Err(error) = recorded {
-        tracing::warn!(%error, job_id, "recording the job outcome failed");
-    }
-    outcome
+    actor: String,
 }
 
-fn run_steps(
-    pool: &Pool,
+/// Queues a run of an active rule as a task (one at a time per rule); follow it at
+/// `/api/v1/tasks/{id}`. Refused with [`GdprError::Conflict`] for an inactive rule or
+/// while a run of the rule is queued or running.
+pub fn run_task(
+    conn: &mut DbConnection,
     rule_id: i64,
-    job_id: i64,
+    actor: &str,
+    at: NaiveDateTime,
+) -> Result<Task, GdprError> {
+    let rule = get_rule(conn, rule_id)?;
+    if !rule.active {
+        return Err(GdprError::Conflict(format!(
+            "retention rule {rule_id} is inactive"
+        )));
+    }
+    let payload = serde_json::json!(RunPayload {
+        rule_id,
+        actor: actor.to_owned()
+    });
+    let new = NewTask::now(RETENTION_RUN, actor)
+        .unique(&format!("{RETENTION_RUN}.{rule_id}"))
+        .with_payload(payload)
+        .at(at);
+    match mailbaar_tasks::enqueue(conn, &new) {
+        Ok(task) => Ok(task),
+        Err(TaskError::AlreadyActive { task_id, .. }) => Err(GdprError::Conflict(format!(
+            "a run of retention rule {rule_id} is already queued or running (task {task_id})"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The work of a retention-run task (see [`run_rule`]).
+pub fn retention_run_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
+    let p: RunPayload = ctx.payload()?;
+    let run = run_rule(ctx, p.rule_id, &p.actor)?;
+    Ok(Outcome::Done(format!(
+        "{} of {} persons anonymized",
+        run.anonymized, run.matched
+    )))
+}
+
+/// The recurring tick that every process ensures at start.
+pub fn schedule_task() -> NewTask {
+    NewTask::now(RETENTION_SCHEDULE, "schedule").unique(RETENTION_SCHEDULE)
+}
+
+/// The work of the hourly schedule tick: queues a run of every active daily rule that has
+/// had no run in the last 24 hours, then comes back at the next full hour.
+pub fn retention_schedule_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
+    let now = ctx.now();
+    let day_ago = now - chrono::Duration::hours(24);
+    let mut conn = ctx.pool().get()?;
+    let mut queued = Vec::new();
+    for rule in list_rules(&mut conn)? {
+        if !rule.active || rule.schedule != "daily" {
+            continue;
+        }
+        let recent = list_runs(&mut conn, rule.id)?
+            .iter()
+            .any(|r| !r.dry_run && r.started_at.naive_utc() > day_ago);
+        if recent {
+            continue;
+        }
+        match run_task(&mut conn, rule.id, "schedule", now) {
+            Ok(task) => queued.push(task.id),
+            Err(GdprError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Outcome::Again {
+        message: format!("{} retention runs queued", queued.len()),
+        run_at: next_hour(now),
+    })
+}
+
+/// Runs a rule as the task of `ctx`: anonymizes the selected persons in batches of
+/// [`RETENTION_BATCH`], reporting progress after each, and records the run and audits it.
+pub fn run_rule(
+    ctx: &TaskContext<'_>,
+    rule_id: i64,
     actor: &str,
 ) -> Result<RetentionRun, GdprError> {
-    let mut conn = pool
-        .get()
-        .map_err(|e| GdprError::Selection(e.to_string()))?;
+    let mut conn = ctx.pool().get()?;
     let rule = get_rule(&mut conn, rule_id)?;
     let ids = selected(&mut conn, &rule)?;
     let batches = ids.len().div_ceil(RETENTION_BATCH) as i64;
-    mailbaar_jobs::start(&mut conn, job_id, batches).map_err(job_error)?;
-    let run_id = start_run(&mut conn, rule_id, Some(job_id), false, actor)?;
+    ctx.progress(0, batches, "selected");
+    let run_id = start_run(&mut conn, rule_id, Some(ctx.task().id), false, actor)?;
     let mut anonymized = 0i64;
     for (i, batch) in ids.chunks(RETENTION_BATCH).enumerate() {
         for &person in batch {
@@ -370,13 +430,11 @@ fn run_steps(
                 anonymized += 1;
             }
         }
-        mailbaar_jobs::advance(
-            &mut conn,
-            job_id,
+        ctx.progress(
             i as i64 + 1,
+            batches,
             &format!("{anonymized} of {} persons anonymized", ids.len()),
-        )
-        .map_err(job_error)?;
+        );
     }
     scrub_free_space(&mut conn)?;
     conn.transaction(|conn| {
@@ -403,11 +461,4 @@ fn run_steps(
         .first::<RunRow>(&mut conn)?
         .into();
     Ok(run)
-}
-
-fn job_error(e: mailbaar_jobs::JobError) -> GdprError {
-    match e {
-        mailbaar_jobs::JobError::Database(d) => d.into(),
-        other => GdprError::Selection(other.to_string()),
-    }
 }

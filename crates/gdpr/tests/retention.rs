@@ -110,16 +110,38 @@ fn retention(backend: Backend) {
     assert_eq!(names, ["Oud", "Ouder"]);
     assert!(anonymized(conn).is_empty(), "a dry run changes nothing");
 
-    let job = mailbaar_jobs::create(conn, RETENTION_JOB_KIND, "token:4:privacy").unwrap();
-    let run = run_rule(&pool, rule.id, job.id, "token:4:privacy").unwrap();
+    let mut registry = mailbaar_tasks::Registry::new();
+    registry.register(RETENTION_RUN, retention_run_work);
+    let runner = mailbaar_tasks::Runner::new(
+        pool.clone(),
+        std::sync::Arc::new(registry),
+        mailbaar_tasks::RunnerOptions::default(),
+    );
+    let task = run_task(conn, rule.id, "token:4:privacy", mailbaar_store::now()).unwrap();
+    let err = run_task(conn, rule.id, "token:4:privacy", mailbaar_store::now()).unwrap_err();
+    assert!(
+        matches!(err, GdprError::Conflict(_)),
+        "one run per rule at a time: {err:?}"
+    );
+    let done = runner.run_next().unwrap().unwrap();
+    assert_eq!(done.id, task.id);
+    assert_eq!(
+        done.state,
+        mailbaar_tasks::TaskState::Succeeded,
+        "{}",
+        done.message
+    );
+    assert_eq!((done.progress, done.total), (1, 1));
+    assert_eq!(done.message, "2 of 2 persons anonymized");
+    let run = list_runs(conn, rule.id).unwrap().remove(0);
     assert_eq!((run.matched, run.anonymized, run.dry_run), (2, 2, false));
+    assert_eq!(run.task_id, Some(task.id));
     assert_eq!(anonymized(conn), [old_a, old_b]);
-    let job = mailbaar_jobs::get(conn, job.id).unwrap();
-    assert_eq!((job.progress, job.total), (1, 1));
 
     // A second run finds no one: anonymized persons leave every selection.
-    let job = mailbaar_jobs::create(conn, RETENTION_JOB_KIND, "schedule").unwrap();
-    let again = run_rule(&pool, rule.id, job.id, "schedule").unwrap();
+    run_task(conn, rule.id, "schedule", mailbaar_store::now()).unwrap();
+    runner.run_next().unwrap().unwrap();
+    let again = list_runs(conn, rule.id).unwrap().remove(0);
     assert_eq!((again.matched, again.anonymized), (0, 0));
 
     // Every run is recorded; each is audited, and each anonymization too.

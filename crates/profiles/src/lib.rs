@@ -12,6 +12,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use mailbaar_store::schema::{person_profile_totals, person_profiles};
 use mailbaar_store::{saturating_sum, Backend, DbConnection};
+use mailbaar_tasks::{next_hour, NewTask, Outcome, TaskContext, TaskError, WorkError};
 use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -223,44 +224,69 @@ pub fn recalculate(
     })
 }
 
-/// The job kind of a profile recalculation.
-pub const JOB_KIND: &str = "profiles.recalculate";
+/// The task kind of a profile recalculation; one at a time (the kind is its unique key).
+pub const RECALCULATE: &str = "profiles.recalculate";
 
-/// Runs a recalculation as the registered job `job_id`, recording its progress on a
-/// second connection so that readers see it while the calculation's transaction is open.
-pub fn run_job(pool: &mailbaar_store::Pool, job_id: i64) -> Result<Recalculated, String> {
-    let progress =
-        |f: &mut dyn FnMut(&mut DbConnection) -> Result<(), mailbaar_jobs::JobError>| match pool
-            .get()
-        {
-            Ok(mut c) => {
-                if let Err(e) = f(&mut c) {
-                    tracing::warn!(error = %e, job_id, "recording job progress failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, job_id, "no connection for job progress"),
-        };
-    progress(&mut |c| mailbaar_jobs::start(c, job_id, RECALCULATION_STEPS.len() as i64));
-    let outcome = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
-        recalculate(&mut conn, mailbaar_store::now(), &mut |i, name| {
-            // SQLite has one writer at a time and the calculation holds it, so steps
-            // are recorded on PostgreSQL only; on SQLite the job goes from running to
-            // done.
-            if pool.backend() == Backend::Postgres {
-                progress(&mut |c| mailbaar_jobs::advance(c, job_id, i as i64, name));
-            }
-        })
-        .map_err(|e| e.to_string())
-    });
-    let summary = outcome
-        .as_ref()
-        .map(|done| format!("{} profiles calculated", done.profiles))
-        .map_err(Clone::clone);
-    progress(&mut |c| {
-        if summary.is_ok() {
-            mailbaar_jobs::advance(c, job_id, RECALCULATION_STEPS.len() as i64, "done")?;
+/// The task kind of the hourly tick that queues the daily recalculation at the hour of the
+/// setting `profiles_daily_hour`.
+pub const SCHEDULE: &str = "profiles.schedule";
+
+/// A recalculation to queue now; refused by the queue while another one is queued or
+/// running.
+pub fn recalculation_task(created_by: &str) -> NewTask {
+    NewTask::now(RECALCULATE, created_by).unique(RECALCULATE)
+}
+
+/// The recurring schedule tick, which every process ensures at start.
+pub fn schedule_task() -> NewTask {
+    NewTask::now(SCHEDULE, "schedule").unique(SCHEDULE)
+}
+
+/// The work of a recalculation task: recalculates as of the runner's clock, reporting each
+/// step on PostgreSQL (SQLite has one writer at a time and the calculation holds it, so
+/// there the task goes from its first step to done).
+pub fn recalculation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
+    let total = RECALCULATION_STEPS.len() as i64;
+    ctx.progress(0, total, RECALCULATION_STEPS[0]);
+    let postgres = ctx.pool().backend() == Backend::Postgres;
+    let mut conn = ctx.pool().get()?;
+    let done = recalculate(&mut conn, ctx.now(), &mut |i, name| {
+        if postgres {
+            ctx.progress(i as i64, total, name);
         }
-        mailbaar_jobs::finish(c, job_id, summary.clone())
-    });
-    outcome
+    })?;
+    ctx.progress(total, total, "done");
+    Ok(Outcome::Done(format!(
+        "{} profiles calculated",
+        done.profiles
+    )))
+}
+
+/// The work of the hourly schedule tick: queues today's recalculation once the hour of
+/// `profiles_daily_hour` has come (unless one already ran for it), then comes back at the
+/// next full hour; a changed setting applies from the next tick.
+pub fn schedule_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
+    let now = ctx.now();
+    let mut conn = ctx.pool().get()?;
+    let message = match mailbaar_settings::load(&mut conn)?.profiles_daily_hour {
+        None => "no daily recalculation is set".to_owned(),
+        Some(hour) => {
+            let hour = u32::try_from(hour).unwrap_or(0);
+            if mailbaar_tasks::daily_due(&mut conn, RECALCULATE, hour, now)? {
+                match mailbaar_tasks::enqueue(&mut conn, &recalculation_task("schedule").at(now)) {
+                    Ok(task) => format!("queued recalculation task {}", task.id),
+                    Err(TaskError::AlreadyActive { task_id, .. }) => {
+                        format!("recalculation task {task_id} is already queued or running")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                format!("daily at {hour:02}:00 UTC")
+            }
+        }
+    };
+    Ok(Outcome::Again {
+        message,
+        run_at: next_hour(now),
+    })
 }

@@ -158,10 +158,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    jobs (id) {
+    tasks (id) {
         id -> BigInt,
         kind -> Text,
-        status -> Text,
+        state -> Text,
         progress -> BigInt,
         total -> BigInt,
         message -> Text,
@@ -169,6 +169,13 @@ diesel::table! {
         created_at -> Timestamp,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        run_at -> Timestamp,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<Timestamp>,
+        payload -> Text,
+        unique_key -> Nullable<Text>,
     }
 }
 
@@ -201,7 +208,7 @@ diesel::table! {
     retention_runs (id) {
         id -> BigInt,
         rule_id -> BigInt,
-        job_id -> Nullable<BigInt>,
+        task_id -> Nullable<BigInt>,
         dry_run -> Bool,
         matched -> BigInt,
         anonymized -> BigInt,
@@ -231,7 +238,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     settings,
     person_profiles,
     person_profile_totals,
-    jobs,
+    tasks,
     audit_log,
     retention_rules,
     retention_runs,

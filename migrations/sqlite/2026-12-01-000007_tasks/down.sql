@@ -1,0 +1,15 @@
+ALTER TABLE retention_runs RENAME COLUMN task_id TO job_id;
+DROP INDEX tasks_one_active;
+DROP INDEX tasks_leased;
+DROP INDEX tasks_due;
+DROP INDEX tasks_kind_run_at;
+ALTER TABLE tasks DROP COLUMN unique_key;
+ALTER TABLE tasks DROP COLUMN payload;
+ALTER TABLE tasks DROP COLUMN lease_expires_at;
+ALTER TABLE tasks DROP COLUMN lease_owner;
+ALTER TABLE tasks DROP COLUMN max_attempts;
+ALTER TABLE tasks DROP COLUMN attempts;
+ALTER TABLE tasks DROP COLUMN run_at;
+ALTER TABLE tasks RENAME COLUMN state TO status;
+ALTER TABLE tasks RENAME TO jobs;
+CREATE INDEX jobs_kind_created ON jobs (kind, created_at);
