@@ -127,6 +127,13 @@ impl Application {
         &self.pool
     }
 
+    /// Hands the task runners to a caller that stops them itself (a test harness that must
+    /// stop them before it drops the database); [`Application::run_until_stopped`] then
+    /// leaves them alone.
+    pub fn take_task_runners(&mut self) -> Vec<mailbaar_tasks::RunnerHandle> {
+        std::mem::take(&mut self.runners)
+    }
+
     /// A handle to stop the server gracefully.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()

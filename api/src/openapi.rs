@@ -1,14 +1,17 @@
 //! The OpenAPI document, derived from the handlers and types. `openapi/openapi.json` in
 //! the repository is this document, kept equal by a test.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use serde_json::json;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, Required};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes;
+use crate::{routes, MAX_JSON_BODY};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -67,7 +70,7 @@ use crate::routes;
         routes::settings::get_settings,
         routes::settings::update_settings,
     ),
-    modifiers(&BearerAuth, &OptionalBodies),
+    modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses),
     tags(
         (name = "service", description = "Health and the contract itself"),
         (name = "tokens", description = "API tokens and their roles (admins only)"),
@@ -110,14 +113,7 @@ struct OptionalBodies;
 impl Modify for OptionalBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations(item) {
                 let Some(body) = operation.request_body.as_mut() else {
                     continue;
                 };
@@ -141,6 +137,173 @@ impl Modify for OptionalBodies {
 
 fn is_null(schema: &RefOr<Schema>) -> bool {
     matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Input rules the service enforces that a field attribute cannot state: string fields
+/// that take a closed set of values (utoipa has no per-field `enum`), and the name of a
+/// new token, which `mailbaar_access::register` checks (1 to 100 characters, trimmed). A
+/// field that is no longer there is a bug here, not a rule to drop silently.
+struct InputRules;
+
+impl Modify for InputRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let schemas = &mut openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas;
+        property(schemas, "NewRetentionRule", "action").enum_values =
+            Some(vec![json!("anonymize")]);
+        property(schemas, "NewRetentionRule", "schedule").enum_values =
+            Some(vec![json!("manual"), json!("daily")]);
+        // Optional and nullable: `null` leaves the language as it is.
+        let description = property(schemas, "SettingsChanges", "language")
+            .description
+            .take();
+        *slot(schemas, "SettingsChanges", "language") = nullable_enum(description, &["nl", "en"]);
+        let name = property(schemas, "NewToken", "name");
+        name.min_length = Some(1);
+        name.max_length = Some(100);
+    }
+}
+
+fn slot<'a>(
+    schemas: &'a mut BTreeMap<String, RefOr<Schema>>,
+    schema: &str,
+    name: &str,
+) -> &'a mut RefOr<Schema> {
+    let Some(RefOr::T(Schema::Object(object))) = schemas.get_mut(schema) else {
+        panic!("the contract has no object schema {schema}");
+    };
+    object
+        .properties
+        .get_mut(name)
+        .unwrap_or_else(|| panic!("schema {schema} has no property {name}"))
+}
+
+fn property<'a>(
+    schemas: &'a mut BTreeMap<String, RefOr<Schema>>,
+    schema: &str,
+    name: &str,
+) -> &'a mut Object {
+    match slot(schemas, schema, name) {
+        RefOr::T(Schema::Object(field)) => field,
+        _ => panic!("property {name} of schema {schema} is not a plain one"),
+    }
+}
+
+/// `null` or one of `values`, written as utoipa writes an `Option` of an enum (a `oneOf`
+/// of `null` and the enum): generators read it as "the enum, or nothing". An enum with
+/// `null` among its values under `type: [string, null]` makes them write an enum class
+/// per member of the type instead.
+fn nullable_enum(description: Option<String>, values: &[&str]) -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values.iter().copied())),
+        )
+        .description(description)
+        .into()
+}
+
+/// The answers every operation of a kind can give, whatever its handler, declared here
+/// once so that none is left out (`tests/contract.rs` checks the rule): an operation with a
+/// request body can answer 400 (malformed JSON), 413 (larger than [`MAX_JSON_BODY`]), 415
+/// (not sent as `application/json`) and 422 (a value that does not fit); one with query
+/// parameters 422 (`error::extract::query`, `extract::Paging`); one with path parameters
+/// 404 (`error::extract::path`); one behind a bearer token 401; and every `/api/v1`
+/// operation 500 and 503 (`ApiError::Unavailable`: no database connection). Each is a
+/// problem document; a description the operation gives itself is kept.
+struct StandardResponses;
+
+impl Modify for StandardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let too_large = format!(
+            "The body is larger than {MAX_JSON_BODY} bytes ({} KiB)",
+            MAX_JSON_BODY / 1024
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/v1/");
+            for operation in operations(item) {
+                let given = |place: ParameterIn| {
+                    operation
+                        .parameters
+                        .iter()
+                        .flatten()
+                        .any(|p| p.parameter_in == place)
+                };
+                let (query, in_path) = (given(ParameterIn::Query), given(ParameterIn::Path));
+                let mut standard: Vec<(&str, &str)> = Vec::new();
+                if operation.request_body.is_some() {
+                    standard.extend([
+                        ("400", "Malformed JSON"),
+                        ("413", too_large.as_str()),
+                        ("415", "The body is not sent as `application/json`"),
+                        (
+                            "422",
+                            "A body field is missing, unknown or invalid (the error names it)",
+                        ),
+                    ]);
+                }
+                if query {
+                    standard.push((
+                        "422",
+                        "A query parameter is malformed or out of range (the error names it)",
+                    ));
+                }
+                if in_path {
+                    standard.push((
+                        "404",
+                        "No such resource, or a path parameter that is not a number",
+                    ));
+                }
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    standard.push(("401", "No valid bearer token"));
+                }
+                if api {
+                    standard.extend([
+                        ("500", "Internal error; the service log has the cause"),
+                        ("503", "The database is unavailable; try again later"),
+                    ]);
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in standard {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+            }
+        }
+    }
+}
+
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// The document as a value.

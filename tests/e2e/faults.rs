@@ -12,6 +12,10 @@ backend_tests!(
     every_automatic_opt_in_respects_a_refusal,
     overflowing_amounts_from_the_report,
     numbers_out_of_range_are_refused_with_the_field,
+    concurrent_requests_keep_the_refusal_and_never_fail,
+    control_characters_are_refused_in_every_text,
+    times_outside_the_supported_years_are_refused,
+    greek_final_sigma_matches_inside_words,
 );
 
 fn enc(s: &str) -> String {
@@ -147,6 +151,8 @@ const FOLDING: &[(&str, &str, bool)] = &[
     ("E\u{301}milie", "ÉMILIE", true),
     ("Straße", "STRASSE", false),
     ("ılgaz", "ILGAZ", false),
+    ("Οδός", "ΟΔΌΣ", true),
+    ("οδοσ", "ΟΔΟΣ", true),
 ];
 
 async fn folding_table_through_every_place(app: TestApp) {
@@ -724,4 +730,327 @@ async fn numbers_out_of_range_are_refused_with_the_field(app: TestApp) {
     let s = app.admin("GET", "/api/v1/settings", None).await;
     assert_eq!(s.body["contact_pressure_days"], 7);
     sums_of_extreme_stored_values(&app, p).await;
+}
+
+/// A full unsubscribe racing the automatic opt-ins (a first transaction, a soft opt-in
+/// run) never ends with an opt-in; and concurrent writes wait for each other instead of
+/// failing (SQLite takes its write lock at the start of every write transaction).
+async fn concurrent_requests_keep_the_refusal_and_never_fail(app: TestApp) {
+    let (_, body) = save_query(
+        &app,
+        "Race",
+        json!({"field": "last_name", "op": "eq", "value": "Race"}),
+    )
+    .await;
+    let q = body["id"].as_i64().unwrap();
+    let r = app
+        .admin(
+            "PATCH",
+            "/api/v1/opt-in-types/1",
+            Some(json!({"soft_query_id": q})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut persons = Vec::new();
+    for i in 0..12 {
+        persons.push(
+            create_person(
+                &app,
+                json!({"email": format!("race{i}@example.nl"), "last_name": "Race"}),
+            )
+            .await,
+        );
+    }
+    let unsubscribe = |p: i64| {
+        let app = &app;
+        async move {
+            app.admin(
+                "POST",
+                &format!("/api/v1/persons/{p}/unsubscribe-all"),
+                Some(json!({"channel": "web_form", "description": "Nothing any more"})),
+            )
+            .await
+        }
+    };
+    let transaction = |p: i64| {
+        let app = &app;
+        async move {
+            app.admin(
+                "POST",
+                &format!("/api/v1/persons/{p}/transactions"),
+                Some(json!({"kind": "donation", "amount_cents": 100,
+                    "occurred_at": "2026-11-29T12:00:00Z"})),
+            )
+            .await
+        }
+    };
+    let soft = || {
+        app.admin(
+            "POST",
+            "/api/v1/opt-in-types/1/soft-opt-ins",
+            Some(json!({"opt_in": true})),
+        )
+    };
+    for pair in persons.chunks(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let replies = futures_join(vec![
+            Box::pin(unsubscribe(a)),
+            Box::pin(transaction(a)),
+            Box::pin(soft()),
+            Box::pin(transaction(b)),
+            Box::pin(unsubscribe(b)),
+        ])
+        .await;
+        for r in &replies {
+            assert!(r.status < 500, "{} {}", r.status, r.text);
+        }
+    }
+    for p in persons {
+        let states = current(&app, p).await;
+        assert!(
+            states.iter().all(|(_, opt_in)| !opt_in),
+            "person {p} on {:?}: {states:?}",
+            app.backend
+        );
+    }
+}
+
+/// Runs the requests at once on one thread (the client is not `Send`).
+async fn futures_join<'a>(
+    requests: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = mailbaar_e2e::Reply> + 'a>>>,
+) -> Vec<mailbaar_e2e::Reply> {
+    let mut pending: Vec<_> = requests.into_iter().map(Some).collect();
+    let mut done: Vec<Option<mailbaar_e2e::Reply>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut open = false;
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => {
+                        *out = Some(r);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => open = true,
+                }
+            }
+        }
+        if open {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter()
+        .map(|r| r.expect("every request answered"))
+        .collect()
+}
+
+/// A NUL or another control character in any text a client sends is a 422 naming the
+/// field (PostgreSQL cannot store a NUL; nothing is written), in bodies and in filters.
+async fn control_characters_are_refused_in_every_text(app: TestApp) {
+    let p = create_person(&app, json!({"email": "ctl@example.nl"})).await;
+    let (_, body) = save_query(
+        &app,
+        "Ctl",
+        json!({"field": "mailable", "op": "eq", "value": true}),
+    )
+    .await;
+    let q = body["id"].as_i64().unwrap();
+    for bad in ["a\u{0}b", "a\u{7}b", "\u{0}"].map(String::from) {
+        let cases: Vec<(&str, String, Value, &str)> = vec![
+            (
+                "POST",
+                "/api/v1/persons".into(),
+                json!({"email": "x@example.nl", "last_name": bad}),
+                "last_name",
+            ),
+            (
+                "POST",
+                format!("/api/v1/persons/{p}/consents"),
+                json!({"opt_in_type_id": 1, "opt_in": true, "channel": "manual", "description": bad}),
+                "description",
+            ),
+            (
+                "POST",
+                format!("/api/v1/persons/{p}/unsubscribe-all"),
+                json!({"channel": "manual", "description": bad}),
+                "description",
+            ),
+            (
+                "POST",
+                format!("/api/v1/persons/{p}/transactions"),
+                json!({"kind": "donation", "amount_cents": 1, "occurred_at": "2026-11-29T12:00:00Z", "description": bad}),
+                "description",
+            ),
+            (
+                "POST",
+                "/api/v1/queries".into(),
+                json!({"name": bad, "conditions": {"field": "mailable", "op": "eq", "value": true}}),
+                "name",
+            ),
+            (
+                "POST",
+                "/api/v1/queries".into(),
+                json!({"name": "fine", "description": bad, "conditions": {"field": "mailable", "op": "eq", "value": true}}),
+                "description",
+            ),
+            (
+                "POST",
+                "/api/v1/opt-in-types".into(),
+                json!({"kind": "custom", "name": bad}),
+                "name",
+            ),
+            (
+                "POST",
+                "/api/v1/opt-in-types".into(),
+                json!({"kind": "custom", "name": "fine", "description": bad}),
+                "description",
+            ),
+            (
+                "POST",
+                "/api/v1/tokens".into(),
+                json!({"name": bad, "role": "viewer"}),
+                "name",
+            ),
+            (
+                "POST",
+                "/api/v1/retention-rules".into(),
+                json!({"name": bad, "query_id": q}),
+                "name",
+            ),
+            (
+                "PATCH",
+                "/api/v1/settings".into(),
+                json!({"organisation_name": bad}),
+                "organisation_name",
+            ),
+            (
+                "POST",
+                "/api/v1/queries/run".into(),
+                json!({"conditions": {"field": "transactions.count", "op": "ge", "value": 1, "kind": bad}}),
+                "kind",
+            ),
+            (
+                "POST",
+                "/api/v1/queries/run".into(),
+                json!({"conditions": {"field": "city", "op": "eq", "value": bad}}),
+                "value",
+            ),
+        ];
+        for (method, path, body, field) in cases {
+            let r = app.admin(method, &path, Some(body.clone())).await;
+            r.assert_problem(422);
+            assert!(r.text.contains(field), "{method} {path} {body}: {}", r.text);
+        }
+        let enc_bad = enc(&bad);
+        for path in [
+            format!("/api/v1/persons?q={enc_bad}"),
+            format!("/api/v1/queries?name={enc_bad}"),
+            format!("/api/v1/audit-log?actor={enc_bad}"),
+            format!("/api/v1/audit-log?action={enc_bad}"),
+        ] {
+            app.admin("GET", &path, None).await.assert_problem(422);
+        }
+    }
+    let r = app.admin("GET", "/api/v1/persons?per_page=100", None).await;
+    assert_eq!(r.body["total"], 1, "nothing written");
+    let s = app.admin("GET", "/api/v1/settings", None).await;
+    assert!(!s.text.contains("\\u0000"));
+}
+
+async fn times_outside_the_supported_years_are_refused(app: TestApp) {
+    let p = create_person(&app, json!({"email": "t@example.nl"})).await;
+    for t in [
+        "0000-01-01T00:00:00Z",
+        "1899-12-31T23:59:59Z",
+        "2201-01-01T00:00:00Z",
+        "+10000-01-01T00:00:00Z",
+        "-0001-01-01T00:00:00Z",
+    ] {
+        let r = app
+            .admin(
+                "POST",
+                &format!("/api/v1/persons/{p}/transactions"),
+                Some(json!({"kind": "donation", "amount_cents": 1, "occurred_at": t})),
+            )
+            .await;
+        r.assert_problem(422);
+        assert!(r.text.contains("occurred_at"), "{t}: {}", r.text);
+        for value in [json!(t), json!("0999-01-01"), json!("2201-01-01")] {
+            let r = app
+                .admin(
+                    "POST",
+                    "/api/v1/queries/run",
+                    Some(
+                        json!({"conditions": {"field": "created_at", "op": "lt", "value": value}}),
+                    ),
+                )
+                .await;
+            r.assert_problem(422);
+        }
+    }
+    for t in [
+        "1900-01-01T00:00:00Z",
+        "2200-12-31T23:59:59.123456789+00:00",
+    ] {
+        let r = app
+            .admin(
+                "POST",
+                &format!("/api/v1/persons/{p}/transactions"),
+                Some(json!({"kind": "donation", "amount_cents": 1, "occurred_at": t})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{t}: {}", r.text);
+    }
+    let r = app
+        .admin("GET", &format!("/api/v1/persons/{p}/transactions"), None)
+        .await;
+    // Newest first on both engines, stored to the microsecond.
+    assert_eq!(
+        r.body["items"][0]["occurred_at"], "2200-12-31T23:59:59.123456Z",
+        "{}",
+        r.text
+    );
+    let r = app
+        .admin(
+            "POST",
+            "/api/v1/queries/run",
+            Some(json!({"conditions": {"field": "transactions.count", "op": "ge", "value": 1, "kind": "DONATION"}})),
+        )
+        .await;
+    r.assert_problem(422);
+}
+
+async fn greek_final_sigma_matches_inside_words(app: TestApp) {
+    let id = create_person(
+        &app,
+        json!({"email": "odos@example.gr", "last_name": "ΟΔΟΣΤΡΩΜΑ"}),
+    )
+    .await;
+    for (op, value) in [
+        ("starts_with", "ΟΔΟΣ"),
+        ("contains", "ΔΟΣ"),
+        ("starts_with", "οδος"),
+        ("eq", "οδοστρωμα"),
+    ] {
+        assert_eq!(
+            run_ids(
+                &app,
+                json!({"field": "last_name", "op": op, "value": value})
+            )
+            .await,
+            [id],
+            "{op} {value}"
+        );
+    }
+    assert_eq!(search_total(&app, "ΟΔΟΣ").await, 1);
+    let r = app
+        .admin(
+            "POST",
+            "/api/v1/persons",
+            Some(json!({"email": "ODOS@EXAMPLE.GR"})),
+        )
+        .await;
+    r.assert_problem(409);
 }

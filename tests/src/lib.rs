@@ -17,6 +17,7 @@ pub struct TestApp {
     pub db: TestDatabase,
     client: awc::Client,
     handle: ServerHandle,
+    runners: Vec<mailbaar_tasks::RunnerHandle>,
 }
 
 /// A response read to the end.
@@ -45,7 +46,8 @@ impl TestApp {
                 ..Default::default()
             },
         };
-        let app = Application::build(config).expect("service starts");
+        let mut app = Application::build(config).expect("service starts");
+        let runners = app.take_task_runners();
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         actix_rt::spawn(app.run_until_stopped());
@@ -59,6 +61,7 @@ impl TestApp {
             db,
             client,
             handle,
+            runners,
         })
     }
 
@@ -152,8 +155,12 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // Stop accepting work; the database is dropped right after.
+        // Stop accepting work, and stop the task runners (each finishes what it holds)
+        // before the database is dropped.
         drop(self.handle.stop(false));
+        self.runners
+            .drain(..)
+            .for_each(mailbaar_tasks::RunnerHandle::stop);
     }
 }
 

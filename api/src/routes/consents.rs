@@ -1,5 +1,4 @@
 use actix_web::{web, HttpResponse};
-use diesel::Connection;
 use mailbaar_access::Permission;
 use mailbaar_consent::{ConsentChange, ConsentRecord, Unsubscribe};
 use serde::Deserialize;
@@ -64,7 +63,7 @@ pub async fn record_consent(
     let (id, change) = (id.into_inner(), body.into_inner());
     let record = state
         .db(move |conn| {
-            conn.transaction(|conn| {
+            mailbaar_store::write_transaction(conn, |conn| {
                 let record = mailbaar_consent::record(conn, id, change, &by)?;
                 let detail = format!(
                     "record {}, type {}, opt_in {}",
@@ -123,7 +122,7 @@ pub async fn unsubscribe_all(
     let (id, request) = (id.into_inner(), body.into_inner());
     let records = state
         .db(move |conn| {
-            conn.transaction(|conn| {
+            mailbaar_store::write_transaction(conn, |conn| {
                 let records = mailbaar_consent::unsubscribe_all(conn, id, request, &by)?;
                 let detail = format!("{} opt-outs recorded", records.len());
                 mailbaar_gdpr::record_audit(

@@ -1,5 +1,4 @@
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use diesel::Connection;
 use mailbaar_access::Permission;
 use mailbaar_gdpr::Anonymized;
 use mailbaar_people::{NewPerson, Person, PersonCard, PersonChanges, PersonFilter};
@@ -191,7 +190,7 @@ pub async fn clear_bouncer(
     let id = id.into_inner();
     let person = state
         .db(move |conn| {
-            conn.transaction(|conn| {
+            mailbaar_store::write_transaction(conn, |conn| {
                 let (person, was) = mailbaar_people::clear_bouncer(conn, id)?;
                 if was {
                     mailbaar_gdpr::record_audit(conn, &by, "person.bouncer_cleared", Some(id), "")?;

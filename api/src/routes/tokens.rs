@@ -1,5 +1,4 @@
 use actix_web::{delete, get, post, web, HttpResponse};
-use diesel::Connection;
 use mailbaar_access::{IssuedToken, Permission, Role, Token};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -52,7 +51,7 @@ pub async fn create_token(
     let NewToken { name, role } = body.into_inner();
     let issued = state
         .db(move |conn| {
-            conn.transaction(|conn| {
+            mailbaar_store::write_transaction(conn, |conn| {
                 let issued = mailbaar_access::issue(conn, &name, role)?;
                 let detail = format!("token {} with role {}", issued.token.id, role.as_str());
                 mailbaar_gdpr::record_audit(conn, &by, "token.created", None, &detail)?;

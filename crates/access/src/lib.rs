@@ -211,10 +211,9 @@ pub fn register(
     role: Role,
     secret: &str,
 ) -> Result<IssuedToken, AccessError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(AccessError::InvalidName);
-    }
+    let name =
+        mailbaar_store::clean_required_text(name, 100).map_err(|_| AccessError::InvalidName)?;
+    let name = name.as_str();
     let digest = hash(secret);
     let existing = api_tokens::table
         .filter(api_tokens::secret_hash.eq(&digest))

@@ -128,8 +128,12 @@ fn as_utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Err
 pub struct ConsentChange {
     pub opt_in_type_id: i64,
     pub opt_in: bool,
+    /// `preference_centre`, `web_form`, `website`, `manual`, `telephone`, `system`,
+    /// `import`, or an own name of lower-case letters, digits and underscores.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub channel: String,
     /// The label text shown to the person, or what they said.
+    #[schema(min_length = 1, max_length = 500)]
     pub description: String,
 }
 
@@ -138,7 +142,12 @@ pub struct ConsentChange {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"channel": "telephone", "description": "Asked to receive nothing any more"}))]
 pub struct Unsubscribe {
+    /// `preference_centre`, `web_form`, `website`, `manual`, `telephone`, `system`,
+    /// `import`, or an own name of lower-case letters, digits and underscores.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub channel: String,
+    /// The label text shown to the person, or what they said.
+    #[schema(min_length = 1, max_length = 500)]
     pub description: String,
 }
 
@@ -158,15 +167,34 @@ pub struct NewRecord {
 }
 
 fn clean_description(d: &str) -> Result<String, ConsentError> {
-    let d = d.trim();
-    if d.is_empty() || d.chars().count() > 500 {
-        return Err(ConsentError::invalid("description", "1 to 500 characters"));
-    }
-    Ok(mailbaar_store::nfc(d).into_owned())
+    mailbaar_store::clean_required_text(d, 500)
+        .map_err(|p| ConsentError::invalid("description", format!("1 to 500 characters: {p}")))
 }
 
-/// Checks that the person exists and is not anonymized.
+/// Locks the persons' rows until the transaction ends, so that a consent decision read
+/// from the ledger (is there a refusal? a full unsubscribe?) cannot be overtaken by a
+/// concurrent write for the same person. On PostgreSQL `SELECT … FOR UPDATE`; SQLite's
+/// write transactions hold the database's one write lock from their start already
+/// (`mailbaar_store::write_transaction`).
+pub(crate) fn lock_persons(conn: &mut DbConnection, ids: &[i64]) -> Result<(), ConsentError> {
+    if let DbConnection::Pg(c) = conn {
+        for chunk in ids.chunks(1000) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            // Ids are integers: written as literals.
+            diesel::sql_query(format!(
+                "SELECT id FROM persons WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                list.join(", ")
+            ))
+            .execute(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the person exists and is not anonymized, and locks their row for the rest
+/// of the transaction ([`lock_persons`]).
 fn check_person(conn: &mut DbConnection, person_id: i64) -> Result<(), ConsentError> {
+    lock_persons(conn, &[person_id])?;
     let anonymized: Option<Option<NaiveDateTime>> = persons::table
         .find(person_id)
         .select(persons::anonymized_at)
@@ -192,7 +220,7 @@ pub fn append_records(
         Channel::parse(&r.channel)?;
         clean_description(&r.description)?;
     }
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let mut written = 0;
         for chunk in records.chunks(CHUNK) {
             // Multi-row INSERT is not expressible through the shared backend type, so each
@@ -228,7 +256,7 @@ pub fn record(
 ) -> Result<ConsentRecord, ConsentError> {
     let channel = Channel::parse(&change.channel)?;
     let description = clean_description(&change.description)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         check_person(conn, person_id)?;
         let kind = get_type(conn, change.opt_in_type_id)?;
         if !kind.active && change.opt_in {
@@ -263,7 +291,7 @@ pub fn unsubscribe_all(
 ) -> Result<Vec<ConsentRecord>, ConsentError> {
     let channel = Channel::parse(&request.channel)?;
     let description = clean_description(&request.description)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         check_person(conn, person_id)?;
         let refused: Vec<i64> = consent_current::table
             .filter(consent_current::person_id.eq(person_id))
@@ -327,26 +355,29 @@ pub fn record_automatic_opt_in(
     kind: OptInKind,
     description: &str,
 ) -> Result<Option<ConsentRecord>, ConsentError> {
-    let Some(opt_in_type) = standard_type(conn, kind)? else {
-        return Ok(None);
-    };
-    if automatic_opt_in_candidates(conn, opt_in_type.id, &[person_id])?.is_empty() {
-        return Ok(None);
-    }
-    insert_one(
-        conn,
-        &NewRecord {
-            person_id,
-            opt_in_type_id: opt_in_type.id,
-            opt_in: true,
-            channel: Channel::SYSTEM.to_owned(),
-            description: description.to_owned(),
-            contact_moment_id: None,
-            recorded_by: Channel::SYSTEM.to_owned(),
-            recorded_at: now(),
-        },
-    )
-    .map(Some)
+    // The check and the insert in one transaction, the person's row locked between.
+    mailbaar_store::write_transaction(conn, |conn| {
+        let Some(opt_in_type) = standard_type(conn, kind)? else {
+            return Ok(None);
+        };
+        if automatic_opt_in_candidates(conn, opt_in_type.id, &[person_id])?.is_empty() {
+            return Ok(None);
+        }
+        insert_one(
+            conn,
+            &NewRecord {
+                person_id,
+                opt_in_type_id: opt_in_type.id,
+                opt_in: true,
+                channel: Channel::SYSTEM.to_owned(),
+                description: description.to_owned(),
+                contact_moment_id: None,
+                recorded_by: Channel::SYSTEM.to_owned(),
+                recorded_at: now(),
+            },
+        )
+        .map(Some)
+    })
 }
 
 /// The one rule for automatic opt-ins (soft opt-in runs, the registration and transaction
@@ -374,6 +405,7 @@ pub(crate) fn without_record(
 ) -> Result<Vec<i64>, ConsentError> {
     let mut found = Vec::with_capacity(person_ids.len());
     for chunk in person_ids.chunks(1000) {
+        lock_persons(conn, chunk)?;
         let recorded = consent_current::table
             .filter(consent_current::opt_in_type_id.eq(opt_in_type_id))
             .filter(consent_current::person_id.eq(persons::id))

@@ -1,4 +1,3 @@
-use diesel::prelude::*;
 use mailbaar_store::{now, DbConnection};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -42,7 +41,7 @@ pub fn assign_soft_consent(
     dry_run: bool,
     selector: &dyn PersonSelector,
 ) -> Result<SoftConsentOutcome, ConsentError> {
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let kind = get_type(conn, opt_in_type_id)?;
         let query_id = kind
             .soft_query_id

@@ -95,8 +95,10 @@ impl From<TypeRow> for OptInType {
     "description": "Monthly tips for young readers"}))]
 pub struct NewOptInType {
     pub kind: OptInKind,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: String,
     #[serde(default = "yes")]
     pub active: bool,
@@ -112,7 +114,9 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"description": "Monthly, in Dutch and English", "active": true}))]
 pub struct OptInTypeChanges {
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     pub active: Option<bool>,
     /// `null` removes the soft opt-in query.
@@ -122,22 +126,14 @@ pub struct OptInTypeChanges {
 }
 
 fn clean_name(name: &str) -> Result<String, ConsentError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 100 {
-        return Err(ConsentError::invalid("name", "1 to 100 characters"));
-    }
-    Ok(mailbaar_store::nfc(n).into_owned())
+    mailbaar_store::clean_required_text(name, 100)
+        .map_err(|p| ConsentError::invalid("name", format!("1 to 100 characters: {p}")))
 }
 
 fn clean_description(d: &str) -> Result<String, ConsentError> {
-    let d = d.trim();
-    if d.chars().count() > 500 {
-        return Err(ConsentError::invalid(
-            "description",
-            "at most 500 characters",
-        ));
-    }
-    Ok(mailbaar_store::nfc(d).into_owned())
+    Ok(mailbaar_store::clean_text(d, 500)
+        .map_err(|p| ConsentError::invalid("description", format!("at most 500 characters: {p}")))?
+        .unwrap_or_default())
 }
 
 fn map_unique(e: DieselError, name: &str) -> ConsentError {
@@ -252,7 +248,7 @@ pub fn update_type(
         updated_at: now(),
     };
     let name = values.name.clone().unwrap_or_default();
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         get_type(conn, id)?;
         check_soft_query(conn, values.soft_query_id.flatten())?;
         diesel::update(opt_in_types::table.find(id))
@@ -265,7 +261,7 @@ pub fn update_type(
 
 /// Deletes a type that no record refers to; a type with history can only be deactivated.
 pub fn delete_type(conn: &mut DbConnection, id: i64) -> Result<(), ConsentError> {
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         get_type(conn, id)?;
         let used: i64 = consent_records::table
             .filter(consent_records::opt_in_type_id.eq(id))

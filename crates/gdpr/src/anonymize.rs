@@ -40,7 +40,7 @@ pub fn anonymize(
     person_id: i64,
     actor: &str,
 ) -> Result<Anonymized, GdprError> {
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let before: Option<Option<NaiveDateTime>> = persons::table
             .find(person_id)
             .select(persons::anonymized_at)
@@ -100,8 +100,10 @@ pub fn anonymize(
         )
         .set(consent_records::description.eq(ANONYMIZED_TEXT))
         .execute(conn)?;
-        diesel::delete(person_profile_totals::table.filter(person_profile_totals::person_id.eq(person_id)))
-            .execute(conn)?;
+        diesel::delete(
+            person_profile_totals::table.filter(person_profile_totals::person_id.eq(person_id)),
+        )
+        .execute(conn)?;
         diesel::delete(person_profiles::table.find(person_id)).execute(conn)?;
         record_audit(
             conn,

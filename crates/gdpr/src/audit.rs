@@ -87,6 +87,14 @@ pub fn list_audit(
             });
         }
     }
+    for (field, text) in [("actor", &filter.actor), ("action", &filter.action)] {
+        if let Some(t) = text {
+            mailbaar_store::check_search_text(t).map_err(|p| GdprError::Invalid {
+                field,
+                reason: p.to_string(),
+            })?;
+        }
+    }
     let build = || {
         let mut q = audit_log::table.into_boxed();
         if let Some(p) = filter.person_id {

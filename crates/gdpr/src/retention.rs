@@ -49,6 +49,7 @@ pub struct RetentionRule {
 #[schema(example = json!({"name": "Five years without contact", "query_id": 14,
     "schedule": "daily"}))]
 pub struct NewRetentionRule {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     pub query_id: i64,
     /// `anonymize` (the default and, for now, the only action).
@@ -177,10 +178,8 @@ pub fn create_rule(
     new: NewRetentionRule,
     created_by: &str,
 ) -> Result<RetentionRule, GdprError> {
-    let name = mailbaar_store::nfc(new.name.trim()).into_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(invalid("name", "a name has 1 to 200 characters"));
-    }
+    let name = mailbaar_store::clean_required_text(&new.name, 200)
+        .map_err(|p| invalid("name", format!("a name has 1 to 200 characters: {p}")))?;
     if new.action != "anonymize" {
         return Err(invalid("action", "the only action is anonymize"));
     }
@@ -301,7 +300,7 @@ pub fn dry_run(conn: &mut DbConnection, rule_id: i64, actor: &str) -> Result<Dry
                 .join(" "),
         })
         .collect();
-    let run_id = conn.transaction(|conn| {
+    let run_id = mailbaar_store::write_transaction(conn, |conn| {
         let run_id = start_run(conn, rule_id, None, true, actor)?;
         diesel::update(retention_runs::table.find(run_id))
             .set((
@@ -437,7 +436,7 @@ pub fn run_rule(
         );
     }
     scrub_free_space(&mut conn)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(&mut conn, |conn| {
         diesel::update(retention_runs::table.find(run_id))
             .set((
                 retention_runs::matched.eq(ids.len() as i64),

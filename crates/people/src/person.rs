@@ -138,19 +138,32 @@ impl From<PersonRow> for Person {
 #[schema(example = json!({"email": "anna.devries@example.nl", "first_name": "Anna",
     "infix": "de", "last_name": "Vries", "city": "Amsterdam", "country": "NL"}))]
 pub struct NewPerson {
+    #[schema(max_length = 254)]
     pub email: Option<String>,
+    #[schema(max_length = 200)]
     pub first_name: Option<String>,
+    #[schema(max_length = 50)]
     pub infix: Option<String>,
+    #[schema(max_length = 200)]
     pub last_name: Option<String>,
+    #[schema(max_length = 200)]
     pub street: Option<String>,
+    #[schema(max_length = 20)]
     pub house_number: Option<String>,
+    #[schema(max_length = 20)]
     pub postal_code: Option<String>,
+    #[schema(max_length = 100)]
     pub city: Option<String>,
+    #[schema(max_length = 100)]
     pub country: Option<String>,
+    #[schema(max_length = 50)]
     pub phone: Option<String>,
+    #[schema(max_length = 50)]
     pub mobile: Option<String>,
     pub birth_date: Option<NaiveDate>,
+    #[schema(max_length = 42)]
     pub iban: Option<String>,
+    #[schema(max_length = 9)]
     pub bsn: Option<String>,
     #[serde(default)]
     pub deceased: bool,
@@ -164,46 +177,46 @@ pub struct NewPerson {
 #[schema(example = json!({"city": "Utrecht", "mobile": null, "deceased": false}))]
 pub struct PersonChanges {
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 254)]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub first_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 50)]
     pub infix: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub last_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub street: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 20)]
     pub house_number: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 20)]
     pub postal_code: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     pub city: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     pub country: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 50)]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 50)]
     pub mobile: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<NaiveDate>)]
     pub birth_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 42)]
     pub iban: Option<Option<String>>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 9)]
     pub bsn: Option<Option<String>>,
     pub deceased: Option<bool>,
     pub is_test_person: Option<bool>,
@@ -307,7 +320,7 @@ pub fn create_person(conn: &mut DbConnection, new: NewPerson) -> Result<Person, 
     let t = now();
     values.updated_at = Some(t);
     let email = values.email.clone();
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let row = diesel::insert_into(persons::table)
             .values((values, persons::created_at.eq(t)))
             .returning(persons::all_columns)
@@ -370,7 +383,7 @@ pub fn update_person(
     changes: PersonChanges,
 ) -> Result<Person, PeopleError> {
     let mut values = parse_values(changes)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         // Only the anonymized flag is needed here; the full person (with consents) is
         // read once, after the update.
         let anonymized: Option<NaiveDateTime> = persons::table
@@ -401,6 +414,10 @@ pub fn list_persons(
     filter: &PersonFilter,
     page: PageRequest,
 ) -> Result<Page<Person>, PeopleError> {
+    if let Some(q) = filter.q.as_deref() {
+        mailbaar_store::check_search_text(q)
+            .map_err(|p| PeopleError::Invalid(vec![crate::FieldError::new("q", p.to_string())]))?;
+    }
     let build = || {
         let mut q = persons::table.into_boxed();
         if let Some(words) = filter.q.as_deref() {
@@ -444,7 +461,7 @@ pub fn list_persons(
 /// Clears the bouncer flag with its date and reason. Returns the person and whether the
 /// flag was set; anonymized persons cannot be changed.
 pub fn clear_bouncer(conn: &mut DbConnection, id: i64) -> Result<(Person, bool), PeopleError> {
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let person = get_person(conn, id)?;
         if person.anonymized_at.is_some() {
             return Err(PeopleError::Anonymized(id));

@@ -1,3 +1,4 @@
+use chrono::SubsecRound;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use mailbaar_store::schema::{persons, transactions};
@@ -66,6 +67,7 @@ pub const MAX_AMOUNT_CENTS: i64 = 100_000_000_000;
     "occurred_at": "2026-11-20T14:30:00+01:00", "description": "Year-end appeal"}))]
 pub struct NewTransaction {
     /// Lower-case letters, digits and underscores, e.g. `purchase` or `membership_fee`.
+    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
     pub kind: String,
     /// The amount in cents (negative for a refund), at most 100,000,000,000 either way
     /// (one billion in the currency).
@@ -73,9 +75,12 @@ pub struct NewTransaction {
     pub amount_cents: i64,
     /// ISO 4217 code; `EUR` when left out.
     #[serde(default = "euro")]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
-    /// When it happened; any offset is accepted and stored in UTC.
+    /// When it happened, in the years 1900–2200; any offset is accepted and stored in UTC
+    /// (to the microsecond).
     pub occurred_at: DateTime<chrono::FixedOffset>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
 }
 
@@ -110,10 +115,21 @@ pub fn add_transaction(
             format!("between -{MAX_AMOUNT_CENTS} and {MAX_AMOUNT_CENTS} cents"),
         );
     }
+    let occurred_at = new.occurred_at.naive_utc().trunc_subsecs(6);
+    if !mailbaar_store::time_in_range(occurred_at) {
+        ck.fail(
+            "occurred_at",
+            format!(
+                "a time in the years {}–{}",
+                mailbaar_store::TIME_YEARS.start(),
+                mailbaar_store::TIME_YEARS.end()
+            ),
+        );
+    }
     let description = ck.text("description", new.description.as_deref(), 500);
     ck.finish()?;
 
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let anonymized: Option<Option<NaiveDateTime>> = persons::table
             .find(person_id)
             .select(persons::anonymized_at)
@@ -133,7 +149,7 @@ pub fn add_transaction(
                 transactions::kind.eq(&kind),
                 transactions::amount_cents.eq(new.amount_cents),
                 transactions::currency.eq(&currency),
-                transactions::occurred_at.eq(new.occurred_at.naive_utc()),
+                transactions::occurred_at.eq(occurred_at),
                 transactions::description.eq(&description),
                 transactions::created_at.eq(now()),
             ))

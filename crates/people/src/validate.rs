@@ -18,19 +18,13 @@ impl Checker {
     /// Trims free text and stores it in NFC (`mailbaar_store::nfc`); empty becomes `None`;
     /// longer than `max` characters is refused.
     pub fn text(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
-        let v = value?.trim();
-        if v.is_empty() {
-            return None;
+        match mailbaar_store::clean_text(value?, max) {
+            Ok(v) => v,
+            Err(problem) => {
+                self.fail(field, problem.to_string());
+                None
+            }
         }
-        if v.chars().count() > max {
-            self.fail(field, format!("longer than {max} characters"));
-            return None;
-        }
-        if v.chars().any(|c| c.is_control()) {
-            self.fail(field, "contains control characters");
-            return None;
-        }
-        Some(mailbaar_store::nfc(v).into_owned())
     }
 
     pub fn email(&mut self, value: Option<&str>) -> Option<String> {

@@ -213,7 +213,7 @@ pub fn recalculate(
          GROUP BY t.person_id, t.kind",
         saturating_sum(conn.backend(), "t.amount_cents")
     );
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         step(0, RECALCULATION_STEPS[0]);
         conn.batch_execute("DELETE FROM person_profile_totals; DELETE FROM person_profiles;")?;
         step(1, RECALCULATION_STEPS[1]);

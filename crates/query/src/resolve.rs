@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, SubsecRound};
+use mailbaar_store::{time_in_range as in_range, TIME_YEARS};
 use serde_json::Value;
 
 use crate::error::Issue;
@@ -225,10 +226,15 @@ impl Resolver<'_> {
             refuse("within_days");
         }
         if let Some(kind) = &c.kind {
-            if kind.is_empty() || kind.chars().count() > 64 {
+            // The rule transactions are recorded with, so a kind that no transaction can
+            // have is refused instead of matching nothing.
+            let plain = kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if kind.is_empty() || kind.len() > 64 || !plain {
                 issues.push(Issue::new(
                     &format!("{path}/kind"),
-                    "a kind has 1 to 64 characters",
+                    "a kind has 1 to 64 lower-case letters, digits or underscores",
                 ));
             }
         }
@@ -440,7 +446,10 @@ fn le(a: &Scalar, b: &Scalar) -> bool {
 fn scalar(value_type: ValueType, v: &Value) -> Result<Scalar, String> {
     match value_type {
         ValueType::Text => match v.as_str() {
-            Some(s) if s.contains('\0') => Err("a text cannot hold the NUL character".into()),
+            // Stored texts never hold control characters (NUL cannot even be stored).
+            Some(s) if mailbaar_store::check_search_text(s).is_err() => {
+                Err("a text cannot hold control characters".into())
+            }
             Some(s) if s.chars().count() <= MAX_TEXT => Ok(Scalar::Text(s.to_owned())),
             Some(_) => Err(format!("at most {MAX_TEXT} characters")),
             None => Err("expected a text".into()),
@@ -456,20 +465,35 @@ fn scalar(value_type: ValueType, v: &Value) -> Result<Scalar, String> {
         ValueType::Date => v
             .as_str()
             .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .filter(|d| in_range(d.and_hms_opt(0, 0, 0).expect("midnight exists")))
             .map(Scalar::Date)
-            .ok_or_else(|| "expected a date as YYYY-MM-DD".into()),
+            .ok_or_else(|| {
+                format!(
+                    "expected a date as YYYY-MM-DD in the years {}–{}",
+                    TIME_YEARS.start(),
+                    TIME_YEARS.end()
+                )
+            }),
         ValueType::DateTime => {
-            let s = v
-                .as_str()
-                .ok_or("expected a date-time as RFC 3339 or a date")?;
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Ok(Scalar::Time(t.naive_utc().trunc_subsecs(6)));
+            let wrong = || {
+                format!(
+                    "expected a date-time as RFC 3339 (2026-11-23T09:00:00Z) or a date, in the years {}–{}",
+                    TIME_YEARS.start(),
+                    TIME_YEARS.end()
+                )
+            };
+            let s = v.as_str().ok_or_else(wrong)?;
+            let t = match DateTime::parse_from_rfc3339(s) {
+                Ok(t) => t.naive_utc().trunc_subsecs(6),
+                Err(_) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| wrong())?
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists"),
+            };
+            if !in_range(t) {
+                return Err(wrong());
             }
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| Scalar::Time(d.and_hms_opt(0, 0, 0).expect("midnight exists")))
-                .map_err(|_| {
-                    "expected a date-time as RFC 3339 (2026-11-23T09:00:00Z) or a date".into()
-                })
+            Ok(Scalar::Time(t))
         }
     }
 }

@@ -48,8 +48,10 @@ pub struct SavedQuery {
 pub struct SavedQueryInput {
     /// Unique (ignoring case), 1 to 200 characters. The manual's convention is
     /// `<initials> – <yyyymmdd> – <purpose>`; see `suggest_name`.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     /// The condition tree.
     #[schema(value_type = Node)]
@@ -61,8 +63,10 @@ pub struct SavedQueryInput {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "AB – 20261124 – newsletter December"}))]
 pub struct QueryCopy {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Defaults to the original's description.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -119,24 +123,19 @@ pub(crate) fn load_saved(
 }
 
 fn clean_name(name: &str) -> Result<String, QueryError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(QueryError::Invalid {
-            field: "name",
-            reason: "a name has 1 to 200 characters".into(),
-        });
-    }
-    Ok(mailbaar_store::nfc(name).into_owned())
+    mailbaar_store::clean_required_text(name, 200).map_err(|p| QueryError::Invalid {
+        field: "name",
+        reason: format!("a name has 1 to 200 characters: {p}"),
+    })
 }
 
 fn clean_description(d: &str) -> Result<String, QueryError> {
-    if d.chars().count() > 2000 {
-        return Err(QueryError::Invalid {
+    Ok(mailbaar_store::clean_text(d, 2000)
+        .map_err(|p| QueryError::Invalid {
             field: "description",
-            reason: "at most 2000 characters".into(),
-        });
-    }
-    Ok(mailbaar_store::nfc(d.trim()).into_owned())
+            reason: format!("at most 2000 characters: {p}"),
+        })?
+        .unwrap_or_default())
 }
 
 fn under(prefix: &str, issues: Vec<Issue>) -> QueryError {
@@ -215,7 +214,7 @@ pub fn create_query(
 ) -> Result<SavedQuery, QueryError> {
     let name = clean_name(&input.name)?;
     let description = clean_description(&input.description)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let tree = checked_tree(conn, &input.conditions, None)?;
         let id = insert(conn, &name, &description, &tree, created_by)?;
         get_query(conn, id)
@@ -231,7 +230,7 @@ pub fn replace_query(
 ) -> Result<SavedQuery, QueryError> {
     let name = clean_name(&input.name)?;
     let description = clean_description(&input.description)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         get_query(conn, id)?;
         let tree = checked_tree(conn, &input.conditions, Some(id))?;
         diesel::update(saved_queries::table.find(id))
@@ -257,7 +256,7 @@ pub fn copy_query(
     created_by: &str,
 ) -> Result<SavedQuery, QueryError> {
     let name = clean_name(&copy.name)?;
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let original = get_query(conn, id)?;
         let description = match &copy.description {
             Some(d) => clean_description(d)?,
@@ -284,6 +283,12 @@ pub fn list_queries(
     filter: &SavedQueryFilter,
     page: PageRequest,
 ) -> Result<Page<SavedQuery>, QueryError> {
+    if let Some(name) = filter.name.as_deref() {
+        mailbaar_store::check_search_text(name).map_err(|p| QueryError::Invalid {
+            field: "name",
+            reason: p.to_string(),
+        })?;
+    }
     let build = || {
         let mut q = saved_queries::table.into_boxed();
         if let Some(part) = filter
@@ -320,7 +325,7 @@ pub fn list_queries(
 
 /// Deletes a query that nothing uses; otherwise says what uses it.
 pub fn delete_query(conn: &mut DbConnection, id: i64) -> Result<(), QueryError> {
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         get_query(conn, id)?;
         let mut uses: Vec<String> = opt_in_types::table
             .filter(opt_in_types::soft_query_id.eq(id))

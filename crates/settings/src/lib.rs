@@ -56,6 +56,8 @@ pub struct SettingsChanges {
     #[serde(default, deserialize_with = "mailbaar_store::present")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 23)]
     pub profiles_daily_hour: Option<Option<i64>>,
+    /// The organisation's name, 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub organisation_name: Option<String>,
     /// `nl` or `en`.
     pub language: Option<String>,
@@ -111,14 +113,16 @@ pub fn update(
             });
         }
     }
-    if let Some(name) = &changes.organisation_name {
-        if name.trim().is_empty() || name.chars().count() > 200 {
-            return Err(SettingsError::Invalid {
+    let organisation_name = changes
+        .organisation_name
+        .as_deref()
+        .map(|name| {
+            mailbaar_store::clean_required_text(name, 200).map_err(|p| SettingsError::Invalid {
                 field: "organisation_name",
-                reason: "1 to 200 characters".into(),
-            });
-        }
-    }
+                reason: format!("1 to 200 characters: {p}"),
+            })
+        })
+        .transpose()?;
     if let Some(language) = &changes.language {
         if !matches!(language.as_str(), "nl" | "en") {
             return Err(SettingsError::Invalid {
@@ -127,10 +131,10 @@ pub fn update(
             });
         }
     }
-    conn.transaction(|conn| {
+    mailbaar_store::write_transaction(conn, |conn| {
         let mut values: Vec<(&str, Value)> = Vec::new();
-        if let Some(name) = &changes.organisation_name {
-            values.push(("organisation_name", Value::from(name.trim())));
+        if let Some(name) = &organisation_name {
+            values.push(("organisation_name", Value::from(name.as_str())));
         }
         if let Some(language) = &changes.language {
             values.push(("language", Value::from(language.as_str())));

@@ -24,6 +24,50 @@ impl DbConnection {
     }
 }
 
+/// Runs `f` in a transaction that, on SQLite, takes the write lock at its start
+/// (`BEGIN IMMEDIATE`). SQLite's default transaction starts as a reader and fails with
+/// "database is locked" when it later writes after another writer committed (its snapshot
+/// cannot be upgraded, so `busy_timeout` does not help); taking the lock first makes
+/// concurrent writers wait instead. On PostgreSQL, and inside a transaction that is already
+/// open, it is an ordinary (nested) diesel transaction. Every write transaction of the
+/// domain crates goes through this.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let top_level_sqlite = match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth()?
+            .is_none(),
+        DbConnection::Pg(_) => false,
+    };
+    if !top_level_sqlite {
+        return conn.transaction(f);
+    }
+    if let DbConnection::Sqlite(c) = conn {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+    }
+    let result = f(conn);
+    let DbConnection::Sqlite(c) = conn else {
+        unreachable!("checked above")
+    };
+    match result {
+        Ok(value) => match AnsiTransactionManager::commit_transaction(c) {
+            Ok(()) => Ok(value),
+            Err(e) => {
+                let _ = AnsiTransactionManager::rollback_transaction(c);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            AnsiTransactionManager::rollback_transaction(c)?;
+            Err(e)
+        }
+    }
+}
+
 /// The two supported engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

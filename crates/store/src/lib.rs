@@ -14,11 +14,16 @@ pub mod schema;
 pub mod testing;
 mod text;
 
-pub use connection::{connect, Backend, DatabaseUrl, DbConnection, Pool, PooledConnection};
+pub use connection::{
+    connect, write_transaction, Backend, DatabaseUrl, DbConnection, Pool, PooledConnection,
+};
 pub use error::StoreError;
 pub use migrations::{revert_all_migrations, run_migrations};
 pub use paging::{Page, PageRequest};
-pub use text::{fold, mailbaar_fold, nfc, register_sqlite_functions};
+pub use text::{
+    check_search_text, clean_required_text, clean_text, fold, mailbaar_fold, nfc,
+    register_sqlite_functions, TextProblem,
+};
 
 /// Current time in UTC without sub-microsecond digits, so that a value written to either
 /// backend reads back equal.
@@ -63,4 +68,15 @@ pub fn saturating_sum(backend: Backend, expr: &str) -> String {
         ),
         Backend::Sqlite => format!("CAST(TOTAL({expr}) AS INTEGER)"),
     }
+}
+
+/// The years a stored or compared time may lie in (UTC). Bounded so that every time has a
+/// four-digit year: SQLite compares stored times as text, PostgreSQL as timestamps, and the
+/// two agree only then; and so that every client can read it back (RFC 3339).
+pub const TIME_YEARS: std::ops::RangeInclusive<i32> = 1900..=2200;
+
+/// Whether a time lies in [`TIME_YEARS`].
+pub fn time_in_range(t: chrono::NaiveDateTime) -> bool {
+    use chrono::Datelike;
+    TIME_YEARS.contains(&t.year())
 }

@@ -234,7 +234,7 @@ fn active_with_key(conn: &mut DbConnection, key: &str) -> Result<Option<i64>, Ta
 /// Puts a task in the queue. Refused with [`TaskError::AlreadyActive`] when its unique
 /// key is held by a queued or running task (the database's unique index decides).
 pub fn enqueue(conn: &mut DbConnection, new: &NewTask) -> Result<Task, TaskError> {
-    let inserted = conn.transaction(|conn| {
+    let inserted = mailbaar_store::write_transaction(conn, |conn| {
         diesel::insert_into(tasks::table)
             .values((
                 tasks::kind.eq(&new.kind),

@@ -1,9 +1,9 @@
 -- One folding rule for text compared without regard to case (crates/store/src/text.rs):
 -- NFC, the Unicode default lower case (ICU root locale, whatever the database's locale),
--- NFC. SQLite registers the same rule, written in Rust, under the same name.
+-- NFC, final sigma folded to sigma. SQLite registers the same rule, written in Rust, under the same name.
 CREATE FUNCTION mailbaar_fold(t text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT normalize(lower(normalize(t, NFC) COLLATE "und-x-icu"), NFC) $$;
+    AS $$ SELECT replace(normalize(lower(normalize(t, NFC) COLLATE "und-x-icu"), NFC), 'ς', 'σ') $$;
 
 DROP INDEX persons_email_lower;
 DROP INDEX persons_last_name_lower;
