@@ -31,6 +31,10 @@ pub struct Problem {
     /// Per-field reasons, for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// For 500 and 503: the request's id (also in `X-Request-Id` and in the service's log
+    /// line about it), to quote to the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Every way a request can fail, as the API reports it.
@@ -54,10 +58,22 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
-    #[error("the database is unavailable")]
-    Unavailable,
+    /// The database cannot be reached; the client may retry (503 with `Retry-After`).
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable(#[source] Cause),
+    /// Anything else unexpected (500). The cause goes to the log with the request id,
+    /// never to the client.
     #[error("internal error")]
-    Internal,
+    Internal(#[source] Cause),
+}
+
+/// The cause of a 500 or 503, for the log line only.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+tokio::task_local! {
+    /// The id of the request being answered, set by the request log middleware, so a 500
+    /// carries the same id in its problem document as in its log line.
+    pub static REQUEST_ID: String;
 }
 
 impl ApiError {
@@ -85,12 +101,12 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
             ),
-            Unavailable => (
+            Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Unavailable",
             ),
-            Internal => (
+            Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal error",
@@ -111,6 +127,21 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (status, slug, title) = self.parts();
+        let request_id = match self {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+                let id = REQUEST_ID.try_with(Clone::clone).ok();
+                let mut chain = Vec::new();
+                let mut source = cause.source();
+                while let Some(s) = source {
+                    chain.push(s.to_string());
+                    source = s.source();
+                }
+                tracing::error!(request_id = id.as_deref().unwrap_or("-"), error = %cause,
+                    causes = ?chain, status = status.as_u16(), "request failed");
+                id
+            }
+            _ => None,
+        };
         let problem = Problem {
             kind: format!("/problems/{slug}"),
             title: title.to_owned(),
@@ -120,43 +151,75 @@ impl ResponseError for ApiError {
                 ApiError::Invalid(e) => Some(e.clone()),
                 _ => None,
             },
+            request_id,
         };
         let mut res = HttpResponse::build(status);
         res.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized) {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if matches!(self, ApiError::Unavailable(_)) {
+            res.insert_header((header::RETRY_AFTER, "5"));
+        }
         res.body(serde_json::to_string(&problem).unwrap_or_default())
     }
 }
 
-fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
-    tracing::error!(%error, "{context}");
-    ApiError::Internal
+/// A 500 whose cause is logged (with the request id) when it is answered.
+fn internal(
+    context: &'static str,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> ApiError {
+    ApiError::Internal(Box::new(Context {
+        context,
+        source: Box::new(error),
+    }))
+}
+
+/// An error with what was being done when it happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+struct Context {
+    context: &'static str,
+    #[source]
+    source: Cause,
+}
+
+/// Whether a database error means the database is out of reach (the connection broke or
+/// could not be used), rather than that this statement failed.
+fn unreachable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
+            | Error::BrokenTransactionManager
+    )
 }
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        internal("database query failed", &e)
+        if unreachable(&e) {
+            ApiError::Unavailable(Box::new(e))
+        } else {
+            internal("database query failed", e)
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Connect(err) => {
-                tracing::error!(error = %err, "no database connection");
-                ApiError::Unavailable
-            }
+            StoreError::Connect(err) => ApiError::Unavailable(Box::new(err)),
             StoreError::Query(err) => err.into(),
-            other => internal("storage failed", &other),
+            other => internal("storage failed", other),
         }
     }
 }
 
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
-        internal("blocking task failed", &e)
+        internal("blocking task failed", e)
     }
 }
 
@@ -183,8 +246,13 @@ impl From<ConsentError> for ApiError {
             PersonNotFound(_) | TypeNotFound(_) | RecordNotFound(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            Anonymized(_) | TypeInactive(_) | DuplicateName(_) | TypeInUse(_) | NoSoftQuery(_)
-            | Selection(_) => ApiError::Conflict(e.to_string()),
+            Anonymized(_) | TypeInactive(_) | DuplicateName(_) | TypeInUse(_) | NoSoftQuery(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            Selection(cause) => match cause.downcast::<QueryError>() {
+                Ok(query) => (*query).into(),
+                Err(other) => ApiError::Internal(other),
+            },
             Invalid { field, reason } => ApiError::invalid(field, reason),
             Database(err) => err.into(),
         }
@@ -197,6 +265,7 @@ impl From<AccessError> for ApiError {
             AccessError::InvalidName => ApiError::invalid("name", e.to_string()),
             AccessError::NotFound(_) => ApiError::NotFound(e.to_string()),
             AccessError::AlreadyRevoked(_) => ApiError::Conflict(e.to_string()),
+            AccessError::UnknownRole { .. } => internal("a stored token cannot be read", e),
             AccessError::Database(err) => err.into(),
         }
     }
@@ -231,7 +300,7 @@ impl From<GdprError> for ApiError {
             }
             GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
             GdprError::Conflict(_) => ApiError::Conflict(e.to_string()),
-            GdprError::Pdf(err) => internal("making a PDF failed", &err),
+            GdprError::Pdf(err) => internal("making a PDF failed", err),
             GdprError::Query(err) => err.into(),
             GdprError::People(err) => err.into(),
             GdprError::Consent(err) => err.into(),
@@ -258,7 +327,7 @@ impl From<TaskError> for ApiError {
             TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
             TaskError::AlreadyActive { .. } => ApiError::Conflict(e.to_string()),
             TaskError::UnknownState { .. } | TaskError::Payload { .. } => {
-                internal("a stored task cannot be read", &e)
+                internal("a stored task cannot be read", e)
             }
             TaskError::Database(err) => err.into(),
             TaskError::Store(err) => err.into(),
@@ -270,6 +339,7 @@ impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> Self {
         match e {
             SettingsError::Invalid { field, reason } => ApiError::invalid(field, reason),
+            SettingsError::Unreadable { .. } => internal("the stored settings cannot be read", e),
             SettingsError::Database(err) => err.into(),
         }
     }
@@ -308,5 +378,132 @@ pub mod extract {
 
     pub fn path(err: PathError, _req: &HttpRequest) -> actix_web::Error {
         ApiError::NotFound(format!("no such resource: {err}")).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    use super::*;
+
+    fn db(kind: DatabaseErrorKind) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new("relation \"persons\" is broken".to_owned()))
+    }
+
+    fn status(e: impl Into<ApiError>) -> u16 {
+        e.into().status_code().as_u16()
+    }
+
+    /// Every domain error lands on its own status, also when it arrives wrapped in another
+    /// crate's error.
+    #[test]
+    fn each_error_maps_to_its_status() {
+        use mailbaar_consent::ConsentError as C;
+        use mailbaar_gdpr::GdprError as G;
+        use mailbaar_tasks::TaskError as T;
+        let cases: Vec<(ApiError, u16)> = vec![
+            (PeopleError::NotFound(1).into(), 404),
+            (PeopleError::DuplicateEmail("a@b.nl".into()).into(), 409),
+            (PeopleError::Anonymized(1).into(), 409),
+            (
+                PeopleError::Invalid(vec![FieldError::new("email", "bad")]).into(),
+                422,
+            ),
+            (C::PersonNotFound(1).into(), 404),
+            (C::TypeInactive(1).into(), 409),
+            (C::Selection(Box::new(QueryError::NotFound(3))).into(), 404),
+            (
+                C::Selection(Box::new(QueryError::InvalidConditions(vec![]))).into(),
+                422,
+            ),
+            (
+                C::Selection(Box::new(QueryError::Database(db(
+                    DatabaseErrorKind::Unknown,
+                ))))
+                .into(),
+                500,
+            ),
+            (C::Selection(Box::new(std::fmt::Error)).into(), 500),
+            (QueryError::DuplicateName("x".into()).into(), 409),
+            (
+                QueryError::InUse {
+                    id: 1,
+                    uses: vec![],
+                }
+                .into(),
+                409,
+            ),
+            (QueryError::People(PeopleError::NotFound(2)).into(), 404),
+            (G::Query(QueryError::NotFound(4)).into(), 404),
+            (G::People(PeopleError::Anonymized(4)).into(), 409),
+            (G::RuleNotFound(1).into(), 404),
+            (G::Conflict("inactive".into()).into(), 409),
+            (T::NotFound(9).into(), 404),
+            (
+                T::AlreadyActive {
+                    kind: "k".into(),
+                    task_id: 1,
+                }
+                .into(),
+                409,
+            ),
+            (
+                T::UnknownState {
+                    id: 1,
+                    state: "odd".into(),
+                }
+                .into(),
+                500,
+            ),
+            (
+                SettingsError::Unreadable {
+                    key: "language".into(),
+                    reason: "not JSON".into(),
+                }
+                .into(),
+                500,
+            ),
+            (
+                AccessError::UnknownRole {
+                    token_id: 1,
+                    role: "root".into(),
+                }
+                .into(),
+                500,
+            ),
+            (db(DatabaseErrorKind::ClosedConnection).into(), 503),
+            (db(DatabaseErrorKind::UnableToSendCommand).into(), 503),
+            (db(DatabaseErrorKind::SerializationFailure).into(), 500),
+            (DieselError::NotFound.into(), 500),
+        ];
+        for (i, (error, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(status(error), expected, "case {i}");
+        }
+    }
+
+    fn body(res: HttpResponse) -> serde_json::Value {
+        let bytes = res.into_body().try_into_bytes().expect("a complete body");
+        serde_json::from_slice(&bytes).expect("a problem document")
+    }
+
+    /// A 500 or 503 never shows its cause; a 503 says when to retry.
+    #[test]
+    fn unexpected_errors_hide_their_cause() {
+        let internal: ApiError = db(DatabaseErrorKind::Unknown).into();
+        let res = internal.error_response();
+        assert_eq!(res.status().as_u16(), 500);
+        let doc = body(res);
+        assert_eq!(doc["type"], "/problems/internal");
+        assert!(!doc.to_string().contains("persons"), "{doc}");
+
+        let down: ApiError = db(DatabaseErrorKind::ClosedConnection).into();
+        let res = down.error_response();
+        assert_eq!(res.status().as_u16(), 503);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "5");
+        let doc = body(res);
+        assert_eq!(doc["type"], "/problems/unavailable");
+        assert!(!doc.to_string().contains("persons"), "{doc}");
     }
 }

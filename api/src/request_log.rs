@@ -18,7 +18,9 @@ pub async fn log_request(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let started = Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = crate::error::REQUEST_ID
+        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
+        .await?;
     let status = res.status().as_u16();
     span.in_scope(|| {
         tracing::info!(%method, %path, status, ms = started.elapsed().as_millis() as u64, "handled");

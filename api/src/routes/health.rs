@@ -28,7 +28,12 @@ pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     state
         .db(|conn| conn.batch_execute("SELECT 1"))
         .await
-        .map_err(|_| ApiError::Unavailable)?;
+        .map_err(|e| match e {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
+                ApiError::Unavailable(cause)
+            }
+            other => other,
+        })?;
     Ok(HttpResponse::Ok().json(Health {
         status: "ok",
         database: backend,

@@ -21,6 +21,10 @@ pub enum AccessError {
     NotFound(i64),
     #[error("token {0} is already revoked")]
     AlreadyRevoked(i64),
+    /// A stored role this version does not know: the row is refused, never read as a
+    /// lesser (or greater) role.
+    #[error("token {token_id} has a role this version does not know: {role:?}")]
+    UnknownRole { token_id: i64, role: String },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -171,16 +175,27 @@ struct TokenRow {
     revoked_at: Option<chrono::NaiveDateTime>,
 }
 
-impl From<TokenRow> for Token {
-    fn from(r: TokenRow) -> Self {
-        Token {
+impl TokenRow {
+    fn role(&self) -> Result<Role, AccessError> {
+        Role::parse(&self.role).ok_or_else(|| AccessError::UnknownRole {
+            token_id: self.id,
+            role: self.role.clone(),
+        })
+    }
+}
+
+impl TryFrom<TokenRow> for Token {
+    type Error = AccessError;
+
+    fn try_from(r: TokenRow) -> Result<Self, AccessError> {
+        Ok(Token {
+            role: r.role()?,
             id: r.id,
             name: r.name,
-            role: Role::parse(&r.role).unwrap_or(Role::Viewer),
             created_at: r.created_at.and_utc(),
             last_used_at: r.last_used_at.map(|t| t.and_utc()),
             revoked_at: r.revoked_at.map(|t| t.and_utc()),
-        }
+        })
     }
 }
 
@@ -236,7 +251,7 @@ pub fn register(
         }
     };
     Ok(IssuedToken {
-        token: row.into(),
+        token: row.try_into()?,
         secret: secret.to_owned(),
     })
 }
@@ -249,22 +264,25 @@ pub fn verify(conn: &mut DbConnection, secret: &str) -> Result<Option<Caller>, A
         .select(TokenRow::as_select())
         .first(conn)
         .optional()?;
-    Ok(row.map(|r| Caller {
-        token_id: r.id,
-        role: Role::parse(&r.role).unwrap_or(Role::Viewer),
-        name: r.name,
-    }))
+    row.map(|r| {
+        Ok(Caller {
+            role: r.role()?,
+            token_id: r.id,
+            name: r.name,
+        })
+    })
+    .transpose()
 }
 
 /// All tokens, newest first.
 pub fn list(conn: &mut DbConnection) -> Result<Vec<Token>, AccessError> {
-    Ok(api_tokens::table
+    api_tokens::table
         .order(api_tokens::id.desc())
         .select(TokenRow::as_select())
         .load(conn)?
         .into_iter()
-        .map(Token::from)
-        .collect())
+        .map(Token::try_from)
+        .collect()
 }
 
 /// Revokes a token; it stops working at once.
@@ -281,7 +299,7 @@ pub fn revoke(conn: &mut DbConnection, id: i64) -> Result<Token, AccessError> {
     diesel::update(api_tokens::table.find(id))
         .set(api_tokens::revoked_at.eq(now()))
         .execute(conn)?;
-    Ok(find(conn, id)?.into())
+    find(conn, id)?.try_into()
 }
 
 #[cfg(test)]

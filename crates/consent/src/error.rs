@@ -21,8 +21,9 @@ pub enum ConsentError {
     NoSoftQuery(i64),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
-    #[error("selecting persons failed: {0}")]
-    Selection(String),
+    /// The type's saved query could not be run; the selector's error is the source.
+    #[error("selecting persons failed")]
+    Selection(#[source] crate::SelectionError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }

@@ -19,7 +19,7 @@ pub use ledger::{
     record_service_mail_opt_in, unsubscribe_all, Channel, ConsentChange, ConsentRecord,
     CurrentConsent, NewRecord, Unsubscribe,
 };
-pub use soft::{assign_soft_consent, PersonSelector, SoftConsentOutcome};
+pub use soft::{assign_soft_consent, PersonSelector, SelectionError, SoftConsentOutcome};
 pub use types::{
     create_type, delete_type, get_type, list_types, standard_type, update_type, NewOptInType,
     OptInKind, OptInType, OptInTypeChanges,

@@ -6,10 +6,14 @@ use crate::ledger::{append_records, without_record, Channel, NewRecord};
 use crate::types::get_type;
 use crate::ConsentError;
 
+/// Why a [`PersonSelector`] could not select: the selector's own error, kept whole (with
+/// its kind and source) for the caller to map.
+pub type SelectionError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Runs a saved query and returns the ids of its persons. The query engine implements
 /// this, so the ledger does not depend on it.
 pub trait PersonSelector {
-    fn select(&self, conn: &mut DbConnection, query_id: i64) -> Result<Vec<i64>, String>;
+    fn select(&self, conn: &mut DbConnection, query_id: i64) -> Result<Vec<i64>, SelectionError>;
 }
 
 /// What an automatic (soft) opt-in or opt-out run found and did.

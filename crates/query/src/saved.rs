@@ -379,11 +379,15 @@ pub fn suggest_name(initials: &str, purpose: &str, on: chrono::NaiveDate) -> Str
 pub struct SavedQuerySelector;
 
 impl PersonSelector for SavedQuerySelector {
-    fn select(&self, conn: &mut DbConnection, query_id: i64) -> Result<Vec<i64>, String> {
+    fn select(
+        &self,
+        conn: &mut DbConnection,
+        query_id: i64,
+    ) -> Result<Vec<i64>, mailbaar_consent::SelectionError> {
         let run = |conn: &mut DbConnection| -> Result<Vec<i64>, QueryError> {
             let query = get_query(conn, query_id)?;
             Selection::prepare(conn, &query.conditions)?.all_ids(conn)
         };
-        run(conn).map_err(|e| e.to_string())
+        run(conn).map_err(Into::into)
     }
 }

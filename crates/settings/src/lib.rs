@@ -68,12 +68,17 @@ pub struct SettingsChanges {
 pub enum SettingsError {
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// A stored value that does not read as its setting: the row is named, never replaced
+    /// by the default in silence (and never takes the other settings with it).
+    #[error("the stored setting {key:?} cannot be read: {reason}")]
+    Unreadable { key: String, reason: String },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
 
-/// The current settings: stored values over the defaults. Stored values of unknown keys are
-/// ignored; a stored value that no longer parses falls back to the defaults.
+/// The current settings: stored values over the defaults. Stored values of keys this
+/// version does not know are ignored (a newer version may have written them); a stored
+/// value of a known key that does not read is [`SettingsError::Unreadable`].
 pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
     let rows: Vec<(String, String)> = settings::table
         .select((settings::key, settings::value))
@@ -84,11 +89,17 @@ pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
         unreachable!("settings are a JSON object")
     };
     for (key, raw) in rows {
-        if let (Some(slot), Ok(value)) = (merged.get_mut(&key), serde_json::from_str(&raw)) {
-            *slot = value;
+        if let Some(slot) = merged.get_mut(&key) {
+            *slot = serde_json::from_str(&raw).map_err(|e| SettingsError::Unreadable {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
         }
     }
-    Ok(serde_json::from_value(Value::Object(merged)).unwrap_or_default())
+    serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| SettingsError::Unreadable {
+        key: e.path().to_string(),
+        reason: e.inner().to_string(),
+    })
 }
 
 /// Validates and stores a change, in one transaction; nothing is written when any field is
