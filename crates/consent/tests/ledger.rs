@@ -179,7 +179,11 @@ fn bad_input_writes_nothing(conn: &mut DbConnection) {
 struct Fixed(Vec<i64>);
 
 impl PersonSelector for Fixed {
-    fn select(&self, _: &mut DbConnection, _: i64) -> Result<Vec<i64>, String> {
+    fn select(
+        &self,
+        _: &mut DbConnection,
+        _: i64,
+    ) -> Result<Vec<i64>, mailbaar_consent::SelectionError> {
         Ok(self.0.clone())
     }
 }
