@@ -292,6 +292,17 @@ impl From<QueryError> for ApiError {
     }
 }
 
+impl From<mailbaar_audit::AuditError> for ApiError {
+    fn from(e: mailbaar_audit::AuditError) -> Self {
+        match e {
+            mailbaar_audit::AuditError::Invalid { field, reason } => {
+                ApiError::invalid(field, reason)
+            }
+            mailbaar_audit::AuditError::Database(err) => err.into(),
+        }
+    }
+}
+
 impl From<GdprError> for ApiError {
     fn from(e: GdprError) -> Self {
         match e {

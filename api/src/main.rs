@@ -110,7 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             command: TokenCommand::Create { role, name },
         } => {
             let pool = open_database(&config)?;
-            let issued = mailbaar_access::issue(&mut *pool.get()?, &name, role)?;
+            let issued = mailbaar_access::issue(&mut *pool.get()?, &name, role, "cli")?;
             println!("{}", issued.secret);
             Ok(())
         }

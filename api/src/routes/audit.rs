@@ -1,6 +1,6 @@
 use actix_web::{get, web, HttpResponse};
 use mailbaar_access::Permission;
-use mailbaar_gdpr::{AuditEntry, AuditFilter};
+use mailbaar_audit::{AuditEntry, AuditFilter};
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
@@ -29,7 +29,7 @@ pub async fn list_audit(
     auth.require(Permission::ReadAuditLog)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());
     let log = state
-        .db(move |conn| mailbaar_gdpr::list_audit(conn, &filter, page))
+        .db(move |conn| mailbaar_audit::list(conn, &filter, page))
         .await?;
     Ok(HttpResponse::Ok().json(log))
 }

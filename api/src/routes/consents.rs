@@ -62,17 +62,7 @@ pub async fn record_consent(
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, change) = (id.into_inner(), body.into_inner());
     let record = state
-        .db(move |conn| {
-            mailbaar_store::write_transaction(conn, |conn| {
-                let record = mailbaar_consent::record(conn, id, change, &by)?;
-                let detail = format!(
-                    "record {}, type {}, opt_in {}",
-                    record.id, record.opt_in_type_id, record.opt_in
-                );
-                mailbaar_gdpr::record_audit(conn, &by, "consent.recorded", Some(id), &detail)?;
-                Ok::<_, ApiError>(record)
-            })
-        })
+        .db(move |conn| mailbaar_consent::record(conn, id, change, &by))
         .await?;
     Ok(HttpResponse::Created().json(record))
 }
@@ -121,20 +111,7 @@ pub async fn unsubscribe_all(
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, request) = (id.into_inner(), body.into_inner());
     let records = state
-        .db(move |conn| {
-            mailbaar_store::write_transaction(conn, |conn| {
-                let records = mailbaar_consent::unsubscribe_all(conn, id, request, &by)?;
-                let detail = format!("{} opt-outs recorded", records.len());
-                mailbaar_gdpr::record_audit(
-                    conn,
-                    &by,
-                    "person.unsubscribed_all",
-                    Some(id),
-                    &detail,
-                )?;
-                Ok::<_, ApiError>(records)
-            })
-        })
+        .db(move |conn| mailbaar_consent::unsubscribe_all(conn, id, request, &by))
         .await?;
     Ok(HttpResponse::Ok().json(records))
 }

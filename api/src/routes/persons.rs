@@ -129,11 +129,7 @@ pub async fn person_card(
     let by = auth.require(Permission::ReadPersons)?.label();
     let id = id.into_inner();
     let card = state
-        .db(move |conn| {
-            let card = mailbaar_people::person_card(conn, id)?;
-            mailbaar_gdpr::record_audit(conn, &by, "person.card_read", Some(id), "")?;
-            Ok::<_, ApiError>(card)
-        })
+        .db(move |conn| mailbaar_people::person_card(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok().json(card))
 }
@@ -188,16 +184,8 @@ pub async fn clear_bouncer(
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::WritePersons)?.label();
     let id = id.into_inner();
-    let person = state
-        .db(move |conn| {
-            mailbaar_store::write_transaction(conn, |conn| {
-                let (person, was) = mailbaar_people::clear_bouncer(conn, id)?;
-                if was {
-                    mailbaar_gdpr::record_audit(conn, &by, "person.bouncer_cleared", Some(id), "")?;
-                }
-                Ok::<_, ApiError>(person)
-            })
-        })
+    let (person, _) = state
+        .db(move |conn| mailbaar_people::clear_bouncer(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok().json(person))
 }

@@ -50,14 +50,7 @@ pub async fn create_token(
     let by = auth.require(Permission::ManageTokens)?.label();
     let NewToken { name, role } = body.into_inner();
     let issued = state
-        .db(move |conn| {
-            mailbaar_store::write_transaction(conn, |conn| {
-                let issued = mailbaar_access::issue(conn, &name, role)?;
-                let detail = format!("token {} with role {}", issued.token.id, role.as_str());
-                mailbaar_gdpr::record_audit(conn, &by, "token.created", None, &detail)?;
-                Ok::<_, ApiError>(issued)
-            })
-        })
+        .db(move |conn| mailbaar_access::issue(conn, &name, role, &by))
         .await?;
     Ok(HttpResponse::Created().json(issued))
 }

@@ -210,12 +210,23 @@ fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Creates a token with a new random secret.
-pub fn issue(conn: &mut DbConnection, name: &str, role: Role) -> Result<IssuedToken, AccessError> {
+/// Creates a token with a new random secret, audited (`token.created`, by `created_by`)
+/// in the same transaction.
+pub fn issue(
+    conn: &mut DbConnection,
+    name: &str,
+    role: Role,
+    created_by: &str,
+) -> Result<IssuedToken, AccessError> {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     let secret = format!("mb_{}", hex::encode(bytes));
-    register(conn, name, role, &secret)
+    mailbaar_store::write_transaction(conn, |conn| {
+        let issued = register(conn, name, role, &secret)?;
+        let detail = format!("token {} with role {}", issued.token.id, role.as_str());
+        mailbaar_audit::record(conn, created_by, "token.created", None, &detail)?;
+        Ok(issued)
+    })
 }
 
 /// Registers a secret chosen elsewhere (the `MAILBAAR_ADMIN_TOKEN` of a deployment);
@@ -313,7 +324,7 @@ mod tests {
         };
         let pool = db.pool();
         let mut conn = pool.get().unwrap();
-        let issued = issue(&mut conn, "team", Role::Marketer).unwrap();
+        let issued = issue(&mut conn, "team", Role::Marketer, "cli").unwrap();
         let caller = verify(&mut conn, &issued.secret).unwrap().expect("valid");
         assert_eq!(caller.role, Role::Marketer);
         assert!(verify(&mut conn, "mb_wrong").unwrap().is_none());

@@ -247,7 +247,8 @@ fn insert_one(conn: &mut DbConnection, new: &NewRecord) -> Result<ConsentRecord,
         .into())
 }
 
-/// Records one opt-in or opt-out given by staff on behalf of a person.
+/// Records one opt-in or opt-out given by staff on behalf of a person, and audits it
+/// (`consent.recorded`) in the same transaction.
 pub fn record(
     conn: &mut DbConnection,
     person_id: i64,
@@ -262,7 +263,7 @@ pub fn record(
         if !kind.active && change.opt_in {
             return Err(ConsentError::TypeInactive(kind.id));
         }
-        insert_one(
+        let record = insert_one(
             conn,
             &NewRecord {
                 person_id,
@@ -274,7 +275,19 @@ pub fn record(
                 recorded_by: recorded_by.to_owned(),
                 recorded_at: now(),
             },
-        )
+        )?;
+        let detail = format!(
+            "record {}, type {}, opt_in {}",
+            record.id, record.opt_in_type_id, record.opt_in
+        );
+        mailbaar_audit::record(
+            conn,
+            recorded_by,
+            "consent.recorded",
+            Some(person_id),
+            &detail,
+        )?;
+        Ok(record)
     })
 }
 
@@ -282,7 +295,7 @@ pub fn record(
 /// the person fully unsubscribed. Writes an opt-out for every opt-in type whose latest
 /// word is not already a refusal, whether or not the person had a record for it (the
 /// mailing manual: a full unsubscribe is "for all available opt-ins"), so no automatic
-/// process can later find a type without a refusal.
+/// process can later find a type without a refusal. Audited (`person.unsubscribed_all`).
 pub fn unsubscribe_all(
     conn: &mut DbConnection,
     person_id: i64,
@@ -326,6 +339,14 @@ pub fn unsubscribe_all(
                 persons::updated_at.eq(t),
             ))
             .execute(conn)?;
+        let detail = format!("{} opt-outs recorded", written.len());
+        mailbaar_audit::record(
+            conn,
+            recorded_by,
+            "person.unsubscribed_all",
+            Some(person_id),
+            &detail,
+        )?;
         Ok(written)
     })
 }

@@ -8,7 +8,8 @@ use mailbaar_store::{now, DbConnection};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{record_audit, GdprError};
+use crate::GdprError;
+use mailbaar_audit::record as record_audit;
 
 /// What replaces free text that may identify a person.
 pub const ANONYMIZED_TEXT: &str = "(anonymized)";

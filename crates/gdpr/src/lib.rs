@@ -1,14 +1,13 @@
 //! GDPR operations organisations are audited on: anonymizing a person (the right to be
-//! forgotten), retention rules that anonymize continuously, and the append-only audit log
+//! forgotten), retention rules that anonymize continuously, and the personal-data PDF;
+//! each writes its own entry in the audit log (`mailbaar_audit`)
 //! of who did what to whom.
 
 mod anonymize;
-mod audit;
 mod pdf;
 mod retention;
 
 pub use anonymize::{anonymize, scrub_free_space, Anonymized, ANONYMIZED_TEXT};
-pub use audit::{list_audit, record_audit, AuditEntry, AuditFilter};
 pub use pdf::personal_data_pdf;
 pub use retention::{
     create_rule, dry_run, get_rule, list_rules, list_runs, retention_run_work,

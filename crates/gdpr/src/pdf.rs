@@ -21,7 +21,8 @@ use genpdf::{Context, Document, Element, Mm, RenderResult, SimplePageDecorator};
 use mailbaar_store::schema::{contact_moments, transactions};
 use mailbaar_store::{now, DbConnection};
 
-use crate::{record_audit, GdprError};
+use crate::GdprError;
+use mailbaar_audit::record as record_audit;
 
 /// The one embedded face: every string of the export is drawn with it.
 const REGULAR: &[u8] = include_bytes!("../assets/fonts/LiberationSans-Regular.ttf");

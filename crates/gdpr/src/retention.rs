@@ -13,7 +13,8 @@ use mailbaar_tasks::{next_hour, NewTask, Outcome, Task, TaskContext, TaskError, 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{anonymize, record_audit, scrub_free_space, GdprError};
+use crate::{anonymize, scrub_free_space, GdprError};
+use mailbaar_audit::record as record_audit;
 
 /// Persons anonymized per batch between progress reports.
 pub const RETENTION_BATCH: usize = 500;

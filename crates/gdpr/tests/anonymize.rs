@@ -161,7 +161,7 @@ fn anonymize_removes_every_identifying_value(db: &TestDatabase, conn: &mut DbCon
         ))
         .execute(conn)
         .unwrap();
-    person_card(conn, p).unwrap();
+    person_card(conn, p, "token:4:privacy").unwrap();
     assert!(
         !find_everywhere(conn, EMAIL).is_empty(),
         "the search finds what is there"
@@ -215,7 +215,7 @@ fn anonymize_removes_every_identifying_value(db: &TestDatabase, conn: &mut DbCon
         .first(conn)
         .unwrap();
     assert_eq!(birth, None);
-    let card = person_card(conn, p).unwrap();
+    let card = person_card(conn, p, "token:4:privacy").unwrap();
     assert!(!card.administration.mailable);
     assert_eq!(card.details.anonymized_at, Some(done.anonymized_at));
     assert_eq!(
@@ -244,9 +244,9 @@ fn anonymize_removes_every_identifying_value(db: &TestDatabase, conn: &mut DbCon
     assert_eq!(audits_before, audits_after);
 
     // The audit log has the anonymization, and refuses change.
-    let log = list_audit(
+    let log = mailbaar_audit::list(
         conn,
-        &AuditFilter {
+        &mailbaar_audit::AuditFilter {
             person_id: Some(p),
             action: Some("person.anonymized".into()),
             ..Default::default()

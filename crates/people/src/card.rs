@@ -209,7 +209,11 @@ struct MomentRow {
 }
 
 /// Reads the card of a person.
-pub fn person_card(conn: &mut DbConnection, person_id: i64) -> Result<PersonCard, PeopleError> {
+pub fn person_card(
+    conn: &mut DbConnection,
+    person_id: i64,
+    reader: &str,
+) -> Result<PersonCard, PeopleError> {
     // person + current consent (2)
     let details = get_person(conn, person_id)?;
     // types (1), history: existence + records (2)
@@ -287,6 +291,8 @@ pub fn person_card(conn: &mut DbConnection, person_id: i64) -> Result<PersonCard
     // profile: figures + totals (2)
     let profile = profile_part(conn, &details, &types)?;
     let administration = administration(&details);
+    // the read itself, audited (1)
+    mailbaar_audit::record(conn, reader, "person.card_read", Some(person_id), "")?;
     Ok(PersonCard {
         preferences,
         contact_moments: ContactMomentsPart { total, latest },

@@ -458,9 +458,14 @@ pub fn list_persons(
     Ok(Page::new(items, total, page))
 }
 
-/// Clears the bouncer flag with its date and reason. Returns the person and whether the
-/// flag was set; anonymized persons cannot be changed.
-pub fn clear_bouncer(conn: &mut DbConnection, id: i64) -> Result<(Person, bool), PeopleError> {
+/// Clears the bouncer flag with its date and reason, audited (`person.bouncer_cleared`, by
+/// `actor`) when it was set. Returns the person and whether the flag was set; anonymized
+/// persons cannot be changed.
+pub fn clear_bouncer(
+    conn: &mut DbConnection,
+    id: i64,
+    actor: &str,
+) -> Result<(Person, bool), PeopleError> {
     mailbaar_store::write_transaction(conn, |conn| {
         let person = get_person(conn, id)?;
         if person.anonymized_at.is_some() {
@@ -476,6 +481,7 @@ pub fn clear_bouncer(conn: &mut DbConnection, id: i64) -> Result<(Person, bool),
                     persons::updated_at.eq(now()),
                 ))
                 .execute(conn)?;
+            mailbaar_audit::record(conn, actor, "person.bouncer_cleared", Some(id), "")?;
         }
         Ok((get_person(conn, id)?, was))
     })

@@ -1,3 +1,9 @@
+//! The append-only audit log: who did which privacy action, and who read or exported
+//! personal data. It sits at the bottom of the workspace, beside `store`, so that every
+//! domain operation that must be audited writes its entry itself, in its own transaction,
+//! and the entry stands or falls with the action. The database refuses UPDATE and DELETE
+//! on the table; `detail` holds ids and counts, never personal data.
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use mailbaar_store::schema::audit_log;
@@ -5,7 +11,14 @@ use mailbaar_store::{now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::GdprError;
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
 
 /// One audited action.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -54,13 +67,13 @@ pub struct AuditFilter {
 
 /// Appends an entry, in the caller's transaction so that it stands or falls with the
 /// action.
-pub fn record_audit(
+pub fn record(
     conn: &mut DbConnection,
     actor: &str,
     action: &str,
     person_id: Option<i64>,
     detail: &str,
-) -> Result<(), GdprError> {
+) -> Result<(), diesel::result::Error> {
     diesel::insert_into(audit_log::table)
         .values((
             audit_log::occurred_at.eq(now()),
@@ -74,14 +87,14 @@ pub fn record_audit(
 }
 
 /// The audit log, newest first.
-pub fn list_audit(
+pub fn list(
     conn: &mut DbConnection,
     filter: &AuditFilter,
     page: PageRequest,
-) -> Result<Page<AuditEntry>, GdprError> {
+) -> Result<Page<AuditEntry>, AuditError> {
     if let (Some(from), Some(until)) = (filter.from, filter.until) {
         if from > until {
-            return Err(GdprError::Invalid {
+            return Err(AuditError::Invalid {
                 field: "from",
                 reason: "must not be after until".into(),
             });
@@ -89,7 +102,7 @@ pub fn list_audit(
     }
     for (field, text) in [("actor", &filter.actor), ("action", &filter.action)] {
         if let Some(t) = text {
-            mailbaar_store::check_search_text(t).map_err(|p| GdprError::Invalid {
+            mailbaar_store::check_search_text(t).map_err(|p| AuditError::Invalid {
                 field,
                 reason: p.to_string(),
             })?;
