@@ -11,7 +11,44 @@ use mailbaar_e2e::{backend_tests, TestApp};
 backend_tests!(
     unreadable_settings_are_a_500_with_its_request_id_in_the_log,
     unknown_stored_role_is_refused_not_downgraded,
+    an_authenticated_request_takes_one_connection,
 );
+
+/// The token is checked on the connection the handler then works on.
+async fn an_authenticated_request_takes_one_connection(mut app: TestApp) {
+    app.stop_task_runners();
+    let person = app
+        .admin(
+            "POST",
+            "/api/v1/persons",
+            Some(serde_json::json!({"email": "one@example.nl"})),
+        )
+        .await;
+    assert_eq!(person.status, 201, "{}", person.text);
+    let id = person.body["id"].as_i64().unwrap();
+    for (method, path, body) in [
+        ("GET", format!("/api/v1/persons/{id}"), None),
+        ("GET", format!("/api/v1/persons/{id}/card"), None),
+        ("GET", "/api/v1/persons?q=one".to_owned(), None),
+        (
+            "PATCH",
+            format!("/api/v1/persons/{id}"),
+            Some(serde_json::json!({"city": "Utrecht"})),
+        ),
+        (
+            "POST",
+            "/api/v1/queries/run".to_owned(),
+            Some(
+                serde_json::json!({"conditions": {"field": "mailable", "op": "eq", "value": true}}),
+            ),
+        ),
+    ] {
+        let before = app.pool.checkouts();
+        let r = app.admin(method, &path, body).await;
+        assert!(r.status < 300, "{method} {path}: {}", r.text);
+        assert_eq!(app.pool.checkouts() - before, 1, "{method} {path}");
+    }
+}
 
 /// Everything the service logs in this test binary.
 fn captured() -> Arc<Mutex<Vec<u8>>> {

@@ -18,6 +18,8 @@ pub struct TestApp {
     client: awc::Client,
     handle: ServerHandle,
     runners: Vec<mailbaar_tasks::RunnerHandle>,
+    /// The service's own pool, to count the connections requests take.
+    pub pool: mailbaar_store::Pool,
 }
 
 /// A response read to the end.
@@ -48,6 +50,7 @@ impl TestApp {
         };
         let mut app = Application::build(config).expect("service starts");
         let runners = app.take_task_runners();
+        let pool = app.pool().clone();
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         actix_rt::spawn(app.run_until_stopped());
@@ -62,6 +65,7 @@ impl TestApp {
             client,
             handle,
             runners,
+            pool,
         })
     }
 
@@ -137,6 +141,14 @@ impl TestApp {
             actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("task {id} did not end within 30 s");
+    }
+
+    /// Stops the service's task runners (each finishes what it holds), for tests that count
+    /// what requests alone do with the pool.
+    pub fn stop_task_runners(&mut self) {
+        self.runners
+            .drain(..)
+            .for_each(mailbaar_tasks::RunnerHandle::stop);
     }
 
     /// Creates a token with the role and returns its secret.

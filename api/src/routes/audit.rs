@@ -6,7 +6,6 @@ use mailbaar_store::{Page, PageRequest};
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::Paging;
-use crate::state::AppState;
 
 /// The audit log, newest first: anonymizations, consent changes by staff, full
 /// unsubscribes, bouncer changes, token creation and every read of a person card.
@@ -22,13 +21,12 @@ use crate::state::AppState;
 #[get("/audit-log")]
 pub async fn list_audit(
     auth: Auth,
-    state: web::Data<AppState>,
     filter: web::Query<AuditFilter>,
     page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadAuditLog)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());
-    let log = state
+    let log = auth
         .db(move |conn| mailbaar_audit::list(conn, &filter, page))
         .await?;
     Ok(HttpResponse::Ok().json(log))

@@ -7,7 +7,6 @@ use utoipa::IntoParams;
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
-use crate::state::AppState;
 
 /// Narrows a consent history to one opt-in type.
 #[derive(Deserialize, IntoParams)]
@@ -27,13 +26,12 @@ pub struct HistoryFilter {
     ))]
 pub async fn list_consents(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     filter: web::Query<HistoryFilter>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (id, type_id) = (id.into_inner(), filter.opt_in_type_id);
-    let records = state
+    let records = auth
         .db(move |conn| mailbaar_consent::history(conn, id, type_id))
         .await?;
     Ok(HttpResponse::Ok().json(records))
@@ -55,13 +53,12 @@ pub async fn list_consents(
     ))]
 pub async fn record_consent(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<ConsentChange>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, change) = (id.into_inner(), body.into_inner());
-    let record = state
+    let record = auth
         .db(move |conn| mailbaar_consent::record(conn, id, change, &by))
         .await?;
     Ok(HttpResponse::Created().json(record))
@@ -78,12 +75,11 @@ pub async fn record_consent(
     ))]
 pub async fn get_consent(
     auth: Auth,
-    state: web::Data<AppState>,
     path: web::Path<(i64, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (id, record_id) = path.into_inner();
-    let record = state
+    let record = auth
         .db(move |conn| mailbaar_consent::get_record(conn, id, record_id))
         .await?;
     Ok(HttpResponse::Ok().json(record))
@@ -104,13 +100,12 @@ pub async fn get_consent(
     ))]
 pub async fn unsubscribe_all(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<Unsubscribe>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::WriteConsent)?.label();
     let (id, request) = (id.into_inner(), body.into_inner());
-    let records = state
+    let records = auth
         .db(move |conn| mailbaar_consent::unsubscribe_all(conn, id, request, &by))
         .await?;
     Ok(HttpResponse::Ok().json(records))

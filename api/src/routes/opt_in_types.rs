@@ -7,7 +7,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, OptionalJson};
-use crate::state::AppState;
 
 /// All opt-in types, in creation order.
 #[utoipa::path(get, path = "/api/v1/opt-in-types", tag = "consent", security(("bearer" = [])),
@@ -16,9 +15,9 @@ use crate::state::AppState;
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/opt-in-types")]
-pub async fn list_types(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_types(auth: Auth) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
-    let types = state.db(mailbaar_consent::list_types).await?;
+    let types = auth.db(mailbaar_consent::list_types).await?;
     Ok(HttpResponse::Ok().json(types))
 }
 
@@ -33,14 +32,10 @@ pub async fn list_types(auth: Auth, state: web::Data<AppState>) -> Result<HttpRe
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/opt-in-types")]
-pub async fn create_type(
-    auth: Auth,
-    state: web::Data<AppState>,
-    body: Json<NewOptInType>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_type(auth: Auth, body: Json<NewOptInType>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageOptInTypes)?;
     let new = body.into_inner();
-    let t = state
+    let t = auth
         .db(move |conn| mailbaar_consent::create_type(conn, new))
         .await?;
     Ok(HttpResponse::Created().json(t))
@@ -55,14 +50,10 @@ pub async fn create_type(
         (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/opt-in-types/{id}")]
-pub async fn get_type(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let id = id.into_inner();
-    let t = state
+    let t = auth
         .db(move |conn| mailbaar_consent::get_type(conn, id))
         .await?;
     Ok(HttpResponse::Ok().json(t))
@@ -83,13 +74,12 @@ pub async fn get_type(
 #[patch("/opt-in-types/{id}")]
 pub async fn update_type(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<OptInTypeChanges>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageOptInTypes)?;
     let (id, changes) = (id.into_inner(), body.into_inner());
-    let t = state
+    let t = auth
         .db(move |conn| mailbaar_consent::update_type(conn, id, changes))
         .await?;
     Ok(HttpResponse::Ok().json(t))
@@ -107,15 +97,10 @@ pub async fn update_type(
         (status = 409, description = "The type has consent records", body = Problem, content_type = "application/problem+json"),
     ))]
 #[delete("/opt-in-types/{id}")]
-pub async fn delete_type(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageOptInTypes)?;
     let id = id.into_inner();
-    state
-        .db(move |conn| mailbaar_consent::delete_type(conn, id))
+    auth.db(move |conn| mailbaar_consent::delete_type(conn, id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -161,7 +146,6 @@ fn yes() -> bool {
 #[post("/opt-in-types/{id}/soft-opt-ins")]
 pub async fn soft_opt_ins(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     params: web::Query<SoftRunParams>,
     body: OptionalJson<SoftRunBody>,
@@ -169,7 +153,7 @@ pub async fn soft_opt_ins(
     auth.require(Permission::ManageOptInTypes)?;
     let (id, dry_run) = (id.into_inner(), params.dry_run);
     let opt_in = body.into_inner().map(|b| b.opt_in).unwrap_or(true);
-    let outcome = state
+    let outcome = auth
         .db(move |conn| {
             mailbaar_consent::assign_soft_consent(
                 conn,

@@ -7,7 +7,6 @@ use mailbaar_store::{Page, PageRequest};
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Paging};
-use crate::state::AppState;
 
 /// Lists persons, newest first; `q` searches names and e-mail addresses.
 #[utoipa::path(get, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
@@ -20,13 +19,12 @@ use crate::state::AppState;
 #[get("/persons")]
 pub async fn list_persons(
     auth: Auth,
-    state: web::Data<AppState>,
     filter: web::Query<PersonFilter>,
     page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());
-    let list = state
+    let list = auth
         .db(move |conn| mailbaar_people::list_persons(conn, &filter, page))
         .await?;
     Ok(HttpResponse::Ok().json(list))
@@ -45,14 +43,10 @@ pub async fn list_persons(
         (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/persons")]
-pub async fn create_person(
-    auth: Auth,
-    state: web::Data<AppState>,
-    body: Json<NewPerson>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_person(auth: Auth, body: Json<NewPerson>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let new = body.into_inner();
-    let person = state
+    let person = auth
         .db(move |conn| mailbaar_people::create_person(conn, new))
         .await?;
     Ok(HttpResponse::Created()
@@ -69,14 +63,10 @@ pub async fn create_person(
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/persons/{id}")]
-pub async fn get_person(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let id = id.into_inner();
-    let person = state
+    let person = auth
         .db(move |conn| mailbaar_people::get_person(conn, id))
         .await?;
     Ok(HttpResponse::Ok().json(person))
@@ -98,13 +88,12 @@ pub async fn get_person(
 #[patch("/persons/{id}")]
 pub async fn update_person(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<PersonChanges>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let (id, changes) = (id.into_inner(), body.into_inner());
-    let person = state
+    let person = auth
         .db(move |conn| mailbaar_people::update_person(conn, id, changes))
         .await?;
     Ok(HttpResponse::Ok().json(person))
@@ -121,14 +110,10 @@ pub async fn update_person(
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/persons/{id}/card")]
-pub async fn person_card(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn person_card(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ReadPersons)?.label();
     let id = id.into_inner();
-    let card = state
+    let card = auth
         .db(move |conn| mailbaar_people::person_card(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok().json(card))
@@ -146,14 +131,10 @@ pub async fn person_card(
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/persons/{id}/anonymize")]
-pub async fn anonymize_person(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn anonymize_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::Anonymize)?.label();
     let id = id.into_inner();
-    let done = state
+    let done = auth
         .db(move |conn| {
             let done = mailbaar_gdpr::anonymize(conn, id, &by)?;
             if !done.already_anonymized {
@@ -177,14 +158,10 @@ pub async fn anonymize_person(
         (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
     ))]
 #[delete("/persons/{id}/bouncer")]
-pub async fn clear_bouncer(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn clear_bouncer(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::WritePersons)?.label();
     let id = id.into_inner();
-    let (person, _) = state
+    let (person, _) = auth
         .db(move |conn| mailbaar_people::clear_bouncer(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok().json(person))
@@ -208,14 +185,10 @@ struct PdfFile(Vec<u8>);
         (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/persons/{id}/personal-data.pdf")]
-pub async fn personal_data_pdf(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn personal_data_pdf(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ExportPersonalData)?.label();
     let id = id.into_inner();
-    let pdf = state
+    let pdf = auth
         .db(move |conn| mailbaar_gdpr::personal_data_pdf(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok()

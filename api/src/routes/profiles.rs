@@ -1,10 +1,9 @@
-use actix_web::{post, web, HttpResponse};
+use actix_web::{post, HttpResponse};
 use mailbaar_access::Permission;
 use mailbaar_tasks::{Task, TaskError};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::state::AppState;
 
 /// Starts a recalculation of every profile (only persons with a current profiling opt-in
 /// get one) and answers at once with its task; follow it at `/api/v1/tasks/{id}`.
@@ -16,9 +15,9 @@ use crate::state::AppState;
         (status = 409, description = "A recalculation is already queued or running", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/profiles/recalculate")]
-pub async fn recalculate(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn recalculate(auth: Auth) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::RecalculateProfiles)?.label();
-    let task = state
+    let task = auth
         .db(move |conn| -> Result<Task, TaskError> {
             mailbaar_tasks::enqueue(conn, &mailbaar_profiles::recalculation_task(&by))
         })

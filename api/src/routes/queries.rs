@@ -12,7 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{check_body_paging, from_body, Json, OptionalJson, Paging};
-use crate::state::AppState;
 
 /// Every field a condition may use, with its value type and operators, for condition
 /// editors. `consent.<id>` fields follow the opt-in types.
@@ -22,12 +21,9 @@ use crate::state::AppState;
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/query-fields")]
-pub async fn query_fields(
-    auth: Auth,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn query_fields(auth: Auth) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
-    let fields = state.db(mailbaar_query::fields).await?;
+    let fields = auth.db(mailbaar_query::fields).await?;
     Ok(HttpResponse::Ok().json(fields))
 }
 
@@ -81,11 +77,7 @@ fn under_conditions(e: QueryError) -> QueryError {
         (status = 422, description = "Invalid conditions (each error names the path of the offending node), unknown columns, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/queries/run")]
-pub async fn run_conditions(
-    auth: Auth,
-    state: web::Data<AppState>,
-    body: Json<Value>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn run_conditions(auth: Auth, body: Json<Value>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let body = body.into_inner();
     check_body_paging(&body)?;
@@ -97,7 +89,7 @@ pub async fn run_conditions(
         per_page: body.per_page,
         columns: body.columns,
     };
-    let result = state
+    let result = auth
         .db(move |conn| mailbaar_query::run(conn, &tree, &options).map_err(under_conditions))
         .await?;
     Ok(HttpResponse::Ok().json(result))
@@ -114,13 +106,12 @@ pub async fn run_conditions(
 #[get("/queries")]
 pub async fn list_queries(
     auth: Auth,
-    state: web::Data<AppState>,
     filter: web::Query<SavedQueryFilter>,
     page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (filter, page) = (filter.into_inner(), page.into_inner());
-    let list = state
+    let list = auth
         .db(move |conn| mailbaar_query::list_queries(conn, &filter, page))
         .await?;
     Ok(HttpResponse::Ok().json(list))
@@ -140,12 +131,11 @@ pub async fn list_queries(
 #[post("/queries")]
 pub async fn create_query(
     auth: Auth,
-    state: web::Data<AppState>,
     body: Json<SavedQueryInput>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ManageQueries)?.label();
     let input = body.into_inner();
-    let query = state
+    let query = auth
         .db(move |conn| mailbaar_query::create_query(conn, input, &by))
         .await?;
     Ok(HttpResponse::Created()
@@ -201,14 +191,10 @@ pub async fn name_suggestion(
         (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/queries/{id}")]
-pub async fn get_query(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let id = id.into_inner();
-    let query = state
+    let query = auth
         .db(move |conn| mailbaar_query::get_query(conn, id))
         .await?;
     Ok(HttpResponse::Ok().json(query))
@@ -231,13 +217,12 @@ pub async fn get_query(
 #[put("/queries/{id}")]
 pub async fn replace_query(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<SavedQueryInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageQueries)?;
     let (id, input) = (id.into_inner(), body.into_inner());
-    let query = state
+    let query = auth
         .db(move |conn| mailbaar_query::replace_query(conn, id, input))
         .await?;
     Ok(HttpResponse::Ok().json(query))
@@ -255,15 +240,10 @@ pub async fn replace_query(
         (status = 409, description = "The query is in use", body = Problem, content_type = "application/problem+json"),
     ))]
 #[delete("/queries/{id}")]
-pub async fn delete_query(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn delete_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageQueries)?;
     let id = id.into_inner();
-    state
-        .db(move |conn| mailbaar_query::delete_query(conn, id))
+    auth.db(move |conn| mailbaar_query::delete_query(conn, id))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -284,13 +264,12 @@ pub async fn delete_query(
 #[post("/queries/{id}/copy")]
 pub async fn copy_query(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<QueryCopy>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ManageQueries)?.label();
     let (id, copy) = (id.into_inner(), body.into_inner());
-    let query = state
+    let query = auth
         .db(move |conn| mailbaar_query::copy_query(conn, id, copy, &by))
         .await?;
     Ok(HttpResponse::Created()
@@ -313,7 +292,6 @@ pub async fn copy_query(
 #[post("/queries/{id}/run")]
 pub async fn run_query(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: OptionalJson<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -326,7 +304,7 @@ pub async fn run_query(
         }
         None => RunOptions::default(),
     };
-    let result = state
+    let result = auth
         .db(move |conn| {
             let query = mailbaar_query::get_query(conn, id)?;
             mailbaar_query::run(conn, &query.conditions, &options)

@@ -6,7 +6,6 @@ use mailbaar_tasks::Task;
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
-use crate::state::AppState;
 
 /// Every retention rule.
 #[utoipa::path(get, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
@@ -16,9 +15,9 @@ use crate::state::AppState;
         (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/retention-rules")]
-pub async fn list_rules(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_rules(auth: Auth) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::Anonymize)?;
-    let rules = state.db(mailbaar_gdpr::list_rules).await?;
+    let rules = auth.db(mailbaar_gdpr::list_rules).await?;
     Ok(HttpResponse::Ok().json(rules))
 }
 
@@ -37,12 +36,11 @@ pub async fn list_rules(auth: Auth, state: web::Data<AppState>) -> Result<HttpRe
 #[post("/retention-rules")]
 pub async fn create_rule(
     auth: Auth,
-    state: web::Data<AppState>,
     body: Json<NewRetentionRule>,
 ) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::Anonymize)?.label();
     let new = body.into_inner();
-    let rule = state
+    let rule = auth
         .db(move |conn| mailbaar_gdpr::create_rule(conn, new, &by))
         .await?;
     Ok(HttpResponse::Created().json(rule))
@@ -60,14 +58,10 @@ pub async fn create_rule(
         (status = 409, description = "The rule's query no longer runs", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/retention-rules/{id}/dry-run")]
-pub async fn dry_run(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn dry_run(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::Anonymize)?.label();
     let id = id.into_inner();
-    let dry = state
+    let dry = auth
         .db(move |conn| mailbaar_gdpr::dry_run(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok().json(dry))
@@ -85,14 +79,10 @@ pub async fn dry_run(
         (status = 409, description = "The rule is inactive, or a run of it is already queued or running", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/retention-rules/{id}/run")]
-pub async fn run_rule(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn run_rule(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::Anonymize)?.label();
     let id = id.into_inner();
-    let task = state
+    let task = auth
         .db(move |conn| mailbaar_gdpr::run_task(conn, id, &by, mailbaar_store::now()))
         .await?;
     Ok(HttpResponse::Accepted()
@@ -110,14 +100,10 @@ pub async fn run_rule(
         (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/retention-rules/{id}/runs")]
-pub async fn list_runs(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list_runs(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::Anonymize)?;
     let id = id.into_inner();
-    let runs = state
+    let runs = auth
         .db(move |conn| mailbaar_gdpr::list_runs(conn, id))
         .await?;
     Ok(HttpResponse::Ok().json(runs))

@@ -1,11 +1,10 @@
-use actix_web::{get, patch, web, HttpResponse};
+use actix_web::{get, patch, HttpResponse};
 use mailbaar_access::Permission;
 use mailbaar_settings::{Settings, SettingsChanges};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
-use crate::state::AppState;
 
 /// The organisation's settings, with defaults for those never set.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
@@ -14,12 +13,9 @@ use crate::state::AppState;
         (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/settings")]
-pub async fn get_settings(
-    auth: Auth,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_settings(auth: Auth) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
-    let settings = state.db(mailbaar_settings::load).await?;
+    let settings = auth.db(mailbaar_settings::load).await?;
     Ok(HttpResponse::Ok().json(settings))
 }
 
@@ -36,12 +32,11 @@ pub async fn get_settings(
 #[patch("/settings")]
 pub async fn update_settings(
     auth: Auth,
-    state: web::Data<AppState>,
     body: Json<SettingsChanges>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageSettings)?;
     let changes = body.into_inner();
-    let settings = state
+    let settings = auth
         .db(move |conn| mailbaar_settings::update(conn, changes))
         .await?;
     Ok(HttpResponse::Ok().json(settings))

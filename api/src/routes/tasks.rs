@@ -3,7 +3,6 @@ use mailbaar_access::Permission;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::state::AppState;
 
 /// Reads a background task (recalculation, retention run, and later preparation and
 /// sending): its state, progress and outcome.
@@ -15,13 +14,9 @@ use crate::state::AppState;
         (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/tasks/{id}")]
-pub async fn get_task(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn get_task(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let id = id.into_inner();
-    let task = state.db(move |conn| mailbaar_tasks::get(conn, id)).await?;
+    let task = auth.db(move |conn| mailbaar_tasks::get(conn, id)).await?;
     Ok(HttpResponse::Ok().json(task))
 }

@@ -6,7 +6,6 @@ use utoipa::ToSchema;
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::Json;
-use crate::state::AppState;
 
 /// A token to create.
 #[derive(Deserialize, ToSchema)]
@@ -26,9 +25,9 @@ pub struct NewToken {
         (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/tokens")]
-pub async fn list_tokens(auth: Auth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_tokens(auth: Auth) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageTokens)?;
-    let tokens = state.db(mailbaar_access::list).await?;
+    let tokens = auth.db(mailbaar_access::list).await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -42,14 +41,10 @@ pub async fn list_tokens(auth: Auth, state: web::Data<AppState>) -> Result<HttpR
         (status = 422, description = "Missing name or unknown role", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/tokens")]
-pub async fn create_token(
-    auth: Auth,
-    state: web::Data<AppState>,
-    body: Json<NewToken>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create_token(auth: Auth, body: Json<NewToken>) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ManageTokens)?.label();
     let NewToken { name, role } = body.into_inner();
-    let issued = state
+    let issued = auth
         .db(move |conn| mailbaar_access::issue(conn, &name, role, &by))
         .await?;
     Ok(HttpResponse::Created().json(issued))
@@ -66,14 +61,10 @@ pub async fn create_token(
         (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
     ))]
 #[delete("/tokens/{id}")]
-pub async fn revoke_token(
-    auth: Auth,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_token(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ManageTokens)?;
     let id = id.into_inner();
-    let token = state
+    let token = auth
         .db(move |conn| mailbaar_access::revoke(conn, id))
         .await?;
     Ok(HttpResponse::Ok().json(token))

@@ -6,7 +6,6 @@ use mailbaar_store::{Page, PageRequest};
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Paging};
-use crate::state::AppState;
 
 /// A person's transactions, latest first.
 #[utoipa::path(get, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
@@ -20,13 +19,12 @@ use crate::state::AppState;
 #[get("/persons/{id}/transactions")]
 pub async fn list_transactions(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     page: Paging,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ReadPersons)?;
     let (id, page) = (id.into_inner(), page.into_inner());
-    let list = state
+    let list = auth
         .db(move |conn| mailbaar_people::list_transactions(conn, id, page))
         .await?;
     Ok(HttpResponse::Ok().json(list))
@@ -48,13 +46,12 @@ pub async fn list_transactions(
 #[post("/persons/{id}/transactions")]
 pub async fn add_transaction(
     auth: Auth,
-    state: web::Data<AppState>,
     id: web::Path<i64>,
     body: Json<NewTransaction>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let (id, new) = (id.into_inner(), body.into_inner());
-    let tx = state
+    let tx = auth
         .db(move |conn| mailbaar_people::add_transaction(conn, id, new))
         .await?;
     Ok(HttpResponse::Created().json(tx))

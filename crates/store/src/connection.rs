@@ -190,6 +190,17 @@ impl ManageConnection for Manager {
 pub struct Pool {
     inner: r2d2::Pool<Manager>,
     backend: Backend,
+    checkouts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts connections taken from the pool.
+#[derive(Debug)]
+struct CountCheckouts(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl r2d2::HandleEvent for CountCheckouts {
+    fn handle_checkout(&self, _: r2d2::event::CheckoutEvent) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A connection borrowed from the [`Pool`].
@@ -203,18 +214,27 @@ impl Pool {
     pub fn backend(&self) -> Backend {
         self.backend
     }
+
+    /// How many times a connection was taken from the pool since it was made; tests use
+    /// it to show that a request takes one.
+    pub fn checkouts(&self) -> u64 {
+        self.checkouts.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Builds the pool for a database URL and checks that one connection can be opened.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<Pool, StoreError> {
+    let checkouts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let inner = r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(10))
+        .event_handler(Box::new(CountCheckouts(checkouts.clone())))
         .build(Manager { url: url.clone() })?;
     Ok(Pool {
         inner,
         backend: url.backend(),
+        checkouts,
     })
 }
 
