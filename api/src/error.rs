@@ -311,6 +311,7 @@ impl From<GdprError> for ApiError {
             }
             GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
             GdprError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            GdprError::UnknownStored { .. } => internal("a stored rule cannot be read", e),
             GdprError::Pdf(err) => internal("making a PDF failed", err),
             GdprError::Query(err) => err.into(),
             GdprError::People(err) => err.into(),

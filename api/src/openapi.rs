@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use serde_json::json;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{Object, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -166,15 +165,6 @@ impl Modify for InputRules {
             .components
             .get_or_insert_with(Default::default)
             .schemas;
-        property(schemas, "NewRetentionRule", "action").enum_values =
-            Some(vec![json!("anonymize")]);
-        property(schemas, "NewRetentionRule", "schedule").enum_values =
-            Some(vec![json!("manual"), json!("daily")]);
-        // Optional and nullable: `null` leaves the language as it is.
-        let description = property(schemas, "SettingsChanges", "language")
-            .description
-            .take();
-        *slot(schemas, "SettingsChanges", "language") = nullable_enum(description, &["nl", "en"]);
         let name = property(schemas, "NewToken", "name");
         name.min_length = Some(1);
         name.max_length = Some(100);
@@ -204,22 +194,6 @@ fn property<'a>(
         RefOr::T(Schema::Object(field)) => field,
         _ => panic!("property {name} of schema {schema} is not a plain one"),
     }
-}
-
-/// `null` or one of `values`, written as utoipa writes an `Option` of an enum (a `oneOf`
-/// of `null` and the enum): generators read it as "the enum, or nothing". An enum with
-/// `null` among its values under `type: [string, null]` makes them write an enum class
-/// per member of the type instead.
-fn nullable_enum(description: Option<String>, values: &[&str]) -> RefOr<Schema> {
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Null))
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(values.iter().copied())),
-        )
-        .description(description)
-        .into()
 }
 
 /// The answers every operation of a kind can give, whatever its handler, declared here

@@ -258,18 +258,6 @@ fn enforced_input_limits_are_declared() {
     expect("NewRetentionRule", "name", "minLength", 1.into());
     expect("NewRetentionRule", "name", "maxLength", 200.into());
     expect(
-        "NewRetentionRule",
-        "action",
-        "enum",
-        serde_json::json!(["anonymize"]),
-    );
-    expect(
-        "NewRetentionRule",
-        "schedule",
-        "enum",
-        serde_json::json!(["manual", "daily"]),
-    );
-    expect(
         "SettingsChanges",
         "organisation_name",
         "minLength",
@@ -281,14 +269,46 @@ fn enforced_input_limits_are_declared() {
         "maxLength",
         200.into(),
     );
+    let mut states = Vec::new();
+    // Stored states are enums of their own, referred to by the fields that take them.
+    for (schema, field, name, values) in [
+        (
+            "NewRetentionRule",
+            "action",
+            "RetentionAction",
+            serde_json::json!(["anonymize"]),
+        ),
+        (
+            "NewRetentionRule",
+            "schedule",
+            "RetentionSchedule",
+            serde_json::json!(["manual", "daily"]),
+        ),
+        (
+            "Settings",
+            "language",
+            "Language",
+            serde_json::json!(["nl", "en"]),
+        ),
+    ] {
+        let field_schema = schemas[schema]["properties"][field].to_string();
+        if !field_schema.contains(&format!("#/components/schemas/{name}")) {
+            states.push(format!(
+                "{schema}.{field}: {field_schema} does not refer to {name}"
+            ));
+        }
+        if schemas[name]["enum"] != values {
+            states.push(format!("{name}: {}, not enum {values}", schemas[name]));
+        }
+    }
     // Optional and nullable: `null` or one of the languages.
     let language = &schemas["SettingsChanges"]["properties"]["language"];
-    let want = serde_json::json!([{"type": "null"}, {"type": "string", "enum": ["nl", "en"]}]);
-    if language["oneOf"] != want {
-        wrong.push(format!(
-            "SettingsChanges.language: {language}, not oneOf {want}"
-        ));
+    if language["oneOf"][0] != serde_json::json!({"type": "null"})
+        || language["oneOf"][1]["$ref"] != "#/components/schemas/Language"
+    {
+        states.push(format!("SettingsChanges.language: {language}"));
     }
+    wrong.extend(states);
     assert!(
         wrong.is_empty(),
         "limits not declared as enforced:\n{}",

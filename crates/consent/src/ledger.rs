@@ -192,19 +192,12 @@ pub(crate) fn lock_persons(conn: &mut DbConnection, ids: &[i64]) -> Result<(), C
 }
 
 /// Checks that the person exists and is not anonymized, and locks their row for the rest
-/// of the transaction ([`lock_persons`]).
+/// of the transaction (`mailbaar_store::living_person`).
 fn check_person(conn: &mut DbConnection, person_id: i64) -> Result<(), ConsentError> {
-    lock_persons(conn, &[person_id])?;
-    let anonymized: Option<Option<NaiveDateTime>> = persons::table
-        .find(person_id)
-        .select(persons::anonymized_at)
-        .first(conn)
-        .optional()?;
-    match anonymized {
-        None => Err(ConsentError::PersonNotFound(person_id)),
-        Some(Some(_)) => Err(ConsentError::Anonymized(person_id)),
-        Some(None) => Ok(()),
-    }
+    mailbaar_store::living_person(conn, person_id)?.map_err(|why| match why {
+        mailbaar_store::NotLiving::Missing => ConsentError::PersonNotFound(person_id),
+        mailbaar_store::NotLiving::Anonymized => ConsentError::Anonymized(person_id),
+    })
 }
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters (8 per row).

@@ -12,7 +12,8 @@ pub use pdf::personal_data_pdf;
 pub use retention::{
     create_rule, dry_run, get_rule, list_rules, list_runs, retention_run_work,
     retention_schedule_work, run_rule, run_task, schedule_task, DryRun, NewRetentionRule,
-    RetentionRule, RetentionRun, SamplePerson, RETENTION_BATCH, RETENTION_RUN, RETENTION_SCHEDULE,
+    RetentionAction, RetentionRule, RetentionRun, RetentionSchedule, SamplePerson, RETENTION_BATCH,
+    RETENTION_RUN, RETENTION_SCHEDULE,
 };
 
 use thiserror::Error;
@@ -29,6 +30,13 @@ pub enum GdprError {
     Invalid { field: &'static str, reason: String },
     #[error("{0}")]
     Conflict(String),
+    /// A stored value this version does not know (written by a newer one).
+    #[error("{table} row {id} holds a value this version does not know: {value:?}")]
+    UnknownStored {
+        table: &'static str,
+        id: i64,
+        value: String,
+    },
     #[error("making the PDF failed")]
     Pdf(#[source] genpdf::error::Error),
     #[error(transparent)]

@@ -322,7 +322,10 @@ pub fn personal_data_pdf(
         other => other.into(),
     })?;
     let settings = mailbaar_settings::load(conn)?;
-    let l = if settings.language == "en" { &EN } else { &NL };
+    let l = match settings.language {
+        mailbaar_settings::Language::En => &EN,
+        mailbaar_settings::Language::Nl => &NL,
+    };
     let types = mailbaar_consent::list_types(conn)?;
     let history = mailbaar_consent::history(conn, person_id, None)?;
     let profile = mailbaar_profiles::get_profile(conn, person_id)?;

@@ -34,10 +34,8 @@ pub struct RetentionRule {
     pub name: String,
     /// The saved query that selects the persons.
     pub query_id: i64,
-    /// What happens to them: `anonymize`.
-    pub action: String,
-    /// `manual`, or `daily` (run by the service once a day).
-    pub schedule: String,
+    pub action: RetentionAction,
+    pub schedule: RetentionSchedule,
     pub active: bool,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -54,19 +52,52 @@ pub struct NewRetentionRule {
     pub name: String,
     pub query_id: i64,
     /// `anonymize` (the default and, for now, the only action).
-    #[serde(default = "anonymize_action")]
-    pub action: String,
+    #[serde(default)]
+    pub action: RetentionAction,
     /// `manual` (default) or `daily`.
-    #[serde(default = "manual")]
-    pub schedule: String,
+    #[serde(default)]
+    pub schedule: RetentionSchedule,
 }
 
-fn anonymize_action() -> String {
-    "anonymize".into()
+/// What a rule does to the persons it selects; stored as text with a CHECK in SQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "anonymize")]
+pub enum RetentionAction {
+    /// Remove everything that identifies them (see `anonymize`).
+    #[default]
+    Anonymize,
 }
 
-fn manual() -> String {
-    "manual".into()
+/// When a rule runs; stored as text with a CHECK in SQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "daily")]
+pub enum RetentionSchedule {
+    /// Only when run by hand (`POST …/run`).
+    #[default]
+    Manual,
+    /// Once a day, by the service's schedule.
+    Daily,
+}
+
+impl RetentionAction {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionAction::Anonymize => "anonymize",
+        }
+    }
+}
+
+impl RetentionSchedule {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionSchedule::Manual => "manual",
+            RetentionSchedule::Daily => "daily",
+        }
+    }
 }
 
 /// One run of a rule.
@@ -121,19 +152,33 @@ struct RuleRow {
     updated_at: NaiveDateTime,
 }
 
-impl From<RuleRow> for RetentionRule {
-    fn from(r: RuleRow) -> Self {
-        RetentionRule {
+impl TryFrom<RuleRow> for RetentionRule {
+    type Error = GdprError;
+
+    fn try_from(r: RuleRow) -> Result<Self, GdprError> {
+        let unknown = |value: &str| GdprError::UnknownStored {
+            table: "retention_rules",
+            id: r.id,
+            value: value.to_owned(),
+        };
+        Ok(RetentionRule {
+            action: match r.action.as_str() {
+                "anonymize" => RetentionAction::Anonymize,
+                other => return Err(unknown(other)),
+            },
+            schedule: match r.schedule.as_str() {
+                "manual" => RetentionSchedule::Manual,
+                "daily" => RetentionSchedule::Daily,
+                other => return Err(unknown(other)),
+            },
             id: r.id,
             name: r.name,
             query_id: r.query_id,
-            action: r.action,
-            schedule: r.schedule,
             active: r.active,
             created_by: r.created_by,
             created_at: r.created_at.and_utc(),
             updated_at: r.updated_at.and_utc(),
-        }
+        })
     }
 }
 
@@ -181,12 +226,6 @@ pub fn create_rule(
 ) -> Result<RetentionRule, GdprError> {
     let name = mailbaar_store::clean_required_text(&new.name, 200)
         .map_err(|p| invalid("name", format!("a name has 1 to 200 characters: {p}")))?;
-    if new.action != "anonymize" {
-        return Err(invalid("action", "the only action is anonymize"));
-    }
-    if !matches!(new.schedule.as_str(), "manual" | "daily") {
-        return Err(invalid("schedule", "manual or daily"));
-    }
     let exists: i64 = saved_queries::table
         .filter(saved_queries::id.eq(new.query_id))
         .count()
@@ -202,8 +241,8 @@ pub fn create_rule(
         .values((
             retention_rules::name.eq(&name),
             retention_rules::query_id.eq(new.query_id),
-            retention_rules::action.eq(&new.action),
-            retention_rules::schedule.eq(&new.schedule),
+            retention_rules::action.eq(new.action.as_str()),
+            retention_rules::schedule.eq(new.schedule.as_str()),
             retention_rules::created_by.eq(created_by),
             retention_rules::created_at.eq(t),
             retention_rules::updated_at.eq(t),
@@ -225,18 +264,18 @@ pub fn get_rule(conn: &mut DbConnection, id: i64) -> Result<RetentionRule, GdprE
         .find(id)
         .first::<RuleRow>(conn)
         .optional()?
-        .map(RetentionRule::from)
-        .ok_or(GdprError::RuleNotFound(id))
+        .ok_or(GdprError::RuleNotFound(id))?
+        .try_into()
 }
 
 /// Every rule, in creation order.
 pub fn list_rules(conn: &mut DbConnection) -> Result<Vec<RetentionRule>, GdprError> {
-    Ok(retention_rules::table
+    retention_rules::table
         .order(retention_rules::id)
         .load::<RuleRow>(conn)?
         .into_iter()
-        .map(RetentionRule::from)
-        .collect())
+        .map(RetentionRule::try_from)
+        .collect()
 }
 
 /// A rule's runs, newest first.
@@ -389,7 +428,7 @@ pub fn retention_schedule_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkErr
     let mut conn = ctx.pool().get()?;
     let mut queued = Vec::new();
     for rule in list_rules(&mut conn)? {
-        if !rule.active || rule.schedule != "daily" {
+        if !rule.active || rule.schedule != RetentionSchedule::Daily {
             continue;
         }
         let recent = list_runs(&mut conn, rule.id)?

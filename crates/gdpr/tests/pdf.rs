@@ -177,7 +177,7 @@ fn export(conn: &mut DbConnection) {
     mailbaar_settings::update(
         conn,
         mailbaar_settings::SettingsChanges {
-            language: Some("en".into()),
+            language: Some(mailbaar_settings::Language::En),
             organisation_name: Some("Stichting Voorbeeld".into()),
             ..Default::default()
         },
@@ -220,7 +220,7 @@ fn issue_13(conn: &mut DbConnection) {
     mailbaar_settings::update(
         conn,
         mailbaar_settings::SettingsChanges {
-            language: Some("en".into()),
+            language: Some(mailbaar_settings::Language::En),
             ..Default::default()
         },
     )

@@ -78,8 +78,8 @@ fn retention(backend: Backend) {
         NewRetentionRule {
             name: "Five years without transactions".into(),
             query_id: query,
-            action: "anonymize".into(),
-            schedule: "daily".into(),
+            action: RetentionAction::Anonymize,
+            schedule: RetentionSchedule::Daily,
         },
         "token:4:privacy",
     )
@@ -90,8 +90,8 @@ fn retention(backend: Backend) {
             NewRetentionRule {
                 name: "bad".into(),
                 query_id: query + 100,
-                action: "anonymize".into(),
-                schedule: "manual".into(),
+                action: RetentionAction::Anonymize,
+                schedule: RetentionSchedule::Manual,
             },
             "x"
         ),

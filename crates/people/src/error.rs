@@ -40,3 +40,13 @@ pub enum PeopleError {
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
+
+impl PeopleError {
+    /// The error for a person that [`mailbaar_store::living_person`] refused.
+    pub(crate) fn not_living(id: i64, why: mailbaar_store::NotLiving) -> Self {
+        match why {
+            mailbaar_store::NotLiving::Missing => PeopleError::NotFound(id),
+            mailbaar_store::NotLiving::Anonymized => PeopleError::Anonymized(id),
+        }
+    }
+}

@@ -384,17 +384,8 @@ pub fn update_person(
 ) -> Result<Person, PeopleError> {
     let mut values = parse_values(changes)?;
     mailbaar_store::write_transaction(conn, |conn| {
-        // Only the anonymized flag is needed here; the full person (with consents) is
-        // read once, after the update.
-        let anonymized: Option<NaiveDateTime> = persons::table
-            .find(id)
-            .select(persons::anonymized_at)
-            .first::<Option<NaiveDateTime>>(conn)
-            .optional()?
-            .ok_or(PeopleError::NotFound(id))?;
-        if anonymized.is_some() {
-            return Err(PeopleError::Anonymized(id));
-        }
+        // The full person (with consents) is read once, after the update.
+        mailbaar_store::living_person(conn, id)?.map_err(|why| PeopleError::not_living(id, why))?;
         values.updated_at = Some(now());
         let email = values.email.clone();
         let row = diesel::update(persons::table.find(id))
@@ -467,10 +458,8 @@ pub fn clear_bouncer(
     actor: &str,
 ) -> Result<(Person, bool), PeopleError> {
     mailbaar_store::write_transaction(conn, |conn| {
+        mailbaar_store::living_person(conn, id)?.map_err(|why| PeopleError::not_living(id, why))?;
         let person = get_person(conn, id)?;
-        if person.anonymized_at.is_some() {
-            return Err(PeopleError::Anonymized(id));
-        }
         let was = person.bouncer || person.bouncer_at.is_some();
         if was {
             diesel::update(persons::table.find(id))

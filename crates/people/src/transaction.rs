@@ -130,16 +130,8 @@ pub fn add_transaction(
     ck.finish()?;
 
     mailbaar_store::write_transaction(conn, |conn| {
-        let anonymized: Option<Option<NaiveDateTime>> = persons::table
-            .find(person_id)
-            .select(persons::anonymized_at)
-            .first(conn)
-            .optional()?;
-        match anonymized {
-            None => return Err(PeopleError::NotFound(person_id)),
-            Some(Some(_)) => return Err(PeopleError::Anonymized(person_id)),
-            Some(None) => {}
-        }
+        mailbaar_store::living_person(conn, person_id)?
+            .map_err(|why| PeopleError::not_living(person_id, why))?;
         // A person's first transaction makes them a customer: the service-mail soft
         // opt-in is written in the same transaction when they have no such record yet.
         mailbaar_consent::record_service_mail_opt_in(conn, person_id)?;

@@ -27,8 +27,30 @@ pub struct Settings {
     pub profiles_daily_hour: Option<i64>,
     /// The organisation's name, printed on personal-data exports.
     pub organisation_name: String,
-    /// The language of documents for persons (personal-data exports): `nl` or `en`.
-    pub language: String,
+    /// The language of documents for persons (personal-data exports).
+    pub language: Language,
+}
+
+/// A language the service writes documents for persons in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "nl")]
+pub enum Language {
+    /// Dutch, the default.
+    #[default]
+    Nl,
+    /// English.
+    En,
+}
+
+impl Language {
+    /// The stored text (`nl`, `en`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Nl => "nl",
+            Language::En => "en",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -38,7 +60,7 @@ impl Default for Settings {
             profiling_opt_in_on_registration: true,
             profiles_daily_hour: None,
             organisation_name: "Mailbaar".into(),
-            language: "nl".into(),
+            language: Language::Nl,
         }
     }
 }
@@ -59,8 +81,8 @@ pub struct SettingsChanges {
     /// The organisation's name, 1 to 200 characters.
     #[schema(min_length = 1, max_length = 200)]
     pub organisation_name: Option<String>,
-    /// `nl` or `en`.
-    pub language: Option<String>,
+    /// `nl` or `en`; `null` or left out keeps the current one.
+    pub language: Option<Language>,
 }
 
 /// Errors of the settings store.
@@ -134,14 +156,6 @@ pub fn update(
             })
         })
         .transpose()?;
-    if let Some(language) = &changes.language {
-        if !matches!(language.as_str(), "nl" | "en") {
-            return Err(SettingsError::Invalid {
-                field: "language",
-                reason: "nl or en".into(),
-            });
-        }
-    }
     mailbaar_store::write_transaction(conn, |conn| {
         let mut values: Vec<(&str, Value)> = Vec::new();
         if let Some(name) = &organisation_name {

@@ -80,3 +80,36 @@ pub fn time_in_range(t: chrono::NaiveDateTime) -> bool {
     use chrono::Datelike;
     TIME_YEARS.contains(&t.year())
 }
+
+/// Why [`living_person`] refused a change to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotLiving {
+    /// No person has the id.
+    Missing,
+    /// The person is anonymized and can no longer be changed.
+    Anonymized,
+}
+
+/// The one check before any change to a person: they exist and are not anonymized. On
+/// PostgreSQL the person's row stays locked until the transaction ends, so the answer
+/// holds until the change is written (SQLite's write transactions hold the one write lock
+/// already, see [`write_transaction`]).
+pub fn living_person(
+    conn: &mut DbConnection,
+    person_id: i64,
+) -> diesel::QueryResult<Result<(), NotLiving>> {
+    use diesel::prelude::*;
+    use schema::persons;
+    let query = persons::table
+        .find(person_id)
+        .select(persons::anonymized_at);
+    let anonymized: Option<Option<chrono::NaiveDateTime>> = match conn {
+        DbConnection::Pg(c) => query.for_update().first(c).optional()?,
+        DbConnection::Sqlite(c) => query.first(c).optional()?,
+    };
+    Ok(match anonymized {
+        None => Err(NotLiving::Missing),
+        Some(Some(_)) => Err(NotLiving::Anonymized),
+        Some(None) => Ok(()),
+    })
+}
