@@ -186,15 +186,21 @@ struct Context {
 }
 
 /// Whether a database error means the database is out of reach (the connection broke or
-/// could not be used), rather than that this statement failed.
+/// could not be used) or busy past its wait (SQLite's write lock held by another process
+/// beyond `busy_timeout`), rather than that this statement failed: worth a retry.
 fn unreachable(e: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        e,
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
-            | Error::BrokenTransactionManager
-    )
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().starts_with("database is locked")
+        }
+        _ => false,
+    }
 }
 
 impl From<diesel::result::Error> for ApiError {
@@ -328,6 +334,7 @@ impl From<GdprError> for ApiError {
 impl From<ProfileError> for ApiError {
     fn from(e: ProfileError) -> Self {
         match e {
+            ProfileError::Stopped(err) => err.into(),
             ProfileError::Database(err) => err.into(),
         }
     }
@@ -338,6 +345,7 @@ impl From<TaskError> for ApiError {
         match e {
             TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
             TaskError::AlreadyActive { .. } => ApiError::Conflict(e.to_string()),
+            TaskError::LeaseLost(_) => internal("a task was taken over", e),
             TaskError::UnknownState { .. } | TaskError::Payload { .. } => {
                 internal("a stored task cannot be read", e)
             }
@@ -488,6 +496,22 @@ mod tests {
             (db(DatabaseErrorKind::ClosedConnection).into(), 503),
             (db(DatabaseErrorKind::UnableToSendCommand).into(), 503),
             (db(DatabaseErrorKind::SerializationFailure).into(), 500),
+            (
+                DieselError::DatabaseError(
+                    DatabaseErrorKind::Unknown,
+                    Box::new("database is locked".to_owned()),
+                )
+                .into(),
+                503,
+            ),
+            (
+                SettingsError::Unreadable {
+                    key: "profiles_daily_hour".into(),
+                    reason: "99".into(),
+                }
+                .into(),
+                500,
+            ),
             (DieselError::NotFound.into(), 500),
         ];
         for (i, (error, expected)) in cases.into_iter().enumerate() {

@@ -42,11 +42,15 @@ pub fn anonymize(
     actor: &str,
 ) -> Result<Anonymized, GdprError> {
     mailbaar_store::write_transaction(conn, |conn| {
-        let before: Option<Option<NaiveDateTime>> = persons::table
+        // Locked on PostgreSQL until the end of the transaction, so two runs (two
+        // retention rules, or a rule and a request) never anonymize the same person twice.
+        let query = persons::table
             .find(person_id)
-            .select(persons::anonymized_at)
-            .first(conn)
-            .optional()?;
+            .select(persons::anonymized_at);
+        let before: Option<Option<NaiveDateTime>> = match conn {
+            DbConnection::Pg(c) => query.for_update().first(c).optional()?,
+            DbConnection::Sqlite(c) => query.first(c).optional()?,
+        };
         let Some(before) = before else {
             return Err(GdprError::PersonNotFound(person_id));
         };

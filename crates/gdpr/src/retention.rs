@@ -460,20 +460,38 @@ pub fn run_rule(
     let rule = get_rule(&mut conn, rule_id)?;
     let ids = selected(&mut conn, &rule)?;
     let batches = ids.len().div_ceil(RETENTION_BATCH) as i64;
-    ctx.progress(0, batches, "selected");
+    ctx.progress(0, batches, "selected")?;
+    // An earlier attempt of this task that a crash cut off keeps its figures and is closed
+    // now; this attempt gets a record of its own.
+    diesel::update(
+        retention_runs::table
+            .filter(retention_runs::task_id.eq(ctx.task().id))
+            .filter(retention_runs::finished_at.is_null()),
+    )
+    .set(retention_runs::finished_at.eq(Some(now())))
+    .execute(&mut conn)?;
     let run_id = start_run(&mut conn, rule_id, Some(ctx.task().id), false, actor)?;
     let mut anonymized = 0i64;
     for (i, batch) in ids.chunks(RETENTION_BATCH).enumerate() {
         for &person in batch {
+            ctx.check_lease()?;
             if !anonymize(&mut conn, person, actor)?.already_anonymized {
                 anonymized += 1;
             }
         }
+        // The run's own record keeps its figures as it goes, so a run cut off by a crash
+        // still says how far it got.
+        diesel::update(retention_runs::table.find(run_id))
+            .set((
+                retention_runs::matched.eq(ids.len() as i64),
+                retention_runs::anonymized.eq(anonymized),
+            ))
+            .execute(&mut conn)?;
         ctx.progress(
             i as i64 + 1,
             batches,
             &format!("{anonymized} of {} persons anonymized", ids.len()),
-        );
+        )?;
     }
     scrub_free_space(&mut conn)?;
     mailbaar_store::write_transaction(&mut conn, |conn| {

@@ -291,3 +291,60 @@ fn anonymize_sqlite() {
 fn anonymize_postgres() {
     on(Backend::Postgres);
 }
+
+/// Two anonymizations of the same person at once (two retention rules, or a rule and a
+/// request): exactly one does the work and audits it; the other finds it done.
+fn concurrent_anonymizations_do_it_once(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend) else {
+        return;
+    };
+    let pool = db.pool();
+    let p = {
+        let mut conn = pool.get().unwrap();
+        mailbaar_people::create_person(
+            &mut conn,
+            mailbaar_people::NewPerson {
+                email: Some("twice@example.nl".into()),
+                last_name: Some("Twice".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .id
+    };
+    let barrier = std::sync::Barrier::new(4);
+    let done: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut conn = pool.get().unwrap();
+                    barrier.wait();
+                    anonymize(&mut conn, p, "rule").unwrap().already_anonymized
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        done.iter().filter(|already| !**already).count(),
+        1,
+        "{done:?}"
+    );
+    let mut conn = pool.get().unwrap();
+    let audited: i64 = audit_log::table
+        .filter(audit_log::action.eq("person.anonymized"))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(audited, 1);
+}
+
+#[test]
+fn concurrent_anonymizations_do_it_once_sqlite() {
+    concurrent_anonymizations_do_it_once(Backend::Sqlite);
+}
+
+#[test]
+fn concurrent_anonymizations_do_it_once_postgres() {
+    concurrent_anonymizations_do_it_once(Backend::Postgres);
+}

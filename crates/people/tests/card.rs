@@ -126,7 +126,7 @@ fn card_shows_every_part_with_totals(conn: &mut DbConnection) {
     );
     // profile: allowed but not yet calculated, then calculated
     assert_eq!(card.profile.status, ProfileStatus::NotCalculatedYet);
-    mailbaar_profiles::recalculate(conn, now(), &mut |_, _| {}).unwrap();
+    mailbaar_profiles::recalculate(conn, now(), &mut |_, _| Ok(())).unwrap();
     let card = person_card(conn, p, "token:1:test").unwrap();
     assert_eq!(card.profile.status, ProfileStatus::Calculated);
     let figures = card.profile.figures.unwrap();
@@ -152,7 +152,7 @@ fn card_shows_every_part_with_totals(conn: &mut DbConnection) {
     assert!(card.profile.figures.is_none());
     assert!(card.profile.reason.unwrap().contains("withdrawn"));
     assert!(card.administration.full_unsubscribed_at.is_some());
-    mailbaar_profiles::recalculate(conn, now(), &mut |_, _| {}).unwrap();
+    mailbaar_profiles::recalculate(conn, now(), &mut |_, _| Ok(())).unwrap();
     assert!(person_card(conn, p, "token:1:test")
         .unwrap()
         .profile
@@ -248,7 +248,7 @@ fn statements_do_not_grow_with_history(conn: &mut DbConnection) {
     for i in 0..40 {
         record(conn, long, change(1, i % 2 == 0), "t").unwrap();
     }
-    mailbaar_profiles::recalculate(conn, now(), &mut |_, _| {}).unwrap();
+    mailbaar_profiles::recalculate(conn, now(), &mut |_, _| Ok(())).unwrap();
     let count = counting(conn);
     person_card(conn, short, "token:1:test").unwrap();
     let for_short = count.swap(0, Ordering::SeqCst);

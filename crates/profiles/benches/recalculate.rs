@@ -119,7 +119,7 @@ fn main() {
         let (mut profiles, mut read) = (0, 0);
         for _ in 0..RUNS {
             let t = Instant::now();
-            profiles = recalculate(&mut conn, base(), &mut |_, _| {})
+            profiles = recalculate(&mut conn, base(), &mut |_, _| Ok(()))
                 .expect("recalculate")
                 .profiles;
             full.push(t.elapsed());

@@ -20,6 +20,10 @@ use utoipa::ToSchema;
 /// Errors of the profile calculations.
 #[derive(Debug, Error)]
 pub enum ProfileError {
+    /// The step callback stopped the calculation (its task was taken over); nothing was
+    /// written.
+    #[error(transparent)]
+    Stopped(#[from] TaskError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -144,11 +148,13 @@ const ELIGIBLE: &str = "persons.anonymized_at IS NULL
         WHERE cc.person_id = persons.id AND t.kind = 'profiling' AND NOT cc.opt_in)";
 
 /// Recalculates every profile as of `now`, set-based, in one transaction: readers see the
-/// old figures until it commits. `step` is told before each of [`RECALCULATION_STEPS`].
+/// old figures until it commits. `step` is told before each of [`RECALCULATION_STEPS`],
+/// and once more before the commit; an error from it stops the calculation and rolls it
+/// back ([`ProfileError::Stopped`]).
 pub fn recalculate(
     conn: &mut DbConnection,
     now: NaiveDateTime,
-    step: &mut dyn FnMut(usize, &str),
+    step: &mut dyn FnMut(usize, &str) -> Result<(), TaskError>,
 ) -> Result<Recalculated, ProfileError> {
     // The times are made by this code, never by a caller, so they are written as literals.
     let at = |t: NaiveDateTime| format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"));
@@ -214,12 +220,15 @@ pub fn recalculate(
         saturating_sum(conn.backend(), "t.amount_cents")
     );
     mailbaar_store::write_transaction(conn, |conn| {
-        step(0, RECALCULATION_STEPS[0]);
+        step(0, RECALCULATION_STEPS[0])?;
         conn.batch_execute("DELETE FROM person_profile_totals; DELETE FROM person_profiles;")?;
-        step(1, RECALCULATION_STEPS[1]);
+        step(1, RECALCULATION_STEPS[1])?;
         let profiles = diesel::sql_query(&insert_profiles).execute(conn)? as i64;
-        step(2, RECALCULATION_STEPS[2]);
+        step(2, RECALCULATION_STEPS[2])?;
         diesel::sql_query(&insert_totals).execute(conn)?;
+        // The last word before the commit: a calculation whose task was taken over
+        // rolls back instead of writing beside the other one.
+        step(RECALCULATION_STEPS.len(), "committing")?;
         Ok(Recalculated { profiles })
     })
 }
@@ -247,15 +256,17 @@ pub fn schedule_task() -> NewTask {
 /// there the task goes from its first step to done).
 pub fn recalculation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
     let total = RECALCULATION_STEPS.len() as i64;
-    ctx.progress(0, total, RECALCULATION_STEPS[0]);
+    ctx.progress(0, total, RECALCULATION_STEPS[0])?;
     let postgres = ctx.pool().backend() == Backend::Postgres;
     let mut conn = ctx.pool().get()?;
     let done = recalculate(&mut conn, ctx.now(), &mut |i, name| {
-        if postgres {
-            ctx.progress(i as i64, total, name);
+        if postgres && i < RECALCULATION_STEPS.len() {
+            ctx.progress(i as i64, total, name)
+        } else {
+            ctx.check_lease()
         }
     })?;
-    ctx.progress(total, total, "done");
+    ctx.progress(total, total, "done")?;
     Ok(Outcome::Done(format!(
         "{} profiles calculated",
         done.profiles

@@ -63,8 +63,13 @@ fn transaction(conn: &mut DbConnection, person: i64, kind: &str, cents: i64, at:
 
 fn recalc(conn: &mut DbConnection) -> i64 {
     let mut steps = Vec::new();
-    let done = recalculate(conn, now(), &mut |i, _| steps.push(i)).unwrap();
-    assert_eq!(steps, [0, 1, 2]);
+    let done = recalculate(conn, now(), &mut |i, _| {
+        steps.push(i);
+        Ok(())
+    })
+    .unwrap();
+    // Each step, then the last word before the commit.
+    assert_eq!(steps, [0, 1, 2, 3]);
     done.profiles
 }
 

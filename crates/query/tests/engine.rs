@@ -711,7 +711,7 @@ fn contact_pressure_follows_the_setting(conn: &mut DbConnection) {
 fn profile_fields_select_profiled_persons(conn: &mut DbConnection) {
     let w = world(conn);
     // Only Anna has a profiling opt-in, so only she gets a profile.
-    let done = mailbaar_profiles::recalculate(conn, now(), &mut |_, _| {}).unwrap();
+    let done = mailbaar_profiles::recalculate(conn, now(), &mut |_, _| Ok(())).unwrap();
     assert_eq!(done.profiles, 1);
     let (a, b, ch, d, e) = (w.anna, w.bram, w.chantal, w.dirk, w.eve);
     check(

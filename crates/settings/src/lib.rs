@@ -118,10 +118,29 @@ pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
             })?;
         }
     }
-    serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| SettingsError::Unreadable {
-        key: e.path().to_string(),
-        reason: e.inner().to_string(),
-    })
+    let settings: Settings =
+        serde_path_to_error::deserialize(Value::Object(merged)).map_err(|e| {
+            SettingsError::Unreadable {
+                key: e.path().to_string(),
+                reason: e.inner().to_string(),
+            }
+        })?;
+    // A stored value out of its range reads as an error naming it, like one that does not
+    // parse: the ranges `update` enforces, checked again on the way out.
+    let out_of_range = |key: &str, reason: &str| SettingsError::Unreadable {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if !(1..=365).contains(&settings.contact_pressure_days) {
+        return Err(out_of_range("contact_pressure_days", "outside 1 to 365"));
+    }
+    if settings
+        .profiles_daily_hour
+        .is_some_and(|h| !(0..=23).contains(&h))
+    {
+        return Err(out_of_range("profiles_daily_hour", "outside 0 to 23"));
+    }
+    Ok(settings)
 }
 
 /// Validates and stores a change, in one transaction; nothing is written when any field is
@@ -220,6 +239,31 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, SettingsError::Invalid { .. }));
         assert_eq!(load(&mut conn).unwrap().contact_pressure_days, 14);
+
+        // Stored values that do not read, or read out of their range, name their row.
+        for (key, raw) in [
+            ("language", "\"de\""),
+            ("language", "not json"),
+            ("profiles_daily_hour", "99"),
+            ("contact_pressure_days", "-5"),
+            ("contact_pressure_days", "\"seven\""),
+        ] {
+            diesel::delete(settings::table).execute(&mut conn).unwrap();
+            diesel::insert_into(settings::table)
+                .values((
+                    settings::key.eq(key),
+                    settings::value.eq(raw),
+                    settings::updated_at.eq(mailbaar_store::now()),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+            match load(&mut conn) {
+                Err(SettingsError::Unreadable { key: named, .. }) => {
+                    assert_eq!(named, key, "{raw}")
+                }
+                other => panic!("{key} = {raw}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub enum TaskError {
     AlreadyActive { kind: String, task_id: i64 },
     #[error("task {id} has a state this version does not know: {state:?}")]
     UnknownState { id: i64, state: String },
+    /// The runner no longer holds the task's lease (it was paused or cut off from the
+    /// database past it, and another runner took the task): the work must stop.
+    #[error("task {0} was taken over by another runner; this run stops")]
+    LeaseLost(i64),
     #[error("the payload of task {id} is not what its kind expects")]
     Payload {
         id: i64,

@@ -120,6 +120,7 @@ pub struct Runner {
 pub struct TaskContext<'a> {
     runner: &'a Runner,
     task: &'a Task,
+    lost: &'a AtomicBool,
 }
 
 impl TaskContext<'_> {
@@ -146,10 +147,24 @@ impl TaskContext<'_> {
         })
     }
 
+    /// Whether this runner still holds the task: [`TaskError::LeaseLost`] once another
+    /// runner has taken it over. Work calls this (or [`TaskContext::progress`]) between
+    /// steps and stops on the error, so a task never runs on in two places; a step's open
+    /// transaction then rolls back.
+    pub fn check_lease(&self) -> Result<(), TaskError> {
+        if self.lost.load(Ordering::SeqCst) {
+            Err(TaskError::LeaseLost(self.task.id))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Records progress (steps done of `total`, and the current step) on a connection of
-    /// its own, so readers see it while the work's transaction is open. Best effort: a
-    /// failure is logged, never fatal to the work.
-    pub fn progress(&self, done: i64, total: i64, message: &str) {
+    /// its own, so readers see it while the work's transaction is open, and checks the
+    /// lease ([`TaskContext::check_lease`]). Writing is best effort: a failure is logged,
+    /// never fatal to the work.
+    pub fn progress(&self, done: i64, total: i64, message: &str) -> Result<(), TaskError> {
+        self.check_lease()?;
         let written = self
             .runner
             .pool
@@ -159,7 +174,8 @@ impl TaskContext<'_> {
                 diesel::update(
                     tasks::table
                         .find(self.task.id)
-                        .filter(tasks::lease_owner.eq(&self.runner.options.owner)),
+                        .filter(tasks::lease_owner.eq(&self.runner.options.owner))
+                        .filter(tasks::state.eq(TaskState::Running.as_str())),
                 )
                 .set((
                     tasks::progress.eq(done),
@@ -169,8 +185,16 @@ impl TaskContext<'_> {
                 .execute(&mut c)
                 .map_err(TaskError::from)
             });
-        if let Err(error) = written {
-            tracing::warn!(%error, task_id = self.task.id, "recording task progress failed");
+        match written {
+            Ok(0) => {
+                self.lost.store(true, Ordering::SeqCst);
+                Err(TaskError::LeaseLost(self.task.id))
+            }
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, task_id = self.task.id, "recording task progress failed");
+                Ok(())
+            }
         }
     }
 }
@@ -313,7 +337,6 @@ impl Runner {
         }
         Ok(())
     }
-
     /// Claims one due task and runs it to its end, renewing the lease meanwhile. Returns
     /// the task as it stands afterwards, or `None` when nothing was due.
     pub fn run_next(&self) -> Result<Option<Task>, TaskError> {
@@ -326,35 +349,63 @@ impl Runner {
             .get(&task.kind)
             .cloned()
             .expect("only registered kinds are claimed");
+        tracing::info!(task_id = task.id, kind = %task.kind, attempt = task.attempts,
+            owner = %self.options.owner, "task claimed");
         let done = AtomicBool::new(false);
+        let lost = AtomicBool::new(false);
+        // The lease is renewed on a connection of its own, so work that holds the pool's
+        // other connections (or requests that do) cannot starve the renewal.
+        let heartbeat_conn = self.pool.get()?;
         let result = std::thread::scope(|scope| {
-            scope.spawn(|| self.heartbeat(task.id, &done));
+            scope.spawn(|| self.heartbeat(task.id, heartbeat_conn, &done, &lost));
             let ctx = TaskContext {
                 runner: self,
                 task: &task,
+                lost: &lost,
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&ctx)));
             done.store(true, Ordering::SeqCst);
             result
         });
-        let result = match result {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(error)) => {
-                tracing::error!(error = %error, source = ?error.source(), task_id = task.id,
-                    kind = %task.kind, "task failed");
-                Err(error.to_string())
-            }
-            Err(_) => {
-                tracing::error!(task_id = task.id, kind = %task.kind, "task panicked");
-                Err("the work stopped with an internal error".to_owned())
-            }
-        };
-        self.finish(task.id, result)?;
+        if lost.load(Ordering::SeqCst) {
+            // Another runner owns the task now; its outcome is the other runner's to write.
+            tracing::warn!(task_id = task.id, kind = %task.kind,
+                "stopped: another runner took the task over");
+        } else {
+            let result = match result {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(error)) => {
+                    tracing::error!(error = %error, source = ?error.source(), task_id = task.id,
+                        kind = %task.kind, "task failed");
+                    // The cause may hold a database message: it stays in the log.
+                    Err(format!(
+                        "failed; the cause is in the service log under task_id={}",
+                        task.id
+                    ))
+                }
+                Err(_) => {
+                    tracing::error!(task_id = task.id, kind = %task.kind, "task panicked");
+                    Err(format!(
+                        "failed with an internal error; see the service log under task_id={}",
+                        task.id
+                    ))
+                }
+            };
+            let ok = result.is_ok();
+            self.finish(task.id, result)?;
+            tracing::info!(task_id = task.id, kind = %task.kind, ok, "task ended");
+        }
         let mut conn = self.pool.get()?;
         crate::get(&mut conn, task.id).map(Some)
     }
 
-    fn heartbeat(&self, id: i64, done: &AtomicBool) {
+    fn heartbeat(
+        &self,
+        id: i64,
+        mut conn: mailbaar_store::PooledConnection,
+        done: &AtomicBool,
+        lost: &AtomicBool,
+    ) {
         let every = self.options.lease / 3;
         let mut last = Instant::now();
         while !done.load(Ordering::SeqCst) {
@@ -363,15 +414,11 @@ impl Runner {
                 continue;
             }
             last = Instant::now();
-            let renewed = self
-                .pool
-                .get()
-                .map_err(TaskError::from)
-                .and_then(|mut c| self.renew(&mut c, id));
-            match renewed {
+            match self.renew(&mut conn, id) {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(task_id = id, "the task's lease was taken by another runner");
+                    lost.store(true, Ordering::SeqCst);
                     return;
                 }
                 Err(error) => tracing::warn!(%error, task_id = id, "renewing a task lease failed"),

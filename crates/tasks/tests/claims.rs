@@ -105,7 +105,14 @@ fn unique_key_holds_one_active(_: &TestDatabase, pool: Pool) {
     let runner = Runner::new(pool.clone(), Arc::new(registry), options("u", 30_000));
     let ran = runner.run_next().unwrap().unwrap();
     assert_eq!(ran.state, TaskState::Failed);
-    assert_eq!(ran.message, "it went wrong");
+    // The cause (which may be a database message) stays in the log.
+    assert_eq!(
+        ran.message,
+        format!(
+            "failed; the cause is in the service log under task_id={}",
+            ran.id
+        )
+    );
     // Ended tasks hold no key.
     let again = enqueue(&mut conn, &NewTask::now("test.one", "d").unique("test.one")).unwrap();
     assert_ne!(again.id, first.id);
@@ -348,4 +355,72 @@ fn killed_runner_task_is_finished_by_another_sqlite() {
 #[test]
 fn killed_runner_task_is_finished_by_another_postgres() {
     on(Backend::Postgres, killed_runner_task_is_finished_by_another);
+}
+
+/// A runner that loses its lease (paused past it, another runner took the task) stops at
+/// its next step and records nothing; the runner that took over finishes the task.
+fn a_runner_that_lost_its_lease_stops(_: &TestDatabase, pool: Pool) {
+    let t0 = NaiveDate::from_ymd_opt(2026, 12, 1)
+        .unwrap()
+        .and_hms_opt(8, 0, 0)
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    let task = enqueue(&mut conn, &NewTask::now("test.steps", "t").at(t0)).unwrap();
+    let steps_after_loss = Arc::new(AtomicI64::new(0));
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let taken = Arc::new(std::sync::Barrier::new(2));
+    let slow = {
+        let (started, taken, after) = (started.clone(), taken.clone(), steps_after_loss.clone());
+        move |ctx: &TaskContext<'_>| -> Result<Outcome, WorkError> {
+            ctx.progress(0, 100, "first step")?;
+            started.wait();
+            taken.wait();
+            for i in 1..100 {
+                ctx.progress(i, 100, "next step")?;
+                after.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(Outcome::Done("the first runner finished".into()))
+        }
+    };
+    let mut registry = Registry::new();
+    registry.register("test.steps", slow);
+    let first = Runner::new(pool.clone(), Arc::new(registry), options("first", 60_000))
+        .with_clock(move || t0);
+    let mut registry = Registry::new();
+    registry.register(
+        "test.steps",
+        |_: &TaskContext<'_>| -> Result<Outcome, WorkError> {
+            Ok(Outcome::Done("the second runner finished".into()))
+        },
+    );
+    let second = Runner::new(pool.clone(), Arc::new(registry), options("second", 60_000))
+        .with_clock(move || t0 + chrono::Duration::seconds(120));
+    std::thread::scope(|s| {
+        let paused = s.spawn(|| first.run_next().unwrap().unwrap());
+        started.wait();
+        // The first runner's lease (60 s) has expired by the second runner's clock.
+        let done = second.run_next().unwrap().unwrap();
+        assert_eq!(done.id, task.id);
+        assert_eq!(done.state, TaskState::Succeeded);
+        taken.wait();
+        let seen = paused.join().unwrap();
+        assert_eq!(seen.message, "the second runner finished");
+    });
+    assert_eq!(
+        steps_after_loss.load(Ordering::SeqCst),
+        0,
+        "no step ran after the loss"
+    );
+    let t = get(&mut conn, task.id).unwrap();
+    assert_eq!((t.state, t.attempts), (TaskState::Succeeded, 2));
+}
+
+#[test]
+fn a_runner_that_lost_its_lease_stops_sqlite() {
+    on(Backend::Sqlite, a_runner_that_lost_its_lease_stops);
+}
+
+#[test]
+fn a_runner_that_lost_its_lease_stops_postgres() {
+    on(Backend::Postgres, a_runner_that_lost_its_lease_stops);
 }
