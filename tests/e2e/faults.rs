@@ -70,6 +70,18 @@ async fn run_ids(app: &TestApp, conditions: Value) -> Vec<i64> {
         .collect()
 }
 
+/// Sets the saved query an opt-in type takes its soft opt-ins from.
+async fn set_soft_query(app: &TestApp, type_id: i64, query_id: i64) {
+    let r = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/opt-in-types/{type_id}"),
+            Some(json!({"soft_query_id": query_id})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 async fn save_query(app: &TestApp, name: &str, conditions: Value) -> (u16, Value) {
     let r = app
         .admin(
@@ -378,14 +390,7 @@ async fn full_unsubscribe_is_never_undone_by_automation(app: TestApp) {
     .await;
     assert_eq!(status, 201);
     let q = body["id"].as_i64().unwrap();
-    let r = app
-        .admin(
-            "PATCH",
-            "/api/v1/opt-in-types/1",
-            Some(json!({"soft_query_id": q})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    set_soft_query(&app, 1, q).await;
     let r = app
         .admin(
             "POST",
@@ -467,14 +472,7 @@ async fn every_automatic_opt_in_respects_a_refusal(app: TestApp) {
     assert_eq!(r.status, 201, "{}", r.text);
     let events = r.body["id"].as_i64().unwrap();
     for type_id in [2, events] {
-        let r = app
-            .admin(
-                "PATCH",
-                &format!("/api/v1/opt-in-types/{type_id}"),
-                Some(json!({"soft_query_id": q})),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        set_soft_query(&app, type_id, q).await;
         let r = app
             .admin(
                 "POST",
@@ -743,14 +741,7 @@ async fn concurrent_requests_keep_the_refusal_and_never_fail(app: TestApp) {
     )
     .await;
     let q = body["id"].as_i64().unwrap();
-    let r = app
-        .admin(
-            "PATCH",
-            "/api/v1/opt-in-types/1",
-            Some(json!({"soft_query_id": q})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    set_soft_query(&app, 1, q).await;
     let mut persons = Vec::new();
     for i in 0..12 {
         persons.push(
