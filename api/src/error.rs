@@ -252,7 +252,7 @@ impl From<ConsentError> for ApiError {
             PersonNotFound(_) | TypeNotFound(_) | RecordNotFound(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            Anonymized(_) | TypeInactive(_) | DuplicateName(_) | TypeInUse(_) | NoSoftQuery(_) => {
+            Anonymized(_) | TypeInactive(_) | DuplicateName(_) | TypeInUse(_) | TypeUsedBySteps { .. } | NoSoftQuery(_) => {
                 ApiError::Conflict(e.to_string())
             }
             Selection(cause) => match cause.downcast::<QueryError>() {

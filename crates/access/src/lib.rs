@@ -69,6 +69,11 @@ pub enum Permission {
     ReadAuditLog,
     /// Export all personal data of a person (right of access).
     ExportPersonalData,
+    /// Read campaigns, campaign steps, mail jobs and results.
+    ReadCampaigns,
+    /// Create and change campaigns and steps, send test mails, send and schedule mail
+    /// jobs, reset steps.
+    ManageCampaigns,
 }
 
 impl Role {
@@ -106,6 +111,7 @@ impl Role {
                         | ManageOptInTypes
                         | ManageQueries
                         | RecalculateProfiles
+                        | ReadCampaigns
                 ) =>
             {
                 true
@@ -113,8 +119,8 @@ impl Role {
             Role::PrivacyOfficer => {
                 matches!(permission, Anonymize | ReadAuditLog | ExportPersonalData)
             }
-            Role::Marketer => false,
-            Role::Viewer => matches!(permission, ReadPersons),
+            Role::Marketer => matches!(permission, ManageCampaigns),
+            Role::Viewer => matches!(permission, ReadPersons | ReadCampaigns),
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum ConsentError {
     DuplicateName(String),
     #[error("opt-in type {0} has consent records and cannot be deleted; set it inactive instead")]
     TypeInUse(i64),
+    /// Campaign steps mail for the type (their unsubscribe links withdraw it).
+    #[error("opt-in type {id} is still used: {}", .uses.join("; "))]
+    TypeUsedBySteps { id: i64, uses: Vec<String> },
     #[error("opt-in type {0} has no soft opt-in query")]
     NoSoftQuery(i64),
     #[error("{field}: {reason}")]

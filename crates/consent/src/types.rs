@@ -1,7 +1,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use mailbaar_store::schema::{consent_records, opt_in_types, saved_queries};
+use mailbaar_store::schema::{campaign_steps, consent_records, opt_in_types, saved_queries};
 use mailbaar_store::{now, DbConnection};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -269,6 +269,19 @@ pub fn delete_type(conn: &mut DbConnection, id: i64) -> Result<(), ConsentError>
             .get_result(conn)?;
         if used > 0 {
             return Err(ConsentError::TypeInUse(id));
+        }
+        let steps: Vec<(i64, String)> = campaign_steps::table
+            .filter(campaign_steps::opt_in_type_id.eq(id))
+            .select((campaign_steps::id, campaign_steps::name))
+            .load(conn)?;
+        if !steps.is_empty() {
+            return Err(ConsentError::TypeUsedBySteps {
+                id,
+                uses: steps
+                    .into_iter()
+                    .map(|(s, name)| format!("campaign step {name:?} (id {s}) mails for it"))
+                    .collect(),
+            });
         }
         diesel::delete(opt_in_types::table.find(id)).execute(conn)?;
         Ok(())

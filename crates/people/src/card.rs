@@ -88,7 +88,9 @@ pub struct TypePreferences {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"id": 881, "channel": "email", "step_id": 12, "is_test": false,
     "occurred_at": "2026-11-20T08:00:00Z", "opened_at": "2026-11-20T09:12:00Z",
-    "clicked_at": null}))]
+    "clicked_at": null, "mail_job_id": 21, "message_id": "3f2a9c0d1e@example.org",
+    "sent_at": "2026-11-20T08:00:00Z", "delivered_at": "2026-11-20T08:00:01Z",
+    "bounced_at": null, "bounce_reason": null, "open_count": 2, "click_count": 0}))]
 pub struct ContactMoment {
     pub id: i64,
     /// `email`, or another channel such as `letter`.
@@ -98,8 +100,24 @@ pub struct ContactMoment {
     /// A test mail; does not count for contact pressure or results.
     pub is_test: bool,
     pub occurred_at: DateTime<Utc>,
+    /// First open.
     pub opened_at: Option<DateTime<Utc>>,
+    /// First click.
     pub clicked_at: Option<DateTime<Utc>>,
+    /// The mail job that sent it (`null` for test mails and other channels).
+    pub mail_job_id: Option<i64>,
+    /// The message's Message-ID (without angle brackets).
+    pub message_id: Option<String>,
+    /// Handed over for delivery.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Accepted by the receiving side.
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub bounced_at: Option<DateTime<Utc>>,
+    pub bounce_reason: Option<String>,
+    /// Opens, repeated ones included.
+    pub open_count: i64,
+    /// Clicks, repeated ones included.
+    pub click_count: i64,
 }
 
 /// The contact moments tab.
@@ -206,6 +224,14 @@ struct MomentRow {
     occurred_at: NaiveDateTime,
     opened_at: Option<NaiveDateTime>,
     clicked_at: Option<NaiveDateTime>,
+    mail_job_id: Option<i64>,
+    message_id: Option<String>,
+    sent_at: Option<NaiveDateTime>,
+    delivered_at: Option<NaiveDateTime>,
+    bounced_at: Option<NaiveDateTime>,
+    bounce_reason: Option<String>,
+    open_count: i32,
+    click_count: i32,
 }
 
 /// Reads the card of a person.
@@ -257,6 +283,14 @@ pub fn person_card(
             occurred_at: m.occurred_at.and_utc(),
             opened_at: m.opened_at.map(|t| t.and_utc()),
             clicked_at: m.clicked_at.map(|t| t.and_utc()),
+            mail_job_id: m.mail_job_id,
+            message_id: m.message_id,
+            sent_at: m.sent_at.map(|t| t.and_utc()),
+            delivered_at: m.delivered_at.map(|t| t.and_utc()),
+            bounced_at: m.bounced_at.map(|t| t.and_utc()),
+            bounce_reason: m.bounce_reason,
+            open_count: i64::from(m.open_count),
+            click_count: i64::from(m.click_count),
         })
         .collect();
 

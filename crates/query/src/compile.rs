@@ -95,8 +95,23 @@ impl QueryId for SqlCondition {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl QueryFragment<Db> for SqlCondition {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Db>) -> QueryResult<()> {
+// For every backend: the multi-backend of `DbConnection` and, because diesel runs some
+// statements (an `UPDATE` with a subquery) on the inner connection, each engine's own.
+impl<DB> QueryFragment<DB> for SqlCondition
+where
+    DB: Backend
+        + diesel::sql_types::HasSqlType<Text>
+        + diesel::sql_types::HasSqlType<BigInt>
+        + diesel::sql_types::HasSqlType<Bool>
+        + diesel::sql_types::HasSqlType<Date>
+        + diesel::sql_types::HasSqlType<Timestamp>,
+    String: diesel::serialize::ToSql<Text, DB>,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+    bool: diesel::serialize::ToSql<Bool, DB>,
+    NaiveDate: diesel::serialize::ToSql<Date, DB>,
+    NaiveDateTime: diesel::serialize::ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.unsafe_to_cache_prepared();
         for part in &self.parts {
             match part {

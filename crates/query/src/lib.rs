@@ -14,6 +14,7 @@ mod saved;
 mod selection;
 mod tree;
 
+pub use compile::SqlCondition;
 pub use error::{Issue, QueryError};
 pub use fields::{FieldInfo, Parameter, Registry, ValueType};
 pub use resolve::{MAX_DAYS, MAX_EXPANDED_NODES, MAX_IN_VALUES, MAX_QUERY_NESTING, MAX_TEXT};

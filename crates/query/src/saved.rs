@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_consent::PersonSelector;
 use mailbaar_store::schema::{
-    opt_in_types, retention_rules, saved_queries, saved_query_references,
+    campaign_steps, opt_in_types, retention_rules, saved_queries, saved_query_references,
 };
 use mailbaar_store::{now, DbConnection, Page, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -341,6 +341,14 @@ pub fn delete_query(conn: &mut DbConnection, id: i64) -> Result<(), QueryError> 
                 .load::<(i64, String)>(conn)?
                 .into_iter()
                 .map(|(r, name)| format!("retention rule {name:?} (id {r}) selects with it")),
+        );
+        uses.extend(
+            campaign_steps::table
+                .filter(campaign_steps::query_id.eq(id))
+                .select((campaign_steps::id, campaign_steps::name))
+                .load::<(i64, String)>(conn)?
+                .into_iter()
+                .map(|(s, name)| format!("campaign step {name:?} (id {s}) mails its persons")),
         );
         uses.extend(
             saved_query_references::table

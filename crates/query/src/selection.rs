@@ -75,6 +75,12 @@ impl Selection {
             .load(conn)?)
     }
 
+    /// The compiled condition over `persons`, for statements that select persons in SQL
+    /// without loading their ids (a mail job's `INSERT … SELECT` of its recipients).
+    pub fn condition(&self) -> SqlCondition {
+        self.condition.clone()
+    }
+
     /// The SQL condition with `?` placeholders and the number of bound values.
     pub fn sql(&self) -> (String, usize) {
         self.condition.debug_text()

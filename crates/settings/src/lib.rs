@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"contact_pressure_days": 7,
     "profiling_opt_in_on_registration": true, "profiles_daily_hour": 3,
-    "organisation_name": "Stichting Voorbeeld", "language": "nl"}))]
+    "organisation_name": "Stichting Voorbeeld", "language": "nl", "time_zone": "Europe/Amsterdam",
+    "preparation_lead_minutes": 15, "preparation_minutes_per_100k": 10}))]
 pub struct Settings {
     /// The period, in days, over which contact pressure counts a person's e-mails.
     #[schema(minimum = 1, maximum = 365)]
@@ -29,6 +30,33 @@ pub struct Settings {
     pub organisation_name: String,
     /// The language of documents for persons (personal-data exports).
     pub language: Language,
+    /// The organisation's time zone (IANA name), in which local times are shown.
+    #[schema(example = "Europe/Amsterdam")]
+    pub time_zone: String,
+    /// How long before its send a mail job's preparation (freezing content and
+    /// recipients) starts, in minutes, 0 to 1440.
+    #[schema(minimum = 0, maximum = 1440)]
+    pub preparation_lead_minutes: i64,
+    /// Extra lead time per started 100,000 recipients, in minutes, 0 to 600: larger
+    /// selections take longer to prepare.
+    #[schema(minimum = 0, maximum = 600)]
+    pub preparation_minutes_per_100k: i64,
+}
+
+impl Settings {
+    /// The organisation's time zone; `time_zone` is checked on write and on load.
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone.parse().unwrap_or(chrono_tz::Europe::Amsterdam)
+    }
+
+    /// The lead time of preparation for a selection of `recipients` persons: the base
+    /// plus the extra per started 100,000.
+    pub fn preparation_lead(&self, recipients: i64) -> chrono::TimeDelta {
+        let hundreds_of_thousands = (recipients.max(0) + 99_999) / 100_000;
+        chrono::TimeDelta::minutes(
+            self.preparation_lead_minutes + hundreds_of_thousands * self.preparation_minutes_per_100k,
+        )
+    }
 }
 
 /// A language the service writes documents for persons in.
@@ -61,6 +89,9 @@ impl Default for Settings {
             profiles_daily_hour: None,
             organisation_name: "Mailbaar".into(),
             language: Language::Nl,
+            time_zone: "Europe/Amsterdam".into(),
+            preparation_lead_minutes: 15,
+            preparation_minutes_per_100k: 10,
         }
     }
 }
@@ -83,6 +114,15 @@ pub struct SettingsChanges {
     pub organisation_name: Option<String>,
     /// `nl` or `en`; `null` or left out keeps the current one.
     pub language: Option<Language>,
+    /// An IANA time zone name such as `Europe/Amsterdam`.
+    #[schema(max_length = 64, example = "Europe/Amsterdam")]
+    pub time_zone: Option<String>,
+    /// 0 to 1440 minutes.
+    #[schema(minimum = 0, maximum = 1440)]
+    pub preparation_lead_minutes: Option<i64>,
+    /// 0 to 600 minutes per started 100,000 recipients.
+    #[schema(minimum = 0, maximum = 600)]
+    pub preparation_minutes_per_100k: Option<i64>,
 }
 
 /// Errors of the settings store.
@@ -140,6 +180,15 @@ pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
     {
         return Err(out_of_range("profiles_daily_hour", "outside 0 to 23"));
     }
+    if settings.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(out_of_range("time_zone", "not an IANA time zone name"));
+    }
+    if !(0..=1440).contains(&settings.preparation_lead_minutes) {
+        return Err(out_of_range("preparation_lead_minutes", "outside 0 to 1440"));
+    }
+    if !(0..=600).contains(&settings.preparation_minutes_per_100k) {
+        return Err(out_of_range("preparation_minutes_per_100k", "outside 0 to 600"));
+    }
     Ok(settings)
 }
 
@@ -162,6 +211,30 @@ pub fn update(
             return Err(SettingsError::Invalid {
                 field: "profiles_daily_hour",
                 reason: "an hour from 0 to 23 (UTC), or null".into(),
+            });
+        }
+    }
+    if let Some(zone) = &changes.time_zone {
+        if zone.len() > 64 || zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(SettingsError::Invalid {
+                field: "time_zone",
+                reason: format!("{zone:?} is not an IANA time zone name such as Europe/Amsterdam"),
+            });
+        }
+    }
+    if let Some(m) = changes.preparation_lead_minutes {
+        if !(0..=1440).contains(&m) {
+            return Err(SettingsError::Invalid {
+                field: "preparation_lead_minutes",
+                reason: "must be between 0 and 1440 minutes".into(),
+            });
+        }
+    }
+    if let Some(m) = changes.preparation_minutes_per_100k {
+        if !(0..=600).contains(&m) {
+            return Err(SettingsError::Invalid {
+                field: "preparation_minutes_per_100k",
+                reason: "must be between 0 and 600 minutes".into(),
             });
         }
     }
@@ -191,6 +264,15 @@ pub fn update(
         }
         if let Some(hour) = changes.profiles_daily_hour {
             values.push(("profiles_daily_hour", Value::from(hour)));
+        }
+        if let Some(zone) = &changes.time_zone {
+            values.push(("time_zone", Value::from(zone.as_str())));
+        }
+        if let Some(m) = changes.preparation_lead_minutes {
+            values.push(("preparation_lead_minutes", Value::from(m)));
+        }
+        if let Some(m) = changes.preparation_minutes_per_100k {
+            values.push(("preparation_minutes_per_100k", Value::from(m)));
         }
         let t = now();
         for (key, value) in values {
@@ -247,6 +329,9 @@ mod tests {
             ("profiles_daily_hour", "99"),
             ("contact_pressure_days", "-5"),
             ("contact_pressure_days", "\"seven\""),
+            ("time_zone", "\"Mars/Olympus\""),
+            ("preparation_lead_minutes", "-1"),
+            ("preparation_minutes_per_100k", "601"),
         ] {
             diesel::delete(settings::table).execute(&mut conn).unwrap();
             diesel::insert_into(settings::table)

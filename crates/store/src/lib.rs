@@ -113,3 +113,48 @@ pub fn living_person(
         Some(None) => Ok(()),
     })
 }
+
+/// A secret the service generates once and keeps (e.g. the key that signs recipient
+/// links): 244 random bits (two v4 UUIDs), hex in the `secrets` table. Every process on one database reads
+/// the same value; the first one to ask creates it (a concurrent creator loses the insert
+/// and reads the winner's). Call it outside a transaction: on PostgreSQL a lost insert
+/// would abort one.
+pub fn secret(conn: &mut DbConnection, name: &str) -> Result<Vec<u8>, diesel::result::Error> {
+    use diesel::prelude::*;
+    use schema::secrets;
+    let read = |conn: &mut DbConnection| {
+        secrets::table
+            .find(name)
+            .select(secrets::value)
+            .first::<String>(conn)
+            .optional()
+    };
+    if let Some(hex) = read(conn)? {
+        return Ok(from_hex(&hex));
+    }
+    let fresh: String = (0..2)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let inserted = diesel::insert_into(secrets::table)
+        .values((
+            secrets::name.eq(name),
+            secrets::value.eq(&fresh),
+            secrets::created_at.eq(now()),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => {}
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(from_hex(&read(conn)?.unwrap_or(fresh)))
+}
+
+fn from_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}

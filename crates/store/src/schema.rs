@@ -102,6 +102,14 @@ diesel::table! {
         occurred_at -> Timestamp,
         opened_at -> Nullable<Timestamp>,
         clicked_at -> Nullable<Timestamp>,
+        mail_job_id -> Nullable<BigInt>,
+        message_id -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+        delivered_at -> Nullable<Timestamp>,
+        bounced_at -> Nullable<Timestamp>,
+        bounce_reason -> Nullable<Text>,
+        open_count -> Integer,
+        click_count -> Integer,
     }
 }
 
@@ -218,7 +226,91 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    campaigns (id) {
+        id -> BigInt,
+        name -> Text,
+        description -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    campaign_steps (id) {
+        id -> BigInt,
+        campaign_id -> BigInt,
+        name -> Text,
+        from_name -> Text,
+        from_email -> Nullable<Text>,
+        reply_to -> Nullable<Text>,
+        subject -> Text,
+        preheader -> Text,
+        html -> Text,
+        text_body -> Nullable<Text>,
+        blocks -> Text,
+        query_id -> Nullable<BigInt>,
+        opt_in_type_id -> Nullable<BigInt>,
+        send_kind -> Text,
+        track_clicks -> Bool,
+        track_opens -> Bool,
+        blocked_since -> Nullable<Timestamp>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mail_jobs (id) {
+        id -> BigInt,
+        step_id -> BigInt,
+        status -> Text,
+        scheduled_at -> Timestamp,
+        prepare_at -> Timestamp,
+        include_previous_recipients -> Bool,
+        content -> Nullable<Text>,
+        recipients -> BigInt,
+        skipped_previous -> BigInt,
+        sent -> BigInt,
+        failed -> BigInt,
+        skipped -> BigInt,
+        message -> Text,
+        task_id -> Nullable<BigInt>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        prepared_at -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mail_job_recipients (mail_job_id, person_id) {
+        mail_job_id -> BigInt,
+        person_id -> BigInt,
+        state -> Text,
+        blocks -> BigInt,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
+diesel::joinable!(campaign_steps -> campaigns (campaign_id));
+diesel::joinable!(mail_jobs -> campaign_steps (step_id));
+diesel::joinable!(mail_job_recipients -> mail_jobs (mail_job_id));
+diesel::joinable!(mail_job_recipients -> persons (person_id));
 diesel::joinable!(consent_records -> persons (person_id));
 diesel::joinable!(consent_records -> opt_in_types (opt_in_type_id));
 diesel::joinable!(consent_current -> persons (person_id));
@@ -242,4 +334,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     retention_rules,
     retention_runs,
+    campaigns,
+    campaign_steps,
+    mail_jobs,
+    mail_job_recipients,
+    secrets,
 );

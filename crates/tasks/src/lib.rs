@@ -278,6 +278,24 @@ pub fn ensure(conn: &mut DbConnection, new: &NewTask) -> Result<Task, TaskError>
     }
 }
 
+/// Moves a queued task to a new `run_at` (a rescheduled mail job's preparation). Returns
+/// whether it moved: a task a runner has already claimed, or that ended, keeps its time
+/// (its work checks its own subject's time again when it runs).
+pub fn reschedule(
+    conn: &mut DbConnection,
+    id: i64,
+    run_at: NaiveDateTime,
+) -> Result<bool, TaskError> {
+    let moved = diesel::update(
+        tasks::table
+            .find(id)
+            .filter(tasks::state.eq(TaskState::Queued.as_str())),
+    )
+    .set(tasks::run_at.eq(run_at))
+    .execute(conn)?;
+    Ok(moved == 1)
+}
+
 /// Reads one task.
 pub fn get(conn: &mut DbConnection, id: i64) -> Result<Task, TaskError> {
     tasks::table

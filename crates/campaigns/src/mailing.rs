@@ -1,0 +1,384 @@
+//! Turning a step and a person into a message: the one path that previews, test mails and
+//! sends share, so what an editor previews is byte for byte what is sent (manual §3.2).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use mailbaar_people::Person;
+use mailbaar_render::{CompiledStep, Envelope, PersonValue, PersonVars, Recipient, RenderedMail};
+use mailbaar_store::schema::contact_moments;
+use mailbaar_store::{now, DbConnection};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::audience::{blocks_of, Audience};
+use crate::links::Links;
+use crate::readiness::{check, Requirement, RequirementCode};
+use crate::step::step_row;
+use crate::transport::{OutgoingMessage, Transport};
+use crate::CampaignError;
+
+/// How this process delivers messages: the transport and the link signer. One per
+/// process, shared by the API (test mails, previews) and the task runners (sends).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) links: Links,
+    pub(crate) batch_size: i64,
+}
+
+impl Delivery {
+    /// Delivery through `transport`, links signed by `links`, 500 recipients a batch.
+    pub fn new(transport: Arc<dyn Transport>, links: Links) -> Self {
+        Delivery {
+            transport,
+            links,
+            batch_size: 500,
+        }
+    }
+
+    /// The same with `size` recipients claimed and sent per batch (at least 1).
+    pub fn with_batch_size(mut self, size: i64) -> Self {
+        self.batch_size = size.max(1);
+        self
+    }
+
+    /// The link signer, for the recipient pages that check the links.
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+}
+
+fn text(v: &Option<String>) -> PersonValue {
+    v.as_ref().map_or(PersonValue::Null, |s| PersonValue::Text(s.clone()))
+}
+
+/// The display name: first name, infix and last name as far as known.
+pub(crate) fn full_name(p: &Person) -> Option<String> {
+    let parts: Vec<&str> = [&p.first_name, &p.infix, &p.last_name]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// The personalisation fields of a person ([`crate::PERSON_FIELDS`]).
+pub(crate) fn person_vars(p: &Person) -> PersonVars {
+    PersonVars::from([
+        ("id".to_owned(), PersonValue::Integer(p.id)),
+        ("email".to_owned(), text(&p.email)),
+        ("first_name".to_owned(), text(&p.first_name)),
+        ("infix".to_owned(), text(&p.infix)),
+        ("last_name".to_owned(), text(&p.last_name)),
+        ("full_name".to_owned(), text(&full_name(p))),
+        ("street".to_owned(), text(&p.street)),
+        ("house_number".to_owned(), text(&p.house_number)),
+        ("postal_code".to_owned(), text(&p.postal_code)),
+        ("city".to_owned(), text(&p.city)),
+        ("country".to_owned(), text(&p.country)),
+        (
+            "birth_date".to_owned(),
+            p.birth_date.map_or(PersonValue::Null, PersonValue::Date),
+        ),
+    ])
+}
+
+/// A fresh Message-ID (without brackets) in the sender's domain (RFC 5322 §3.6.4).
+pub(crate) fn new_message_id(from_email: &str) -> String {
+    let domain = from_email.rsplit_once('@').map_or("mailbaar.invalid", |(_, d)| d);
+    format!("{}@{domain}", uuid::Uuid::new_v4().simple())
+}
+
+/// Renders the message of one person for a contact moment.
+pub(crate) fn render_for(
+    compiled: &CompiledStep,
+    links: &Links,
+    person: &Person,
+    blocks: BTreeSet<String>,
+    contact_moment_id: i64,
+    message_id: &str,
+    at: NaiveDateTime,
+) -> Result<RenderedMail, String> {
+    let email = person
+        .email
+        .clone()
+        .ok_or_else(|| "the person has no e-mail address".to_owned())?;
+    let recipient = Recipient {
+        email,
+        name: full_name(person),
+        person: person_vars(person),
+        blocks,
+        links: links.for_moment(contact_moment_id, at),
+        tracking_id: contact_moment_id.to_string(),
+    };
+    let envelope = Envelope {
+        message_id: message_id.to_owned(),
+        date: at.and_utc(),
+    };
+    compiled
+        .render(&recipient, &envelope, links.tracking())
+        .map_err(|e| e.to_string())
+}
+
+/// One header of a rendered message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"name": "Subject", "value": "Hallo Anna"}))]
+pub struct Header {
+    pub name: String,
+    /// As written (encoded words stay encoded).
+    pub value: String,
+}
+
+/// The top-level headers of a message, unfolded.
+fn headers(message: &[u8]) -> Vec<Header> {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut out: Vec<Header> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.value.push(' ');
+                last.value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push(Header {
+                name: name.to_owned(),
+                value: value.trim().to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// Which recipient of a step's audience to preview.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct PreviewRequest {
+    /// 1-based position in the audience (person-id order); default 1.
+    #[param(minimum = 1, example = 1)]
+    pub index: Option<i64>,
+    /// Preview the audience of a send that includes earlier recipients (after a reset).
+    #[serde(default)]
+    pub include_previous_recipients: bool,
+}
+
+/// Recipient N's message exactly as a send would produce it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"step_id": 7, "index": 1, "total": 1834, "skipped_previous": 0,
+    "person_id": 42, "email": "anna.devries@example.nl", "blocks": ["donors"],
+    "subject": "Hallo Anna", "preheader": "Ons nieuws van december",
+    "html": "<p>Beste Anna,</p>", "text": "Beste Anna,",
+    "headers": [{"name": "Subject", "value": "Hallo Anna"}]}))]
+pub struct Preview {
+    pub step_id: i64,
+    /// The position shown (1-based).
+    pub index: i64,
+    /// How many recipients a send now reaches: page with `index` 1 to `total`.
+    pub total: i64,
+    /// Selected persons skipped as earlier recipients of the step.
+    pub skipped_previous: i64,
+    pub person_id: i64,
+    pub email: String,
+    /// The blocks this person sees.
+    pub blocks: Vec<String>,
+    pub subject: String,
+    pub preheader: String,
+    pub html: String,
+    pub text: String,
+    /// The message's headers (From, To, Subject, List-Unsubscribe, …).
+    pub headers: Vec<Header>,
+}
+
+fn not_ready(code: RequirementCode, message: &str) -> CampaignError {
+    CampaignError::NotReady(vec![Requirement {
+        code,
+        message: message.to_owned(),
+    }])
+}
+
+/// Renders recipient `index` of a step's audience. Errors: `NotFound`; `NotReady` when
+/// the content does not compile or there is no selection; `Invalid` (`index`) outside
+/// 1 to the audience's size.
+pub fn preview(
+    conn: &mut DbConnection,
+    delivery: &Delivery,
+    step_id: i64,
+    request: &PreviewRequest,
+) -> Result<Preview, CampaignError> {
+    let step = step_row(conn, step_id)?;
+    let checked = check(conn, &step)?;
+    let Some(compiled) = checked.compiled else {
+        let blocking: Vec<Requirement> = checked
+            .missing
+            .into_iter()
+            .filter(|r| matches!(r.code, RequirementCode::SenderAddress | RequirementCode::Template))
+            .collect();
+        return Err(CampaignError::NotReady(blocking));
+    };
+    let at = now();
+    let audience = Audience::of(conn, &step, request.include_previous_recipients, at)?
+        .ok_or_else(|| not_ready(RequirementCode::Selection, "the step has no selection (saved query)"))?;
+    let (total, skipped_previous) = audience.count(conn)?;
+    let index = request.index.unwrap_or(1);
+    if index < 1 || index > total {
+        return Err(CampaignError::invalid(
+            "index",
+            if total == 0 {
+                "the selection reaches no mailable person".to_owned()
+            } else {
+                format!("must be between 1 and {total}")
+            },
+        ));
+    }
+    let person_id = audience
+        .nth(conn, index - 1)?
+        .ok_or_else(|| CampaignError::invalid("index", format!("must be between 1 and {total}")))?;
+    let person = mailbaar_people::get_person(conn, person_id)?;
+    let blocks = blocks_of(conn, &step.blocks(), person_id, at)?;
+    let message_id = format!("preview.{step_id}.{index}@preview.invalid");
+    let mail = render_for(&compiled, &delivery.links, &person, blocks.clone(), 0, &message_id, at)
+        .map_err(|reason| not_ready(RequirementCode::Template, &reason))?;
+    Ok(Preview {
+        step_id,
+        index,
+        total,
+        skipped_previous,
+        person_id,
+        email: person.email.clone().unwrap_or_default(),
+        blocks: blocks.into_iter().collect(),
+        headers: headers(&mail.message),
+        subject: mail.subject,
+        preheader: mail.preheader,
+        html: mail.html,
+        text: mail.text,
+    })
+}
+
+/// The test persons to send a step's test mail to.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"person_ids": [5, 6]}))]
+pub struct TestMailRequest {
+    /// 1 to 50 persons flagged `is_test_person`.
+    #[schema(min_items = 1, max_items = 50)]
+    pub person_ids: Vec<i64>,
+}
+
+/// One test mail sent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"person_id": 5, "email": "test@example.org", "contact_moment_id": 88,
+    "message_id": "3f2a9c0d1e@example.org"}))]
+pub struct TestMailSent {
+    pub person_id: i64,
+    pub email: String,
+    /// The test contact moment (`is_test`), removed by `DELETE …/test-contact-moments`.
+    pub contact_moment_id: i64,
+    pub message_id: String,
+}
+
+/// Sends a step's current content to test persons, each with a test contact moment
+/// (manual §3.3). Errors: `Invalid` (`person_ids`: none, more than 50, unknown, or without
+/// an address); `NotTestPersons` naming those not flagged (nothing is sent); `NotReady`
+/// when the content does not compile or has no sender or subject; `Transport`.
+pub fn send_test_mail(
+    conn: &mut DbConnection,
+    delivery: &Delivery,
+    step_id: i64,
+    request: &TestMailRequest,
+) -> Result<Vec<TestMailSent>, CampaignError> {
+    let mut ids = request.person_ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() || ids.len() > 50 {
+        return Err(CampaignError::invalid("person_ids", "1 to 50 person ids"));
+    }
+    let step = step_row(conn, step_id)?;
+    let checked = check(conn, &step)?;
+    let blocking: Vec<Requirement> = checked
+        .missing
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.code,
+                RequirementCode::SenderAddress | RequirementCode::Subject | RequirementCode::Template
+            )
+        })
+        .cloned()
+        .collect();
+    let Some(compiled) = checked.compiled.filter(|_| blocking.is_empty()) else {
+        return Err(CampaignError::NotReady(blocking));
+    };
+    let persons = mailbaar_people::persons_by_ids(conn, &ids)?;
+    if let Some(unknown) = ids.iter().find(|id| !persons.iter().any(|p| p.id == **id)) {
+        return Err(CampaignError::invalid(
+            "person_ids",
+            format!("person {unknown} does not exist"),
+        ));
+    }
+    let not_test: Vec<i64> = persons
+        .iter()
+        .filter(|p| !p.is_test_person)
+        .map(|p| p.id)
+        .collect();
+    if !not_test.is_empty() {
+        return Err(CampaignError::NotTestPersons(not_test));
+    }
+    if let Some(p) = persons.iter().find(|p| p.email.is_none()) {
+        return Err(CampaignError::invalid(
+            "person_ids",
+            format!("test person {} has no e-mail address", p.id),
+        ));
+    }
+    let from = step.from_email.clone().unwrap_or_default();
+    let mut sent = Vec::with_capacity(persons.len());
+    for person in &persons {
+        let at = now();
+        let message_id = new_message_id(&from);
+        let moment: i64 = diesel::insert_into(contact_moments::table)
+            .values((
+                contact_moments::person_id.eq(person.id),
+                contact_moments::channel.eq("email"),
+                contact_moments::step_id.eq(step_id),
+                contact_moments::is_test.eq(true),
+                contact_moments::occurred_at.eq(at),
+                contact_moments::message_id.eq(&message_id),
+            ))
+            .returning(contact_moments::id)
+            .get_result(conn)?;
+        let blocks = blocks_of(conn, &step.blocks(), person.id, at)?;
+        let result = render_for(&compiled, &delivery.links, person, blocks, moment, &message_id, at)
+            .map_err(|reason| not_ready(RequirementCode::Template, &reason))
+            .and_then(|mail| {
+                delivery
+                    .transport
+                    .send(&OutgoingMessage {
+                        message_id: &message_id,
+                        from: &from,
+                        to: person.email.as_deref().unwrap_or_default(),
+                        bytes: &mail.message,
+                        batch: "test",
+                    })
+                    .map_err(CampaignError::from)
+            });
+        if let Err(e) = result {
+            diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
+            return Err(e);
+        }
+        let done = now();
+        diesel::update(contact_moments::table.find(moment))
+            .set((
+                contact_moments::sent_at.eq(done),
+                contact_moments::delivered_at.eq(done),
+            ))
+            .execute(conn)?;
+        sent.push(TestMailSent {
+            person_id: person.id,
+            email: person.email.clone().unwrap_or_default(),
+            contact_moment_id: moment,
+            message_id,
+        });
+    }
+    Ok(sent)
+}

@@ -1,0 +1,255 @@
+//! Readiness: what a step still needs before it can be sent (mailing manual §2.5 and §3),
+//! and warnings that do not block. Sending a step that is not ready is refused with the
+//! same list.
+
+use mailbaar_query::{Condition, Node};
+use mailbaar_render::{CompiledStep, ReadinessIssue};
+use mailbaar_store::DbConnection;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::audience::Audience;
+use crate::step::{step_row, StepRow};
+use crate::{CampaignError, SendKind};
+
+/// What a requirement or warning is about; stable codes for front ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "subject")]
+pub enum RequirementCode {
+    /// No sender address.
+    SenderAddress,
+    /// No subject.
+    Subject,
+    /// No selection (saved query), or it no longer runs.
+    Selection,
+    /// A template does not compile (the message names the part and line).
+    Template,
+    /// The content does not link the preference centre (`{{ preferences_url }}`).
+    PreferencesLink,
+    /// A one-time step that was sent: reset it first.
+    AlreadySent,
+    /// Warning: the step names no opt-in type, so its unsubscribe link withdraws nothing
+    /// specific (it offers the preference centre).
+    NoOptInType,
+    /// Warning: the selection does not require the step's opt-in type.
+    SelectionWithoutOptInType,
+    /// Warning: the selection does not require `mailable` (sending skips non-mailable
+    /// persons anyway).
+    SelectionWithoutMailable,
+    /// Warning: the selection reaches nobody now.
+    NoRecipients,
+}
+
+/// One missing requirement or warning.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"code": "subject", "message": "the step has no subject"}))]
+pub struct Requirement {
+    pub code: RequirementCode,
+    /// Says what to do, in words.
+    pub message: String,
+}
+
+impl Requirement {
+    fn new(code: RequirementCode, message: impl Into<String>) -> Self {
+        Requirement {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A step's readiness to send.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"step_id": 7, "ready": false,
+    "missing": [{"code": "subject", "message": "the step has no subject"}],
+    "warnings": [{"code": "selection_without_mailable", "message": "the selection does not require mailable; non-mailable persons are skipped"}],
+    "recipients": 1834, "skipped_previous": 0}))]
+pub struct Readiness {
+    pub step_id: i64,
+    /// `true` when nothing is missing.
+    pub ready: bool,
+    /// What blocks sending.
+    pub missing: Vec<Requirement>,
+    /// What does not block sending but deserves a look.
+    pub warnings: Vec<Requirement>,
+    /// Mailable persons a send now would reach (`null` without a selection).
+    pub recipients: Option<i64>,
+    /// Selected persons skipped because they received this step before (a send after a
+    /// reset, without `include_previous_recipients`).
+    pub skipped_previous: i64,
+}
+
+/// The person fields templates may use (`person.NAME`); identifying numbers (BSN, IBAN)
+/// are never offered to mail content.
+pub const PERSON_FIELDS: [&str; 12] = [
+    "id",
+    "email",
+    "first_name",
+    "infix",
+    "last_name",
+    "full_name",
+    "street",
+    "house_number",
+    "postal_code",
+    "city",
+    "country",
+    "birth_date",
+];
+
+/// The step checked: what is missing, the warnings, and the compiled content when it
+/// compiles.
+pub(crate) struct Checked {
+    pub missing: Vec<Requirement>,
+    pub warnings: Vec<Requirement>,
+    pub compiled: Option<CompiledStep>,
+}
+
+pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, CampaignError> {
+    use RequirementCode::*;
+    let mut missing = Vec::new();
+    let mut warnings = Vec::new();
+    if step.from_email.as_deref().is_none_or(str::is_empty) {
+        missing.push(Requirement::new(SenderAddress, "the step has no sender address"));
+    }
+    if step.subject.trim().is_empty() {
+        missing.push(Requirement::new(Subject, "the step has no subject"));
+    }
+    let compiled = if step.from_email.is_some() {
+        match CompiledStep::compile(&step.render_step(), &PERSON_FIELDS) {
+            Ok(c) => {
+                for issue in c.readiness() {
+                    match issue {
+                        ReadinessIssue::MissingPreferencesLink { part } => missing.push(
+                            Requirement::new(
+                                PreferencesLink,
+                                format!("the {part} does not link the preference centre ({{{{ preferences_url }}}})"),
+                            ),
+                        ),
+                    }
+                }
+                Some(c)
+            }
+            Err(e) => {
+                missing.push(Requirement::new(Template, e.to_string()));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if step.send_kind() == SendKind::OneTime {
+        if let Some(since) = step.blocked_since {
+            missing.push(Requirement::new(
+                AlreadySent,
+                format!("this one-time step was sent (blocked since {} UTC); reset it to send again", since.format("%Y-%m-%d %H:%M")),
+            ));
+        }
+    }
+    match step.query_id {
+        None => missing.push(Requirement::new(Selection, "the step has no selection (saved query)")),
+        Some(id) => match mailbaar_query::get_query(conn, id) {
+            Ok(query) => {
+                let mut load = |qid: i64| {
+                    mailbaar_query::get_query(conn, qid)
+                        .ok()
+                        .map(|q| q.conditions)
+                };
+                if !requires(&query.conditions, &|c| is_true(c, "mailable"), &mut load, 0) {
+                    warnings.push(Requirement::new(
+                        SelectionWithoutMailable,
+                        "the selection does not require mailable; non-mailable persons are skipped",
+                    ));
+                }
+                match step.opt_in_type_id {
+                    Some(t) => {
+                        let field = format!("consent.{t}");
+                        if !requires(&query.conditions, &|c| is_true(c, &field), &mut load, 0) {
+                            warnings.push(Requirement::new(
+                                SelectionWithoutOptInType,
+                                format!("the selection does not require opt-in type {t} ({field} = true), which this step mails for"),
+                            ));
+                        }
+                    }
+                    None => warnings.push(Requirement::new(
+                        NoOptInType,
+                        "the step names no opt-in type; its unsubscribe link cannot withdraw one",
+                    )),
+                }
+            }
+            Err(e) => missing.push(Requirement::new(Selection, e.to_string())),
+        },
+    }
+    Ok(Checked {
+        missing,
+        warnings,
+        compiled,
+    })
+}
+
+fn is_true(c: &Condition, field: &str) -> bool {
+    c.field == field
+        && matches!(c.op, mailbaar_query::Op::Eq)
+        && c.value.as_ref() == Some(&Value::Bool(true))
+}
+
+/// Whether every person a tree selects meets `holds`: the condition itself, a child of
+/// an `all`, every child of a non-empty `any`, or an included saved query that requires it.
+fn requires(
+    node: &Node,
+    holds: &dyn Fn(&Condition) -> bool,
+    load: &mut dyn FnMut(i64) -> Option<Node>,
+    depth: usize,
+) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    match node {
+        Node::Condition(c) if holds(c) => true,
+        Node::Condition(c) if c.field == "in_query" && matches!(c.op, mailbaar_query::Op::Eq) => {
+            match c.value.as_ref().and_then(Value::as_i64).and_then(&mut *load) {
+                Some(inner) => requires(&inner, holds, load, depth + 1),
+                None => false,
+            }
+        }
+        Node::Condition(_) | Node::Not { .. } => false,
+        Node::All { all } => all.iter().any(|n| requires(n, holds, load, depth + 1)),
+        Node::Any { any } => {
+            !any.is_empty() && any.iter().all(|n| requires(n, holds, load, depth + 1))
+        }
+    }
+}
+
+/// The readiness of a step to send now (`include_previous`: whether a send would include
+/// persons who received the step before). Errors: `NotFound`.
+pub fn readiness(
+    conn: &mut DbConnection,
+    step_id: i64,
+    include_previous: bool,
+) -> Result<Readiness, CampaignError> {
+    let step = step_row(conn, step_id)?;
+    let mut checked = check(conn, &step)?;
+    let (recipients, skipped_previous) = match Audience::of(conn, &step, include_previous, mailbaar_store::now()) {
+        Ok(Some(audience)) => {
+            let (n, skipped) = audience.count(conn)?;
+            (Some(n), skipped)
+        }
+        Ok(None) | Err(CampaignError::Query(_)) => (None, 0),
+        Err(e) => return Err(e),
+    };
+    if recipients == Some(0) {
+        checked.warnings.push(Requirement::new(
+            RequirementCode::NoRecipients,
+            "the selection reaches no mailable person now",
+        ));
+    }
+    Ok(Readiness {
+        step_id,
+        ready: checked.missing.is_empty(),
+        missing: checked.missing,
+        warnings: checked.warnings,
+        recipients,
+        skipped_previous,
+    })
+}

@@ -1,0 +1,15 @@
+DROP TABLE secrets;
+DROP INDEX contact_moments_mail_job;
+DROP INDEX contact_moments_message_id;
+ALTER TABLE contact_moments DROP COLUMN click_count;
+ALTER TABLE contact_moments DROP COLUMN open_count;
+ALTER TABLE contact_moments DROP COLUMN bounce_reason;
+ALTER TABLE contact_moments DROP COLUMN bounced_at;
+ALTER TABLE contact_moments DROP COLUMN delivered_at;
+ALTER TABLE contact_moments DROP COLUMN sent_at;
+ALTER TABLE contact_moments DROP COLUMN message_id;
+ALTER TABLE contact_moments DROP COLUMN mail_job_id;
+DROP TABLE mail_job_recipients;
+DROP TABLE mail_jobs;
+DROP TABLE campaign_steps;
+DROP TABLE campaigns;
