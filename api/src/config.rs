@@ -19,6 +19,11 @@ pub struct Config {
     pub workers: Option<usize>,
     /// How this process runs background tasks.
     pub tasks: TaskConfig,
+    /// `MAILBAAR_OUTBOX`: the directory the `.eml` transport writes messages under
+    /// (default `outbox`), one folder per mail job and `test` for test mails.
+    pub outbox: std::path::PathBuf,
+    /// `MAILBAAR_SEND_BATCH`: recipients claimed and sent per batch (default 500).
+    pub send_batch: i64,
 }
 
 /// How a process runs background tasks.
@@ -62,6 +67,13 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(8),
             workers: var("MAILBAAR_WORKERS").and_then(|v| v.parse().ok()),
+            outbox: var("MAILBAAR_OUTBOX")
+                .unwrap_or_else(|| "outbox".into())
+                .into(),
+            send_batch: var("MAILBAAR_SEND_BATCH")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(500)
+                .clamp(1, 10_000),
             tasks: TaskConfig {
                 run: var("MAILBAAR_RUN_TASKS")
                     .is_none_or(|v| !matches!(v.trim(), "false" | "0" | "no")),

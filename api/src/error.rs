@@ -4,6 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
+use mailbaar_campaigns::CampaignError;
 use mailbaar_consent::ConsentError;
 use mailbaar_gdpr::GdprError;
 use mailbaar_people::{FieldError, PeopleError};
@@ -31,6 +32,9 @@ pub struct Problem {
     /// Per-field reasons, for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// For `/problems/not-ready`: every requirement the step still misses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<mailbaar_campaigns::Requirement>>,
     /// For 500 and 503: the request's id (also in `X-Request-Id` and in the service's log
     /// line about it), to quote to the operator.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,6 +52,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A step that may not be sent yet (409), with every missing requirement.
+    #[error("{}", .0.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))]
+    NotReady(Vec<mailbaar_campaigns::Requirement>),
     #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
     #[error("{0}")]
@@ -84,6 +91,7 @@ impl ApiError {
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            NotReady(_) => (StatusCode::CONFLICT, "not-ready", "Not ready to send"),
             Invalid(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
@@ -149,6 +157,10 @@ impl ResponseError for ApiError {
             detail: self.to_string(),
             errors: match self {
                 ApiError::Invalid(e) => Some(e.clone()),
+                _ => None,
+            },
+            missing: match self {
+                ApiError::NotReady(m) => Some(m.clone()),
                 _ => None,
             },
             request_id,
@@ -252,9 +264,12 @@ impl From<ConsentError> for ApiError {
             PersonNotFound(_) | TypeNotFound(_) | RecordNotFound(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            Anonymized(_) | TypeInactive(_) | DuplicateName(_) | TypeInUse(_) | TypeUsedBySteps { .. } | NoSoftQuery(_) => {
-                ApiError::Conflict(e.to_string())
-            }
+            Anonymized(_)
+            | TypeInactive(_)
+            | DuplicateName(_)
+            | TypeInUse(_)
+            | TypeUsedBySteps { .. }
+            | NoSoftQuery(_) => ApiError::Conflict(e.to_string()),
             Selection(cause) => match cause.downcast::<QueryError>() {
                 Ok(query) => (*query).into(),
                 Err(other) => ApiError::Internal(other),
@@ -351,6 +366,31 @@ impl From<TaskError> for ApiError {
             }
             TaskError::Database(err) => err.into(),
             TaskError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<CampaignError> for ApiError {
+    fn from(e: CampaignError) -> Self {
+        use CampaignError::*;
+        match e {
+            NotFound { .. } => ApiError::NotFound(e.to_string()),
+            Invalid { field, reason } => ApiError::invalid(field, reason),
+            NotTestPersons(ref ids) => ApiError::Invalid(
+                ids.iter()
+                    .map(|id| {
+                        FieldError::new("person_ids", format!("person {id} is not a test person"))
+                    })
+                    .collect(),
+            ),
+            DuplicateName(_) | Refused(_) => ApiError::Conflict(e.to_string()),
+            NotReady(missing) => ApiError::NotReady(missing),
+            Transport(_) => internal("a message could not be handed over", e),
+            Query(err) => err.into(),
+            People(err) => err.into(),
+            Settings(err) => err.into(),
+            Task(err) => err.into(),
+            Database(err) => err.into(),
         }
     }
 }
@@ -461,6 +501,26 @@ mod tests {
             (G::RuleNotFound(1).into(), 404),
             (G::Conflict("inactive".into()).into(), 409),
             (T::NotFound(9).into(), 404),
+            (
+                CampaignError::NotFound {
+                    what: "mail job",
+                    id: 3,
+                }
+                .into(),
+                404,
+            ),
+            (CampaignError::Refused("sent".into()).into(), 409),
+            (CampaignError::NotReady(vec![]).into(), 409),
+            (CampaignError::NotTestPersons(vec![4]).into(), 422),
+            (CampaignError::Query(QueryError::NotFound(4)).into(), 404),
+            (
+                CampaignError::Task(T::AlreadyActive {
+                    kind: "k".into(),
+                    task_id: 1,
+                })
+                .into(),
+                409,
+            ),
             (
                 T::AlreadyActive {
                     kind: "k".into(),

@@ -80,9 +80,11 @@ impl Application {
             .port();
         let workers = config.workers;
         let tasks = config.tasks.clone();
+        let delivery = work::delivery(&pool, &config)?;
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             config: Arc::new(config),
+            delivery: delivery.clone(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -106,7 +108,7 @@ impl Application {
             server = server.workers(n);
         }
         let runners = if tasks.run {
-            work::start_runners(&pool, &tasks)?
+            work::start_runners(&pool, &tasks, delivery)?
         } else {
             Vec::new()
         };

@@ -92,7 +92,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
             signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-            let runners = mailbaar_api::work::start_runners(&pool, &config.tasks)?;
+            let delivery = mailbaar_api::work::delivery(&pool, &config)?;
+            let runners = mailbaar_api::work::start_runners(&pool, &config.tasks, delivery)?;
             tracing::info!(runners = runners.len(), "mailbaar worker running tasks");
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 std::thread::sleep(std::time::Duration::from_millis(100));

@@ -6,11 +6,13 @@ use mailbaar_store::{DbConnection, Pool};
 use crate::config::Config;
 use crate::error::ApiError;
 
-/// What every handler shares: the pool and the configuration read at start.
+/// What every handler shares: the pool, the configuration read at start, and how this
+/// process delivers messages.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Pool,
     pub config: Arc<Config>,
+    pub delivery: Arc<mailbaar_campaigns::Delivery>,
 }
 
 impl AppState {

@@ -20,6 +20,8 @@ pub struct TestApp {
     runners: Vec<mailbaar_tasks::RunnerHandle>,
     /// The service's own pool, to count the connections requests take.
     pub pool: mailbaar_store::Pool,
+    /// Where the `.eml` transport writes this service's messages.
+    pub outbox: tempfile::TempDir,
 }
 
 /// A response read to the end.
@@ -36,6 +38,7 @@ impl TestApp {
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         let db = TestDatabase::new(backend)?;
         let admin_token = format!("mb_test_{}", uuid::Uuid::new_v4().simple());
+        let outbox = tempfile::tempdir().expect("outbox directory");
         let config = Config {
             database_url: db.url_string(),
             listen: "127.0.0.1:0".into(),
@@ -47,6 +50,8 @@ impl TestApp {
                 poll: std::time::Duration::from_millis(20),
                 ..Default::default()
             },
+            outbox: outbox.path().to_owned(),
+            send_batch: 2,
         };
         let mut app = Application::build(config).expect("service starts");
         let runners = app.take_task_runners();
@@ -66,6 +71,7 @@ impl TestApp {
             handle,
             runners,
             pool,
+            outbox,
         })
     }
 
@@ -141,6 +147,40 @@ impl TestApp {
             actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("task {id} did not end within 30 s");
+    }
+
+    /// Follows a mail job until its status is one of `statuses` (at most 30 s); returns it.
+    pub async fn wait_for_mail_job(&self, id: i64, statuses: &[&str]) -> Value {
+        for _ in 0..1500 {
+            let r = self
+                .admin("GET", &format!("/api/v1/mailjobs/{id}"), None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            if statuses.contains(&r.body["status"].as_str().unwrap_or_default()) {
+                return r.body;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("mail job {id} did not reach {statuses:?} within 30 s");
+    }
+
+    /// The messages the `.eml` transport wrote into one folder (`job-N` or `test`), as
+    /// text, in file-name order.
+    pub fn messages(&self, folder: &str) -> Vec<String> {
+        let dir = self.outbox.path().join(folder);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| std::fs::read_to_string(p).expect("a message reads"))
+            .collect()
     }
 
     /// Stops the service's task runners (each finishes what it holds), for tests that count

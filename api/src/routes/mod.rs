@@ -2,9 +2,11 @@
 //! result. Nothing here decides a business rule.
 
 pub mod audit;
+pub mod campaigns;
 pub mod consents;
 pub mod docs;
 pub mod health;
+pub mod mailjobs;
 pub mod opt_in_types;
 pub mod persons;
 pub mod profiles;
@@ -64,6 +66,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(queries::run_query)
                 .service(profiles::recalculate)
                 .service(tasks::get_task)
+                .service(campaigns::list_campaigns)
+                .service(campaigns::create_campaign)
+                .service(campaigns::get_campaign)
+                .service(campaigns::update_campaign)
+                .service(campaigns::delete_campaign)
+                .service(campaigns::list_steps)
+                .service(campaigns::create_step)
+                .service(campaigns::get_step)
+                .service(campaigns::update_step)
+                .service(campaigns::delete_step)
+                .service(campaigns::readiness)
+                .service(campaigns::preview)
+                .service(campaigns::test_mail)
+                .service(campaigns::send)
+                .service(campaigns::reset)
+                .service(campaigns::delete_test_moments)
+                .service(campaigns::results)
+                .service(mailjobs::list_mail_jobs)
+                .service(mailjobs::get_mail_job)
+                .service(mailjobs::reschedule)
+                .service(mailjobs::cancel)
                 .service(settings::get_settings)
                 .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.

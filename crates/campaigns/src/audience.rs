@@ -23,7 +23,9 @@ pub(crate) struct Audience {
 }
 
 /// "Has not received this step before": no real (non-test) contact moment of the step.
-fn not_received(step_id: i64) -> SqlLiteral<Bool, UncheckedBind<SqlLiteral<Bool>, AsExprOf<i64, BigInt>>> {
+fn not_received(
+    step_id: i64,
+) -> SqlLiteral<Bool, UncheckedBind<SqlLiteral<Bool>, AsExprOf<i64, BigInt>>> {
     sql::<Bool>("NOT EXISTS (SELECT 1 FROM contact_moments received WHERE received.step_id = ")
         .bind::<BigInt, _>(step_id)
         .sql(" AND received.person_id = persons.id AND NOT received.is_test)")
@@ -77,7 +79,11 @@ impl Audience {
     }
 
     /// The id of recipient `index` (0-based) in person-id order.
-    pub(crate) fn nth(&self, conn: &mut DbConnection, index: i64) -> Result<Option<i64>, CampaignError> {
+    pub(crate) fn nth(
+        &self,
+        conn: &mut DbConnection,
+        index: i64,
+    ) -> Result<Option<i64>, CampaignError> {
         let base = persons::table
             .filter(self.condition.clone())
             .filter(mailable())
@@ -88,14 +94,23 @@ impl Audience {
         Ok(if self.include_previous {
             base.first(conn).optional()?
         } else {
-            base.filter(not_received(self.step_id)).first(conn).optional()?
+            base.filter(not_received(self.step_id))
+                .first(conn)
+                .optional()?
         })
     }
 
     /// Writes the frozen recipient list of a mail job in one `INSERT … SELECT` (no id is
     /// loaded into memory); returns the number of rows.
-    pub(crate) fn insert_recipients(&self, conn: &mut DbConnection, mail_job_id: i64) -> Result<usize, CampaignError> {
-        let columns = (mail_job_recipients::mail_job_id, mail_job_recipients::person_id);
+    pub(crate) fn insert_recipients(
+        &self,
+        conn: &mut DbConnection,
+        mail_job_id: i64,
+    ) -> Result<usize, CampaignError> {
+        let columns = (
+            mail_job_recipients::mail_job_id,
+            mail_job_recipients::person_id,
+        );
         let base = persons::table
             .filter(self.condition.clone())
             .filter(mailable());
@@ -161,7 +176,11 @@ pub(crate) fn blocks_of(
                         format!(
                             "block {:?}: {}",
                             b.name,
-                            issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                            issues
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         ),
                     )
                 })?;

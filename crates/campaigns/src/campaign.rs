@@ -183,7 +183,11 @@ pub fn update_campaign(
     changes: CampaignChanges,
 ) -> Result<Campaign, CampaignError> {
     let new_name = changes.name.as_deref().map(name).transpose()?;
-    let new_description = changes.description.as_deref().map(description).transpose()?;
+    let new_description = changes
+        .description
+        .as_deref()
+        .map(description)
+        .transpose()?;
     mailbaar_store::write_transaction(conn, |conn| {
         get_campaign(conn, id)?;
         let t = now();

@@ -218,11 +218,7 @@ pub(crate) fn lock_job(conn: &mut DbConnection, id: i64) -> Result<JobRow, Campa
     job_row(conn, id)
 }
 
-fn to_job(
-    row: JobRow,
-    step: (String, i64),
-    tz: chrono_tz::Tz,
-) -> MailJob {
+fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz) -> MailJob {
     let local = |t: NaiveDateTime| t.and_utc().with_timezone(&tz).fixed_offset();
     let done = row.sent + row.failed + row.skipped;
     MailJob {
@@ -315,7 +311,10 @@ fn send_time(
     };
     let t = t.naive_utc();
     if !mailbaar_store::time_in_range(t) {
-        return Err(CampaignError::invalid(field, "must lie in the years 1900 to 2200"));
+        return Err(CampaignError::invalid(
+            field,
+            "must lie in the years 1900 to 2200",
+        ));
     }
     if t < at - chrono::TimeDelta::seconds(PAST_GRACE_SECONDS) {
         return Err(CampaignError::invalid(field, "lies in the past"));
@@ -403,13 +402,18 @@ fn not_scheduled(job: &JobRow, what: &str) -> CampaignError {
     let status = job.status();
     let why = match status {
         MailJobStatus::Cancelled => "it was cancelled".to_owned(),
-        MailJobStatus::Sent | MailJobStatus::Failed => format!("it has ended ({})", status.as_str()),
+        MailJobStatus::Sent | MailJobStatus::Failed => {
+            format!("it has ended ({})", status.as_str())
+        }
         _ => format!(
             "its preparation started (status {}); the content and recipients are frozen",
             status.as_str()
         ),
     };
-    CampaignError::Refused(format!("mail job {} can no longer be {what}: {why}", job.id))
+    CampaignError::Refused(format!(
+        "mail job {} can no longer be {what}: {why}",
+        job.id
+    ))
 }
 
 /// Moves a scheduled job to a new time, until its preparation starts. Errors: `NotFound`;
@@ -458,7 +462,11 @@ pub fn reschedule_mail_job(
 
 /// Cancels a job whose preparation has not started; a one-time step is no longer
 /// blocked by it. Errors: `NotFound`; `Refused` once preparation started or it ended.
-pub fn cancel_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<MailJob, CampaignError> {
+pub fn cancel_mail_job(
+    conn: &mut DbConnection,
+    id: i64,
+    by: &str,
+) -> Result<MailJob, CampaignError> {
     mailbaar_store::write_transaction(conn, |conn| {
         let job = lock_job(conn, id)?;
         if job.status() != MailJobStatus::Scheduled {
@@ -486,7 +494,11 @@ pub fn cancel_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<Mai
 }
 
 /// Whether a step has a job, other than `except`, that was not cancelled.
-fn step_has_other_jobs(conn: &mut DbConnection, step_id: i64, except: i64) -> Result<bool, CampaignError> {
+fn step_has_other_jobs(
+    conn: &mut DbConnection,
+    step_id: i64,
+    except: i64,
+) -> Result<bool, CampaignError> {
     let n: i64 = mail_jobs::table
         .filter(mail_jobs::step_id.eq(step_id))
         .filter(mail_jobs::id.ne(except))
@@ -534,7 +546,13 @@ pub fn reset_step(
                 campaign_steps::updated_at.eq(now()),
             ))
             .execute(conn)?;
-        mailbaar_audit::record(conn, by, "step.reset", None, &format!("campaign step {step_id}"))?;
+        mailbaar_audit::record(
+            conn,
+            by,
+            "step.reset",
+            None,
+            &format!("campaign step {step_id}"),
+        )?;
         crate::get_step(conn, step_id)
     })
 }

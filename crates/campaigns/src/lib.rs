@@ -42,10 +42,13 @@ pub use mailing::{
     TestMailSent,
 };
 pub use readiness::{readiness, Readiness, Requirement, RequirementCode, PERSON_FIELDS};
-pub use results::{delete_test_contact_moments, step_results, HourBucket, Rate, StepResults, TestResults, CURVE_HOURS};
+pub use results::{
+    delete_test_contact_moments, step_results, HourBucket, Rate, StepResults, TestResults,
+    CURVE_HOURS,
+};
 pub use sending::{preparation_work, SendWork};
 pub use step::{
-    create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep,
-    SendKind, StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,
+    create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
+    StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,
 };
 pub use transport::{EmlTransport, OutgoingMessage, Transport, TransportError};

@@ -90,7 +90,12 @@ impl Links {
     }
 
     /// The token for one page of one contact moment, valid until `expires`.
-    pub fn token(&self, purpose: LinkPurpose, contact_moment_id: i64, expires: NaiveDateTime) -> String {
+    pub fn token(
+        &self,
+        purpose: LinkPurpose,
+        contact_moment_id: i64,
+        expires: NaiveDateTime,
+    ) -> String {
         let payload = format!(
             "{}{contact_moment_id}.{}",
             purpose.code(),
@@ -128,18 +133,30 @@ impl Links {
     /// Checks a token for `purpose` at `now`: the contact moment it names. Errors:
     /// [`LinkError::Invalid`] for any changed byte or another page's token,
     /// [`LinkError::Expired`] past its lifetime.
-    pub fn verify(&self, purpose: LinkPurpose, token: &str, now: NaiveDateTime) -> Result<i64, LinkError> {
+    pub fn verify(
+        &self,
+        purpose: LinkPurpose,
+        token: &str,
+        now: NaiveDateTime,
+    ) -> Result<i64, LinkError> {
         let (payload_b64, tag_b64) = token.split_once('.').ok_or(LinkError::Invalid)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| LinkError::Invalid)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag_b64).map_err(|_| LinkError::Invalid)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| LinkError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag_b64)
+            .map_err(|_| LinkError::Invalid)?;
         if tag.len() != MAC_LEN {
             return Err(LinkError::Invalid);
         }
         let mut mac = self.mac.clone();
         mac.update(&payload);
-        mac.verify_truncated_left(&tag).map_err(|_| LinkError::Invalid)?;
+        mac.verify_truncated_left(&tag)
+            .map_err(|_| LinkError::Invalid)?;
         let payload = String::from_utf8(payload).map_err(|_| LinkError::Invalid)?;
-        let rest = payload.strip_prefix(purpose.code()).ok_or(LinkError::Invalid)?;
+        let rest = payload
+            .strip_prefix(purpose.code())
+            .ok_or(LinkError::Invalid)?;
         let (id, expires) = rest.split_once('.').ok_or(LinkError::Invalid)?;
         let id: i64 = id.parse().map_err(|_| LinkError::Invalid)?;
         let expires: i64 = expires.parse().map_err(|_| LinkError::Invalid)?;
@@ -156,21 +173,40 @@ mod tests {
 
     #[test]
     fn links_verify_and_refuse_changes() {
-        let links = Links::new(b"0123456789abcdef0123456789abcdef", "https://mail.example.org/");
-        let sent = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap().naive_utc();
+        let links = Links::new(
+            b"0123456789abcdef0123456789abcdef",
+            "https://mail.example.org/",
+        );
+        let sent = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
         let set = links.for_moment(42, sent);
-        assert!(set.preferences_url.starts_with("https://mail.example.org/r/preferences/"));
+        assert!(set
+            .preferences_url
+            .starts_with("https://mail.example.org/r/preferences/"));
         let token = set.preferences_url.rsplit('/').next().unwrap();
         assert_eq!(links.verify(LinkPurpose::Preferences, token, sent), Ok(42));
         // Another page's token, a changed byte, another key: refused.
-        assert_eq!(links.verify(LinkPurpose::Unsubscribe, token, sent), Err(LinkError::Invalid));
+        assert_eq!(
+            links.verify(LinkPurpose::Unsubscribe, token, sent),
+            Err(LinkError::Invalid)
+        );
         let mut changed = token.to_owned().into_bytes();
         changed[1] ^= 1;
         let changed = String::from_utf8(changed).unwrap();
-        assert_eq!(links.verify(LinkPurpose::Preferences, &changed, sent), Err(LinkError::Invalid));
+        assert_eq!(
+            links.verify(LinkPurpose::Preferences, &changed, sent),
+            Err(LinkError::Invalid)
+        );
         let other = Links::new(b"another key", "https://mail.example.org");
-        assert_eq!(other.verify(LinkPurpose::Preferences, token, sent), Err(LinkError::Invalid));
+        assert_eq!(
+            other.verify(LinkPurpose::Preferences, token, sent),
+            Err(LinkError::Invalid)
+        );
         let late = sent + TimeDelta::days(LINK_LIFETIME_DAYS + 1);
-        assert_eq!(links.verify(LinkPurpose::Preferences, token, late), Err(LinkError::Expired));
+        assert_eq!(
+            links.verify(LinkPurpose::Preferences, token, late),
+            Err(LinkError::Expired)
+        );
     }
 }

@@ -52,7 +52,8 @@ impl Delivery {
 }
 
 fn text(v: &Option<String>) -> PersonValue {
-    v.as_ref().map_or(PersonValue::Null, |s| PersonValue::Text(s.clone()))
+    v.as_ref()
+        .map_or(PersonValue::Null, |s| PersonValue::Text(s.clone()))
 }
 
 /// The display name: first name, infix and last name as far as known.
@@ -88,7 +89,9 @@ pub(crate) fn person_vars(p: &Person) -> PersonVars {
 
 /// A fresh Message-ID (without brackets) in the sender's domain (RFC 5322 §3.6.4).
 pub(crate) fn new_message_id(from_email: &str) -> String {
-    let domain = from_email.rsplit_once('@').map_or("mailbaar.invalid", |(_, d)| d);
+    let domain = from_email
+        .rsplit_once('@')
+        .map_or("mailbaar.invalid", |(_, d)| d);
     format!("{}@{domain}", uuid::Uuid::new_v4().simple())
 }
 
@@ -213,13 +216,23 @@ pub fn preview(
         let blocking: Vec<Requirement> = checked
             .missing
             .into_iter()
-            .filter(|r| matches!(r.code, RequirementCode::SenderAddress | RequirementCode::Template))
+            .filter(|r| {
+                matches!(
+                    r.code,
+                    RequirementCode::SenderAddress | RequirementCode::Template
+                )
+            })
             .collect();
         return Err(CampaignError::NotReady(blocking));
     };
     let at = now();
-    let audience = Audience::of(conn, &step, request.include_previous_recipients, at)?
-        .ok_or_else(|| not_ready(RequirementCode::Selection, "the step has no selection (saved query)"))?;
+    let audience =
+        Audience::of(conn, &step, request.include_previous_recipients, at)?.ok_or_else(|| {
+            not_ready(
+                RequirementCode::Selection,
+                "the step has no selection (saved query)",
+            )
+        })?;
     let (total, skipped_previous) = audience.count(conn)?;
     let index = request.index.unwrap_or(1);
     if index < 1 || index > total {
@@ -238,8 +251,16 @@ pub fn preview(
     let person = mailbaar_people::get_person(conn, person_id)?;
     let blocks = blocks_of(conn, &step.blocks(), person_id, at)?;
     let message_id = format!("preview.{step_id}.{index}@preview.invalid");
-    let mail = render_for(&compiled, &delivery.links, &person, blocks.clone(), 0, &message_id, at)
-        .map_err(|reason| not_ready(RequirementCode::Template, &reason))?;
+    let mail = render_for(
+        &compiled,
+        &delivery.links,
+        &person,
+        blocks.clone(),
+        0,
+        &message_id,
+        at,
+    )
+    .map_err(|reason| not_ready(RequirementCode::Template, &reason))?;
     Ok(Preview {
         step_id,
         index,
@@ -302,7 +323,9 @@ pub fn send_test_mail(
         .filter(|r| {
             matches!(
                 r.code,
-                RequirementCode::SenderAddress | RequirementCode::Subject | RequirementCode::Template
+                RequirementCode::SenderAddress
+                    | RequirementCode::Subject
+                    | RequirementCode::Template
             )
         })
         .cloned()
@@ -348,20 +371,28 @@ pub fn send_test_mail(
             .returning(contact_moments::id)
             .get_result(conn)?;
         let blocks = blocks_of(conn, &step.blocks(), person.id, at)?;
-        let result = render_for(&compiled, &delivery.links, person, blocks, moment, &message_id, at)
-            .map_err(|reason| not_ready(RequirementCode::Template, &reason))
-            .and_then(|mail| {
-                delivery
-                    .transport
-                    .send(&OutgoingMessage {
-                        message_id: &message_id,
-                        from: &from,
-                        to: person.email.as_deref().unwrap_or_default(),
-                        bytes: &mail.message,
-                        batch: "test",
-                    })
-                    .map_err(CampaignError::from)
-            });
+        let result = render_for(
+            &compiled,
+            &delivery.links,
+            person,
+            blocks,
+            moment,
+            &message_id,
+            at,
+        )
+        .map_err(|reason| not_ready(RequirementCode::Template, &reason))
+        .and_then(|mail| {
+            delivery
+                .transport
+                .send(&OutgoingMessage {
+                    message_id: &message_id,
+                    from: &from,
+                    to: person.email.as_deref().unwrap_or_default(),
+                    bytes: &mail.message,
+                    batch: "test",
+                })
+                .map_err(CampaignError::from)
+        });
         if let Err(e) = result {
             diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
             return Err(e);

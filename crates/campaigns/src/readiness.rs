@@ -111,7 +111,10 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
     let mut missing = Vec::new();
     let mut warnings = Vec::new();
     if step.from_email.as_deref().is_none_or(str::is_empty) {
-        missing.push(Requirement::new(SenderAddress, "the step has no sender address"));
+        missing.push(Requirement::new(
+            SenderAddress,
+            "the step has no sender address",
+        ));
     }
     if step.subject.trim().is_empty() {
         missing.push(Requirement::new(Subject, "the step has no subject"));
@@ -143,12 +146,18 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
         if let Some(since) = step.blocked_since {
             missing.push(Requirement::new(
                 AlreadySent,
-                format!("this one-time step was sent (blocked since {} UTC); reset it to send again", since.format("%Y-%m-%d %H:%M")),
+                format!(
+                    "this one-time step was sent (blocked since {} UTC); reset it to send again",
+                    since.format("%Y-%m-%d %H:%M")
+                ),
             ));
         }
     }
     match step.query_id {
-        None => missing.push(Requirement::new(Selection, "the step has no selection (saved query)")),
+        None => missing.push(Requirement::new(
+            Selection,
+            "the step has no selection (saved query)",
+        )),
         Some(id) => match mailbaar_query::get_query(conn, id) {
             Ok(query) => {
                 let mut load = |qid: i64| {
@@ -208,7 +217,12 @@ fn requires(
     match node {
         Node::Condition(c) if holds(c) => true,
         Node::Condition(c) if c.field == "in_query" && matches!(c.op, mailbaar_query::Op::Eq) => {
-            match c.value.as_ref().and_then(Value::as_i64).and_then(&mut *load) {
+            match c
+                .value
+                .as_ref()
+                .and_then(Value::as_i64)
+                .and_then(&mut *load)
+            {
                 Some(inner) => requires(&inner, holds, load, depth + 1),
                 None => false,
             }
@@ -230,14 +244,15 @@ pub fn readiness(
 ) -> Result<Readiness, CampaignError> {
     let step = step_row(conn, step_id)?;
     let mut checked = check(conn, &step)?;
-    let (recipients, skipped_previous) = match Audience::of(conn, &step, include_previous, mailbaar_store::now()) {
-        Ok(Some(audience)) => {
-            let (n, skipped) = audience.count(conn)?;
-            (Some(n), skipped)
-        }
-        Ok(None) | Err(CampaignError::Query(_)) => (None, 0),
-        Err(e) => return Err(e),
-    };
+    let (recipients, skipped_previous) =
+        match Audience::of(conn, &step, include_previous, mailbaar_store::now()) {
+            Ok(Some(audience)) => {
+                let (n, skipped) = audience.count(conn)?;
+                (Some(n), skipped)
+            }
+            Ok(None) | Err(CampaignError::Query(_)) => (None, 0),
+            Err(e) => return Err(e),
+        };
     if recipients == Some(0) {
         checked.warnings.push(Requirement::new(
             RequirementCode::NoRecipients,

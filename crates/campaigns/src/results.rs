@@ -141,16 +141,17 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
             .filter(contact_moments::step_id.eq(step_id))
             .filter(contact_moments::channel.eq("email"))
     };
-    let (sent, bounced, opens, clicks, first): (i64, i64, i64, i64, Option<NaiveDateTime>) = moments()
-        .filter(contact_moments::is_test.eq(false))
-        .select((
-            count(contact_moments::sent_at),
-            count(contact_moments::bounced_at),
-            count(contact_moments::opened_at),
-            count(contact_moments::clicked_at),
-            min(contact_moments::sent_at),
-        ))
-        .first(conn)?;
+    let (sent, bounced, opens, clicks, first): (i64, i64, i64, i64, Option<NaiveDateTime>) =
+        moments()
+            .filter(contact_moments::is_test.eq(false))
+            .select((
+                count(contact_moments::sent_at),
+                count(contact_moments::bounced_at),
+                count(contact_moments::opened_at),
+                count(contact_moments::clicked_at),
+                min(contact_moments::sent_at),
+            ))
+            .first(conn)?;
     let delivered: i64 = moments()
         .filter(contact_moments::is_test.eq(false))
         .filter(contact_moments::delivered_at.is_not_null())

@@ -42,7 +42,12 @@ struct JobPayload {
     mail_job_id: i64,
 }
 
-fn fail_job(conn: &mut DbConnection, id: i64, message: &str, at: NaiveDateTime) -> Result<(), CampaignError> {
+fn fail_job(
+    conn: &mut DbConnection,
+    id: i64,
+    message: &str,
+    at: NaiveDateTime,
+) -> Result<(), CampaignError> {
     diesel::update(mail_jobs::table.find(id))
         .set((
             mail_jobs::status.eq(MailJobStatus::Failed.as_str()),
@@ -86,7 +91,10 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
         let job = lock_job(conn, id)?;
         Ok(match job.status() {
             MailJobStatus::Cancelled | MailJobStatus::Failed | MailJobStatus::Sent => {
-                Start::Stop(format!("mail job {id} is {}; nothing to prepare", job.status().as_str()))
+                Start::Stop(format!(
+                    "mail job {id} is {}; nothing to prepare",
+                    job.status().as_str()
+                ))
             }
             MailJobStatus::Scheduled if job.prepare_at > at => Start::Later(job.prepare_at),
             MailJobStatus::Scheduled | MailJobStatus::Preparing => {
@@ -128,7 +136,10 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
             .map(|r| r.message.clone())
             .collect();
         if !missing.is_empty() {
-            let message = format!("not sent: the step is no longer ready: {}", missing.join("; "));
+            let message = format!(
+                "not sent: the step is no longer ready: {}",
+                missing.join("; ")
+            );
             fail_job(conn, id, &message, at)?;
             return Ok(message);
         }
@@ -160,7 +171,11 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
                 let node = mailbaar_query::Node::parse(tree).map_err(|issues| {
                     CampaignError::invalid(
                         "blocks",
-                        issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                        issues
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     )
                 })?;
                 mark_block(conn, id, i, &node, at)?;
@@ -187,7 +202,9 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
                 mail_jobs::updated_at.eq(at),
             ))
             .execute(conn)?;
-        Ok(format!("{recipients} recipients frozen, {skipped_previous} earlier recipients skipped"))
+        Ok(format!(
+            "{recipients} recipients frozen, {skipped_previous} earlier recipients skipped"
+        ))
     })?;
     Ok(Outcome::Done(summary))
 }
@@ -279,10 +296,11 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
             break;
         }
         let ids: Vec<i64> = claimed.iter().map(|c| c.person_id).collect();
-        let persons: BTreeMap<i64, mailbaar_people::Person> = mailbaar_people::persons_by_ids(&mut conn, &ids)?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect();
+        let persons: BTreeMap<i64, mailbaar_people::Person> =
+            mailbaar_people::persons_by_ids(&mut conn, &ids)?
+                .into_iter()
+                .map(|p| (p.id, p))
+                .collect();
         let opted_out: BTreeSet<i64> = match frozen.opt_in_type_id {
             Some(t) => consent_current::table
                 .filter(consent_current::opt_in_type_id.eq(t))
@@ -299,11 +317,19 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
         let mut skipped: Vec<(i64, i64, String)> = Vec::new();
         for c in &claimed {
             let Some(person) = persons.get(&c.person_id).filter(|p| p.mailable) else {
-                skipped.push((c.person_id, c.contact_moment_id, "no longer mailable".into()));
+                skipped.push((
+                    c.person_id,
+                    c.contact_moment_id,
+                    "no longer mailable".into(),
+                ));
                 continue;
             };
             if opted_out.contains(&c.person_id) {
-                skipped.push((c.person_id, c.contact_moment_id, "opted out since preparation".into()));
+                skipped.push((
+                    c.person_id,
+                    c.contact_moment_id,
+                    "opted out since preparation".into(),
+                ));
                 continue;
             }
             let blocks: BTreeSet<String> = frozen
@@ -314,19 +340,27 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
                 .map(|(_, b)| b.name.clone())
                 .collect();
             let at = mailbaar_store::now();
-            let outcome = render_for(&compiled, &delivery.links, person, blocks, c.contact_moment_id, &c.message_id, at)
-                .and_then(|mail| {
-                    delivery
-                        .transport
-                        .send(&OutgoingMessage {
-                            message_id: &c.message_id,
-                            from: &from,
-                            to: person.email.as_deref().unwrap_or_default(),
-                            bytes: &mail.message,
-                            batch: &batch_name,
-                        })
-                        .map_err(|e| e.to_string())
-                });
+            let outcome = render_for(
+                &compiled,
+                &delivery.links,
+                person,
+                blocks,
+                c.contact_moment_id,
+                &c.message_id,
+                at,
+            )
+            .and_then(|mail| {
+                delivery
+                    .transport
+                    .send(&OutgoingMessage {
+                        message_id: &c.message_id,
+                        from: &from,
+                        to: person.email.as_deref().unwrap_or_default(),
+                        bytes: &mail.message,
+                        batch: &batch_name,
+                    })
+                    .map_err(|e| e.to_string())
+            });
             match outcome {
                 Ok(()) => sent.push((c.person_id, c.contact_moment_id)),
                 Err(reason) => failed.push((c.person_id, c.contact_moment_id, reason)),
@@ -370,7 +404,7 @@ fn claim(
     step_id: i64,
     from: &str,
     size: i64,
-)  -> Result<Vec<Claimed>, CampaignError> {
+) -> Result<Vec<Claimed>, CampaignError> {
     write_transaction(conn, |conn| {
         let at = mailbaar_store::now();
         let in_flight: Vec<(i64, i64)> = mail_job_recipients::table
@@ -430,7 +464,11 @@ fn claim(
         let moments: BTreeMap<i64, (i64, String)> = contact_moments::table
             .filter(contact_moments::mail_job_id.eq(id))
             .filter(contact_moments::person_id.eq_any(&ids))
-            .select((contact_moments::person_id, contact_moments::id, contact_moments::message_id))
+            .select((
+                contact_moments::person_id,
+                contact_moments::id,
+                contact_moments::message_id,
+            ))
             .load::<(i64, i64, Option<String>)>(conn)?
             .into_iter()
             .map(|(p, cm, m)| (p, (cm, m.unwrap_or_default())))

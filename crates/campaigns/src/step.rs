@@ -420,7 +420,10 @@ fn one_line(field: &'static str, value: &str, max: usize) -> Result<String, Camp
         return Err(CampaignError::invalid(field, "must be one line"));
     }
     if value.chars().count() > max {
-        return Err(CampaignError::invalid(field, format!("at most {max} characters")));
+        return Err(CampaignError::invalid(
+            field,
+            format!("at most {max} characters"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -436,7 +439,9 @@ fn check_blocks(conn: &mut DbConnection, blocks: &[StepBlock]) -> Result<String,
     for (i, b) in blocks.iter().enumerate() {
         let ok = !b.name.is_empty()
             && b.name.len() <= 64
-            && b.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && b.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !b.name.starts_with(|c: char| c.is_ascii_digit());
         if !ok {
             return Err(CampaignError::invalid(
@@ -457,7 +462,11 @@ fn check_blocks(conn: &mut DbConnection, blocks: &[StepBlock]) -> Result<String,
                     format!(
                         "block {:?}: {}",
                         b.name,
-                        issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                        issues
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     ),
                 )
             })?;
@@ -531,10 +540,19 @@ pub fn create_step(
     let subject = one_line("subject", new.subject.as_deref().unwrap_or(""), 1000)?;
     let preheader = one_line("preheader", new.preheader.as_deref().unwrap_or(""), 1000)?;
     let html = template("html", new.html.as_deref().unwrap_or(""))?;
-    let text_body = new.text.as_deref().map(|t| template("text", t)).transpose()?;
+    let text_body = new
+        .text
+        .as_deref()
+        .map(|t| template("text", t))
+        .transpose()?;
     let t = now();
     mailbaar_store::write_transaction(conn, |conn| {
-        check_refs(conn, Some(new.campaign_id), new.query_id, new.opt_in_type_id)?;
+        check_refs(
+            conn,
+            Some(new.campaign_id),
+            new.query_id,
+            new.opt_in_type_id,
+        )?;
         let blocks = check_blocks(conn, new.blocks.as_deref().unwrap_or(&[]))?;
         let id = diesel::insert_into(campaign_steps::table)
             .values((

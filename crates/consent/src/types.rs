@@ -263,13 +263,6 @@ pub fn update_type(
 pub fn delete_type(conn: &mut DbConnection, id: i64) -> Result<(), ConsentError> {
     mailbaar_store::write_transaction(conn, |conn| {
         get_type(conn, id)?;
-        let used: i64 = consent_records::table
-            .filter(consent_records::opt_in_type_id.eq(id))
-            .count()
-            .get_result(conn)?;
-        if used > 0 {
-            return Err(ConsentError::TypeInUse(id));
-        }
         let steps: Vec<(i64, String)> = campaign_steps::table
             .filter(campaign_steps::opt_in_type_id.eq(id))
             .select((campaign_steps::id, campaign_steps::name))
@@ -282,6 +275,13 @@ pub fn delete_type(conn: &mut DbConnection, id: i64) -> Result<(), ConsentError>
                     .map(|(s, name)| format!("campaign step {name:?} (id {s}) mails for it"))
                     .collect(),
             });
+        }
+        let used: i64 = consent_records::table
+            .filter(consent_records::opt_in_type_id.eq(id))
+            .count()
+            .get_result(conn)?;
+        if used > 0 {
+            return Err(ConsentError::TypeInUse(id));
         }
         diesel::delete(opt_in_types::table.find(id)).execute(conn)?;
         Ok(())

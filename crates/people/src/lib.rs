@@ -20,5 +20,5 @@ pub use person::{
     clear_bouncer, create_person, get_person, list_persons, persons_by_ids, update_person,
     NewPerson, Person, PersonChanges, PersonFilter,
 };
-pub use validate::is_valid_email;
 pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};
+pub use validate::is_valid_email;

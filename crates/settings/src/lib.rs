@@ -46,7 +46,9 @@ pub struct Settings {
 impl Settings {
     /// The organisation's time zone; `time_zone` is checked on write and on load.
     pub fn tz(&self) -> chrono_tz::Tz {
-        self.time_zone.parse().unwrap_or(chrono_tz::Europe::Amsterdam)
+        self.time_zone
+            .parse()
+            .unwrap_or(chrono_tz::Europe::Amsterdam)
     }
 
     /// The lead time of preparation for a selection of `recipients` persons: the base
@@ -54,7 +56,8 @@ impl Settings {
     pub fn preparation_lead(&self, recipients: i64) -> chrono::TimeDelta {
         let hundreds_of_thousands = (recipients.max(0) + 99_999) / 100_000;
         chrono::TimeDelta::minutes(
-            self.preparation_lead_minutes + hundreds_of_thousands * self.preparation_minutes_per_100k,
+            self.preparation_lead_minutes
+                + hundreds_of_thousands * self.preparation_minutes_per_100k,
         )
     }
 }
@@ -184,10 +187,16 @@ pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
         return Err(out_of_range("time_zone", "not an IANA time zone name"));
     }
     if !(0..=1440).contains(&settings.preparation_lead_minutes) {
-        return Err(out_of_range("preparation_lead_minutes", "outside 0 to 1440"));
+        return Err(out_of_range(
+            "preparation_lead_minutes",
+            "outside 0 to 1440",
+        ));
     }
     if !(0..=600).contains(&settings.preparation_minutes_per_100k) {
-        return Err(out_of_range("preparation_minutes_per_100k", "outside 0 to 600"));
+        return Err(out_of_range(
+            "preparation_minutes_per_100k",
+            "outside 0 to 600",
+        ));
     }
     Ok(settings)
 }

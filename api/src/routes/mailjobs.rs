@@ -1,0 +1,93 @@
+//! Mail jobs: scheduled and sent mailings (manual §4.2), their progress, a new time, cancel.
+
+use actix_web::{get, patch, post, web, HttpResponse};
+use mailbaar_access::Permission;
+use mailbaar_campaigns::{MailJob, MailJobChanges, MailJobFilter};
+use mailbaar_store::{Page, PageRequest};
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Paging};
+
+/// Scheduled and sent mail jobs, latest send time first, with progress; local times in
+/// the organisation's time zone.
+#[utoipa::path(get, path = "/api/v1/mailjobs", tag = "campaigns", security(("bearer" = [])),
+    params(MailJobFilter, PageRequest),
+    responses(
+        (status = 200, description = "A page of mail jobs", body = Page<MailJob>),
+        (status = 422, description = "An unknown status, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/mailjobs")]
+pub async fn list_mail_jobs(
+    auth: Auth,
+    filter: web::Query<MailJobFilter>,
+    page: Paging,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadCampaigns)?;
+    let (filter, page) = (filter.into_inner(), page.into_inner());
+    let list = auth
+        .db(move |conn| mailbaar_campaigns::list_mail_jobs(conn, &filter, page))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// One mail job with its progress.
+#[utoipa::path(get, path = "/api/v1/mailjobs/{id}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Mail job id", example = 21)),
+    responses(
+        (status = 200, description = "The mail job", body = MailJob),
+        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/mailjobs/{id}")]
+pub async fn get_mail_job(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadCampaigns)?;
+    let id = id.into_inner();
+    let job = auth
+        .db(move |conn| mailbaar_campaigns::get_mail_job(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+/// Moves a scheduled job to a new time, until its preparation starts.
+#[utoipa::path(patch, path = "/api/v1/mailjobs/{id}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Mail job id", example = 21)),
+    request_body = MailJobChanges,
+    responses(
+        (status = 200, description = "The mail job", body = MailJob),
+        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its preparation started, or it ended or was cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`scheduled_at` in the past or out of range", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[patch("/mailjobs/{id}")]
+pub async fn reschedule(
+    auth: Auth,
+    id: web::Path<i64>,
+    body: Json<MailJobChanges>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ManageCampaigns)?.label();
+    let (id, changes) = (id.into_inner(), body.into_inner());
+    let job = auth
+        .db(move |conn| mailbaar_campaigns::reschedule_mail_job(conn, id, &changes, &by))
+        .await?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+/// Cancels a job whose preparation has not started.
+#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Mail job id", example = 21)),
+    responses(
+        (status = 200, description = "The cancelled job", body = MailJob),
+        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its preparation started, or it ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/mailjobs/{id}/cancel")]
+pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ManageCampaigns)?.label();
+    let id = id.into_inner();
+    let job = auth
+        .db(move |conn| mailbaar_campaigns::cancel_mail_job(conn, id, &by))
+        .await?;
+    Ok(HttpResponse::Ok().json(job))
+}
