@@ -98,6 +98,20 @@ fn is_valid_bsn(s: &str) -> bool {
     sum != 0 && sum % 11 == 0
 }
 
+/// The one rule for an e-mail address Mailbaar stores or sends from: RFC 5322 addr-spec
+/// without display name or domain literal, with a dotted domain.
+pub fn is_valid_email(v: &str) -> bool {
+    v.len() <= 254
+        && email_address::EmailAddress::parse_with_options(
+            v,
+            email_address::Options::default()
+                .without_display_text()
+                .without_domain_literal(),
+        )
+        .map(|e| e.domain().contains('.'))
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,18 +147,4 @@ mod tests {
         );
         assert_eq!(c.iban(Some("NL91ABNA0417164301")), None);
     }
-}
-
-/// The one rule for an e-mail address Mailbaar stores or sends from: RFC 5322 addr-spec
-/// without display name or domain literal, with a dotted domain.
-pub fn is_valid_email(v: &str) -> bool {
-    v.len() <= 254
-        && email_address::EmailAddress::parse_with_options(
-            v,
-            email_address::Options::default()
-                .without_display_text()
-                .without_domain_literal(),
-        )
-        .map(|e| e.domain().contains('.'))
-        .unwrap_or(false)
 }

@@ -10,12 +10,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, NaiveDateTime};
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use mailbaar_query::{create_query, Node, SavedQueryInput, Selection};
-use mailbaar_store::testing::{days_before_sql, numbers_cte, TestDatabase};
-use mailbaar_store::{Backend, DbConnection};
+use mailbaar_store::testing::{newsletter_data, TestDatabase};
+use mailbaar_store::Backend;
 use serde_json::json;
 
 #[derive(QueryableByName)]
@@ -40,64 +39,6 @@ fn base() -> NaiveDateTime {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn fill(conn: &mut DbConnection, n: i64) {
-    let b = conn.backend();
-    let g = numbers_cte(b, n);
-    let t0 = days_before_sql(b, base(), "0");
-    conn.batch_execute(&format!(
-        "{g} INSERT INTO persons (email, first_name, last_name, city, deceased, bouncer,
-             is_test_person, created_at, updated_at)
-         SELECT CASE WHEN i % 20 = 0 THEN NULL ELSE 'p' || i || '@example.nl' END,
-             'Name' || (i % 997), 'Last' || (i % 1009),
-             CASE i % 10 WHEN 0 THEN 'Utrecht' WHEN 1 THEN 'Amsterdam' WHEN 2 THEN 'Rotterdam'
-                 WHEN 3 THEN 'Den Haag' WHEN 4 THEN 'Eindhoven' WHEN 5 THEN 'Groningen'
-                 WHEN 6 THEN 'Tilburg' WHEN 7 THEN 'Almere' WHEN 8 THEN 'Breda' ELSE 'Zwolle' END,
-             i % 100 = 2, i % 50 = 1, i % 1000 = 3, {t0}, {t0}
-         FROM g"
-    ))
-    .expect("persons");
-    // Three records per person: an old newsletter choice, a profiling opt-in, and a newer
-    // newsletter choice that decides the current state (about 6 in 7 opted in).
-    for (type_id, opt_in, days) in [
-        (1, "i % 3 <> 0", "400"),
-        (3, "1 = 1", "400"),
-        (1, "i % 7 <> 0", "i % 300"),
-    ] {
-        let at = days_before_sql(b, base(), days);
-        conn.batch_execute(&format!(
-            "{g} INSERT INTO consent_records (person_id, opt_in_type_id, opt_in, channel,
-                 description, recorded_by, recorded_at)
-             SELECT i, {type_id}, {opt_in}, 'import', 'benchmark', 'bench', {at} FROM g"
-        ))
-        .expect("consent records");
-    }
-    // Five e-mails per person over two years; one person in 40 got all five in the last
-    // five days (contact pressure 5), the rest are spread out.
-    for k in 1..=5 {
-        let at = days_before_sql(
-            b,
-            base(),
-            &format!(
-                "CASE WHEN i % 40 = 0 THEN {} ELSE (i * 37 + {k} * 101) % 730 END",
-                k - 1
-            ),
-        );
-        conn.batch_execute(&format!(
-            "{g} INSERT INTO contact_moments (person_id, channel, step_id, is_test, occurred_at,
-                 opened_at)
-             SELECT i, 'email', {k}, (i + {k}) % 97 = 0, {at},
-                 CASE WHEN (i + {k}) % 3 = 0 THEN {at} ELSE NULL END
-             FROM g"
-        ))
-        .expect("contact moments");
-    }
-    conn.batch_execute(match b {
-        Backend::Postgres => "VACUUM ANALYZE",
-        Backend::Sqlite => "ANALYZE",
-    })
-    .expect("analyze");
 }
 
 fn hand_written(excluded_city: &str, cutoff: NaiveDateTime) -> String {
@@ -128,7 +69,7 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
     let pool = db.pool();
     let mut conn = pool.get().expect("connection");
     let t = Instant::now();
-    fill(&mut conn, persons);
+    newsletter_data(&mut conn, persons, base());
     let build = t.elapsed();
     eprintln!(
         "{}: data built in {:.1} s",
