@@ -21,7 +21,10 @@ enum Takes {
 }
 
 /// Every paged route: method, path (with ids to fill in) and where paging goes.
-const ROUTES: [(&str, &str, Takes); 6] = [
+const ROUTES: [(&str, &str, Takes); 9] = [
+    ("GET", "/api/v1/campaigns", Takes::Query),
+    ("GET", "/api/v1/campaign-steps", Takes::Query),
+    ("GET", "/api/v1/mailjobs", Takes::Query),
     ("GET", "/api/v1/persons", Takes::Query),
     ("GET", "/api/v1/persons/{id}/transactions", Takes::Query),
     ("GET", "/api/v1/queries", Takes::Query),
