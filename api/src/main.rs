@@ -132,12 +132,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })?;
             bar.finish_and_clear();
             println!(
-                "{} persons, {} consent records, {} transactions, {} contact moments, {} saved queries in {:.1} s ({:.0} rows/s)",
+                "{} persons, {} consent records, {} transactions, {} contact moments, {} saved queries, {} newsletter steps with their sent mail jobs in {:.1} s ({:.0} rows/s)",
                 summary.persons,
                 summary.consent_records,
                 summary.transactions,
                 summary.contact_moments,
                 summary.saved_queries,
+                summary.campaign_steps,
                 summary.elapsed.as_secs_f64(),
                 summary.rows_per_second()
             );

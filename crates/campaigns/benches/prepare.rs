@@ -58,7 +58,11 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
     let mut conn = pool.get().expect("connection");
     let t = Instant::now();
     newsletter_data(&mut conn, persons, base());
-    eprintln!("{}: data built in {:.1} s", backend.name(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "{}: data built in {:.1} s",
+        backend.name(),
+        t.elapsed().as_secs_f64()
+    );
     let conditions = json!({"all": [
         {"field": "consent.1", "op": "eq", "value": true},
         {"field": "mailable", "op": "eq", "value": true},
@@ -115,7 +119,10 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
     )
     .expect("step");
     let mut registry = Registry::new();
-    registry.register(mailbaar_campaigns::PREPARE, mailbaar_campaigns::preparation_work);
+    registry.register(
+        mailbaar_campaigns::PREPARE,
+        mailbaar_campaigns::preparation_work,
+    );
     let runner = Runner::new(pool.clone(), Arc::new(registry), RunnerOptions::default());
     let tree = Node::parse(&conditions).expect("tree");
     let peak_before = peak_mb();
@@ -126,14 +133,21 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
         let selection = Selection::prepare(&mut conn, &tree).expect("selection");
         let counted = selection.count(&mut conn).expect("count");
         count.push(t.elapsed());
-        let job = mailbaar_campaigns::send_step(&mut conn, step.id, &SendRequest::default(), "bench")
-            .expect("mail job");
+        let job =
+            mailbaar_campaigns::send_step(&mut conn, step.id, &SendRequest::default(), "bench")
+                .expect("mail job");
         let t = Instant::now();
-        runner.run_next().expect("preparation").expect("a task was due");
+        runner
+            .run_next()
+            .expect("preparation")
+            .expect("a task was due");
         prepare.push(t.elapsed());
         let job = mailbaar_campaigns::get_mail_job(&mut conn, job.id).expect("job");
         recipients = job.progress.recipients;
-        assert_eq!(recipients, counted, "preparation froze what the selection counts");
+        assert_eq!(
+            recipients, counted,
+            "preparation froze what the selection counts"
+        );
         // Leave the job prepared (its send is never run).
     }
     Some(Row {
@@ -163,7 +177,9 @@ fn main() {
         }
     }
     println!();
-    println!("mail-job preparation of the newsletter selection: {persons} persons; median of {RUNS}");
+    println!(
+        "mail-job preparation of the newsletter selection: {persons} persons; median of {RUNS}"
+    );
     println!("| engine | preparation | counting the selection | ratio | recipients frozen | peak memory before → after |");
     println!("|---|---|---|---|---|---|");
     for r in &rows {

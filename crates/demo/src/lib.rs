@@ -22,6 +22,8 @@ use thiserror::Error;
 pub enum DemoError {
     #[error("saving a demo query failed: {0}")]
     Query(#[from] mailbaar_query::QueryError),
+    #[error("making the demo campaign failed: {0}")]
+    Campaign(#[from] mailbaar_campaigns::CampaignError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -44,6 +46,8 @@ pub struct DemoSummary {
     pub transactions: u64,
     pub contact_moments: u64,
     pub saved_queries: u64,
+    /// Weekly newsletter steps made, each with its sent mail job.
+    pub campaign_steps: u64,
     pub elapsed: Duration,
 }
 
@@ -391,14 +395,19 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
     // Contact moments: newsletters over two years (one step per week), a few this week.
     if has_email {
         let mails = rng.random_range(0..10);
-        for _ in 0..mails {
-            let days = rng.random_range(0..730u64);
+        // Distinct weeks: one newsletter per week, so at most one message per week's job.
+        let mut weeks = std::collections::BTreeSet::new();
+        while weeks.len() < mails {
+            weeks.insert(rng.random_range(0..WEEKS));
+        }
+        for week in weeks {
+            let days = week * 7 + rng.random_range(0..7u64);
             let at = now.checked_sub_days(Days::new(days)).expect("in range");
             let opened = rng.random_bool(0.3);
             chunk.moments.push(MomentRow {
                 person_id: id,
                 channel: "email",
-                step_id: Some(104 - (days / 7) as i64),
+                step_id: Some(week_placeholder(week)),
                 is_test: false,
                 occurred_at: at,
                 opened_at: opened.then(|| at + chrono::Duration::hours(2)),
@@ -410,7 +419,7 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
             chunk.moments.push(MomentRow {
                 person_id: id,
                 channel: "email",
-                step_id: Some(104),
+                step_id: Some(week_placeholder(0)),
                 is_test: true,
                 occurred_at: now - chrono::Duration::days(1),
                 opened_at: None,
@@ -463,6 +472,15 @@ fn write(conn: &mut DbConnection, chunk: &Chunk) -> Result<(), diesel::result::E
     }
 }
 
+/// Weeks of newsletters in the demo's two years.
+const WEEKS: u64 = 104;
+
+/// The step of the newsletter sent `week` weeks ago, until [`newsletters`] gives it its real
+/// id: negative, so it never meets a real step's id.
+fn week_placeholder(week: u64) -> i64 {
+    -(week as i64) - 1
+}
+
 /// Writes demo data after whatever the database holds; `progress` hears the number of
 /// persons written so far.
 pub fn fill(
@@ -507,6 +525,7 @@ pub fn fill(
     conn.batch_execute("ANALYZE")?;
     summary.elapsed = started.elapsed();
     summary.saved_queries = save_queries(conn, options.now)?;
+    summary.campaign_steps = newsletters(conn, options.now)?;
     Ok(summary)
 }
 
@@ -556,4 +575,107 @@ fn save_queries(conn: &mut DbConnection, now: NaiveDateTime) -> Result<u64, Demo
         ]}),
     )?;
     Ok(3)
+}
+
+/// The campaign "Nieuwsbrief" with one one-time step per week, each with the mail job that
+/// sent it: the weekly contact moments written above become its messages (Message-ID,
+/// sent and delivered times, opens and clicks), so every step has results. Only into a
+/// database without campaigns; other contact moments keep their placeholder step.
+fn newsletters(conn: &mut DbConnection, now: NaiveDateTime) -> Result<u64, DemoError> {
+    use mailbaar_store::schema::{campaign_steps, campaigns, mail_job_recipients, mail_jobs};
+    let taken: i64 = campaigns::table.count().get_result(conn)?;
+    if taken > 0 {
+        return Ok(0);
+    }
+    let query = mailbaar_store::schema::saved_queries::table
+        .filter(mailbaar_store::schema::saved_queries::name.like("% – newsletter"))
+        .select(mailbaar_store::schema::saved_queries::id)
+        .first::<i64>(conn)
+        .optional()?;
+    let campaign = mailbaar_campaigns::create_campaign(
+        conn,
+        mailbaar_campaigns::NewCampaign {
+            name: "Nieuwsbrief".into(),
+            description: "De wekelijkse nieuwsbrief (demo)".into(),
+        },
+        "demo",
+    )?;
+    let mut made = 0;
+    for week in (0..WEEKS).rev() {
+        let sent_at = now - chrono::Duration::days(week as i64 * 7);
+        let step = mailbaar_campaigns::create_step(
+            conn,
+            mailbaar_campaigns::NewStep {
+                campaign_id: campaign.id,
+                name: format!("Nieuwsbrief {}", sent_at.format("%Y-%m-%d")),
+                from_name: Some("Stichting Voorbeeld".into()),
+                from_email: Some("nieuws@example.org".into()),
+                subject: Some("Nieuws voor {{ person.first_name | default('u') }}".into()),
+                preheader: Some("Het nieuws van deze week".into()),
+                html: Some(
+                    "<p>Beste {{ person.first_name | default('lezer') }},</p><p>Het nieuws van deze week.</p><p><a href=\"{{ preferences_url }}\">Voorkeuren</a></p>".into(),
+                ),
+                query_id: query,
+                opt_in_type_id: Some(1),
+                ..Default::default()
+            },
+            "demo",
+        )?;
+        let placeholder = week_placeholder(week);
+        let job: i64 = diesel::insert_into(mail_jobs::table)
+            .values((
+                mail_jobs::step_id.eq(step.id),
+                mail_jobs::status.eq("sent"),
+                mail_jobs::scheduled_at.eq(sent_at),
+                mail_jobs::prepare_at.eq(sent_at - chrono::Duration::minutes(15)),
+                mail_jobs::include_previous_recipients.eq(false),
+                mail_jobs::created_by.eq("demo"),
+                mail_jobs::created_at.eq(sent_at - chrono::Duration::days(1)),
+                mail_jobs::updated_at.eq(sent_at),
+                mail_jobs::prepared_at.eq(sent_at - chrono::Duration::minutes(15)),
+                mail_jobs::started_at.eq(sent_at),
+                mail_jobs::finished_at.eq(sent_at),
+            ))
+            .returning(mail_jobs::id)
+            .get_result(conn)?;
+        // The week's messages: real ones become the job's, test ones the step's tests.
+        conn.batch_execute(&format!(
+            "UPDATE contact_moments SET step_id = {step}, sent_at = occurred_at,
+                 delivered_at = occurred_at,
+                 open_count = CASE WHEN opened_at IS NULL THEN 0 ELSE 1 END,
+                 click_count = CASE WHEN clicked_at IS NULL THEN 0 ELSE 1 END,
+                 mail_job_id = CASE WHEN is_test THEN NULL ELSE {job} END,
+                 message_id = 'demo.' || id || '@example.org'
+             WHERE step_id = {placeholder}",
+            step = step.id
+        ))?;
+        let recipients = diesel::insert_into(mail_job_recipients::table)
+            .values(
+                contact_moments::table
+                    .filter(contact_moments::mail_job_id.eq(job))
+                    .select((
+                        contact_moments::mail_job_id.assume_not_null(),
+                        contact_moments::person_id,
+                        "sent".into_sql::<diesel::sql_types::Text>(),
+                    )),
+            )
+            .into_columns((
+                mail_job_recipients::mail_job_id,
+                mail_job_recipients::person_id,
+                mail_job_recipients::state,
+            ))
+            .execute(conn)? as i64;
+        diesel::update(mail_jobs::table.find(job))
+            .set((
+                mail_jobs::recipients.eq(recipients),
+                mail_jobs::sent.eq(recipients),
+                mail_jobs::message.eq(format!("{recipients} sent, 0 failed, 0 skipped")),
+            ))
+            .execute(conn)?;
+        diesel::update(campaign_steps::table.find(step.id))
+            .set(campaign_steps::blocked_since.eq(Some(sent_at)))
+            .execute(conn)?;
+        made += 1;
+    }
+    Ok(made)
 }

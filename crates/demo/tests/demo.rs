@@ -88,6 +88,28 @@ fn demo(backend: Backend) {
         .unwrap();
     assert!(n > 3_000 && n < 12_000, "{n} newsletter recipients");
 
+    // The weekly newsletter: a step per week, each with its sent job, and results that add
+    // up from the contact moments that became its messages.
+    assert_eq!(summary.campaign_steps, 104);
+    let steps =
+        mailbaar_campaigns::list_steps(&mut conn_a, &Default::default(), Default::default())
+            .unwrap();
+    assert_eq!(steps.total, 104);
+    let latest = &steps.items[0];
+    assert!(latest.blocked);
+    let results = mailbaar_campaigns::step_results(&mut conn_a, latest.id).unwrap();
+    assert_eq!(results.mail_jobs, 1);
+    assert!(results.recipients > 100, "{results:?}");
+    assert_eq!(results.sent.count, results.recipients);
+    assert_eq!(results.delivered.count, results.sent.count);
+    assert!(results.unique_opens.count > 0 && results.unique_opens.count < results.sent.count);
+    let placeholders: i64 = contact_moments::table
+        .filter(contact_moments::step_id.lt(0))
+        .count()
+        .get_result(&mut conn_a)
+        .unwrap();
+    assert_eq!(placeholders, 0, "every demo message belongs to a real step");
+
     // A second run adds persons after the existing ones.
     fill(&mut conn_a, options(10), &mut |_| {}).unwrap();
     let max: Option<i64> = persons::table
