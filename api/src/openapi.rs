@@ -89,6 +89,7 @@ use crate::{routes, MAX_JSON_BODY};
         routes::mailjobs::get_mail_job,
         routes::mailjobs::reschedule,
         routes::mailjobs::cancel,
+        routes::bounces::report,
     ),
     modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses),
     tags(

@@ -2,6 +2,7 @@
 //! result. Nothing here decides a business rule.
 
 pub mod audit;
+pub mod bounces;
 pub mod campaigns;
 pub mod consents;
 pub mod docs;
@@ -11,6 +12,7 @@ pub mod opt_in_types;
 pub mod persons;
 pub mod profiles;
 pub mod queries;
+pub mod recipient;
 pub mod retention;
 pub mod settings;
 pub mod tasks;
@@ -27,6 +29,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(docs::openapi_json)
         .service(docs::docs_index)
         .service(docs::docs_asset)
+        .service(recipient::preferences)
+        .service(recipient::save_preferences)
+        .service(recipient::unsubscribe_page)
+        .service(recipient::unsubscribe)
+        .service(recipient::open_pixel)
+        .service(recipient::click)
+        .service(recipient::view_online)
         .service(
             web::scope("/api/v1")
                 .service(tokens::list_tokens)
@@ -87,6 +96,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(mailjobs::get_mail_job)
                 .service(mailjobs::reschedule)
                 .service(mailjobs::cancel)
+                .service(bounces::report)
                 .service(settings::get_settings)
                 .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.

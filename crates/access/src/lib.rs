@@ -74,6 +74,8 @@ pub enum Permission {
     /// Create and change campaigns and steps, send test mails, send and schedule mail
     /// jobs, reset steps.
     ManageCampaigns,
+    /// Report bounces (DSNs, provider webhooks), which set bouncer flags.
+    ReportBounces,
 }
 
 impl Role {

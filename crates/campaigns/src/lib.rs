@@ -14,18 +14,21 @@
 //! - [`step_results`] counts what the sends reached.
 
 mod audience;
+mod bounce;
 mod campaign;
 mod error;
 mod job;
 mod links;
 mod mailing;
 mod readiness;
+mod recipient;
 mod results;
 mod search;
 mod sending;
 mod step;
 mod transport;
 
+pub use bounce::{parse_dsn, report_bounce, BounceKind, BounceOutcome, BounceReport, BounceWebhook, Dsn};
 pub use campaign::{
     create_campaign, delete_campaign, get_campaign, list_campaigns, update_campaign, Campaign,
     CampaignChanges, NameSearch, NewCampaign,
@@ -42,6 +45,11 @@ pub use mailing::{
     TestMailSent,
 };
 pub use readiness::{readiness, Readiness, Requirement, RequirementCode, PERSON_FIELDS};
+pub use recipient::{
+    choice_label, preferences, reach, save_preferences, track, unsubscribe, unsubscribe_target,
+    view_online, LinkRefusal,
+    PreferenceChoice, Preferences, Reached, Unsubscribed, RECIPIENT,
+};
 pub use results::{
     delete_test_contact_moments, step_results, HourBucket, Rate, StepResults, TestResults,
     CURVE_HOURS,
@@ -51,4 +59,5 @@ pub use step::{
     create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
     StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,
 };
+pub use mailbaar_render::TrackedLink;
 pub use transport::{EmlTransport, OutgoingMessage, Transport, TransportError};

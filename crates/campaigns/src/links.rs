@@ -130,6 +130,25 @@ impl Links {
         }
     }
 
+    /// The anti-forgery value of the preference-centre form of one contact moment: only a
+    /// page this service rendered holds it (a page elsewhere cannot read it), and it needs
+    /// no cookie.
+    pub fn form_key(&self, contact_moment_id: i64) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(format!("form.{contact_moment_id}").as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..MAC_LEN])
+    }
+
+    /// Whether `value` is [`Links::form_key`] of the contact moment (constant time).
+    pub fn form_key_matches(&self, contact_moment_id: i64, value: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(value) else {
+            return false;
+        };
+        let mut mac = self.mac.clone();
+        mac.update(format!("form.{contact_moment_id}").as_bytes());
+        tag.len() == MAC_LEN && mac.verify_truncated_left(&tag).is_ok()
+    }
+
     /// Checks a token for `purpose` at `now`: the contact moment it names. Errors:
     /// [`LinkError::Invalid`] for any changed byte or another page's token,
     /// [`LinkError::Expired`] past its lifetime.

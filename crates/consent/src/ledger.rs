@@ -16,8 +16,9 @@ use crate::ConsentError;
 pub struct Channel(String);
 
 impl Channel {
-    pub const KNOWN: [&'static str; 7] = [
+    pub const KNOWN: [&'static str; 8] = [
         "preference_centre",
+        "unsubscribe_link",
         "web_form",
         "website",
         "manual",
@@ -284,6 +285,63 @@ pub fn record(
     })
 }
 
+/// Records consent changes a person made themselves from a mailing (the preference
+/// centre, an unsubscribe link): one record per change, each naming the contact moment,
+/// in one transaction, audited (`consent.recorded`). Opt-ins to inactive types are
+/// refused. Errors as [`record`].
+pub fn record_from_mailing(
+    conn: &mut DbConnection,
+    person_id: i64,
+    changes: &[ConsentChange],
+    contact_moment_id: i64,
+    recorded_by: &str,
+) -> Result<Vec<ConsentRecord>, ConsentError> {
+    let mut checked = Vec::with_capacity(changes.len());
+    for change in changes {
+        checked.push((
+            change,
+            Channel::parse(&change.channel)?,
+            clean_description(&change.description)?,
+        ));
+    }
+    mailbaar_store::write_transaction(conn, |conn| {
+        check_person(conn, person_id)?;
+        let t = now();
+        let mut written = Vec::with_capacity(checked.len());
+        for (change, channel, description) in &checked {
+            let kind = get_type(conn, change.opt_in_type_id)?;
+            if !kind.active && change.opt_in {
+                return Err(ConsentError::TypeInactive(kind.id));
+            }
+            let record = insert_one(
+                conn,
+                &NewRecord {
+                    person_id,
+                    opt_in_type_id: kind.id,
+                    opt_in: change.opt_in,
+                    channel: channel.as_str().to_owned(),
+                    description: description.clone(),
+                    contact_moment_id: Some(contact_moment_id),
+                    recorded_by: recorded_by.to_owned(),
+                    recorded_at: t,
+                },
+            )?;
+            mailbaar_audit::record(
+                conn,
+                recorded_by,
+                "consent.recorded",
+                Some(person_id),
+                &format!(
+                    "record {}, type {}, opt_in {}, contact moment {contact_moment_id}",
+                    record.id, record.opt_in_type_id, record.opt_in
+                ),
+            )?;
+            written.push(record);
+        }
+        Ok(written)
+    })
+}
+
 /// Withdraws every opt-in of a person (profiling included) in one transaction and marks
 /// the person fully unsubscribed. Writes an opt-out for every opt-in type whose latest
 /// word is not already a refusal, whether or not the person had a record for it (the
@@ -293,6 +351,18 @@ pub fn unsubscribe_all(
     conn: &mut DbConnection,
     person_id: i64,
     request: Unsubscribe,
+    recorded_by: &str,
+) -> Result<Vec<ConsentRecord>, ConsentError> {
+    unsubscribe_all_from(conn, person_id, request, None, recorded_by)
+}
+
+/// The same, asked from a mailing (the preference centre's "unsubscribe from everything",
+/// AVG manual §1.1): every record names the contact moment it came from.
+pub fn unsubscribe_all_from(
+    conn: &mut DbConnection,
+    person_id: i64,
+    request: Unsubscribe,
+    contact_moment_id: Option<i64>,
     recorded_by: &str,
 ) -> Result<Vec<ConsentRecord>, ConsentError> {
     let channel = Channel::parse(&request.channel)?;
@@ -320,7 +390,7 @@ pub fn unsubscribe_all(
                     opt_in: false,
                     channel: channel.as_str().to_owned(),
                     description: description.clone(),
-                    contact_moment_id: None,
+                    contact_moment_id,
                     recorded_by: recorded_by.to_owned(),
                     recorded_at: t,
                 },

@@ -91,6 +91,9 @@ pub(crate) struct PersonRow {
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     full_unsubscribed_at: Option<NaiveDateTime>,
+    /// Kept by bounce handling; not part of the person as the API shows it.
+    #[diesel(column_name = soft_bounces)]
+    _soft_bounces: i32,
 }
 
 impl From<PersonRow> for Person {
@@ -467,11 +470,79 @@ pub fn clear_bouncer(
                     persons::bouncer.eq(false),
                     persons::bouncer_at.eq(None::<NaiveDateTime>),
                     persons::bouncer_reason.eq(None::<String>),
+                    persons::soft_bounces.eq(0),
                     persons::updated_at.eq(now()),
                 ))
                 .execute(conn)?;
             mailbaar_audit::record(conn, actor, "person.bouncer_cleared", Some(id), "")?;
         }
         Ok((get_person(conn, id)?, was))
+    })
+}
+
+/// What a bounce did to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BounceEffect {
+    /// The bouncer flag is set now (by this bounce or before).
+    pub bouncer: bool,
+    /// Soft bounces counted since the last hard bounce or clear.
+    pub soft_bounces: i64,
+}
+
+/// Records a bounce of mail to a person (AVG manual §1.10): a hard one sets the bouncer
+/// flag with `reason` (the receiving server's reply); a soft one is counted, and the
+/// `soft_limit`-th turns hard. An anonymized or unknown person is left alone (`None`).
+/// Audited (`person.bounced`).
+pub fn record_bounce(
+    conn: &mut DbConnection,
+    id: i64,
+    hard: bool,
+    reason: &str,
+    soft_limit: i64,
+    actor: &str,
+) -> Result<Option<BounceEffect>, PeopleError> {
+    let reason: String = reason.chars().take(500).collect();
+    mailbaar_store::write_transaction(conn, |conn| {
+        if mailbaar_store::living_person(conn, id)?.is_err() {
+            return Ok(None);
+        }
+        let (bouncer, soft): (bool, i32) = persons::table
+            .find(id)
+            .select((persons::bouncer, persons::soft_bounces))
+            .first(conn)?;
+        let soft = if hard { soft } else { soft.saturating_add(1) };
+        let turns_hard = !bouncer && (hard || i64::from(soft) >= soft_limit);
+        let t = now();
+        if turns_hard {
+            let why = if hard {
+                reason.clone()
+            } else {
+                format!("{soft} soft bounces; last: {reason}")
+            };
+            diesel::update(persons::table.find(id))
+                .set((
+                    persons::bouncer.eq(true),
+                    persons::bouncer_at.eq(t),
+                    persons::bouncer_reason.eq(why.chars().take(500).collect::<String>()),
+                    persons::soft_bounces.eq(0),
+                    persons::updated_at.eq(t),
+                ))
+                .execute(conn)?;
+        } else if !hard {
+            diesel::update(persons::table.find(id))
+                .set(persons::soft_bounces.eq(soft))
+                .execute(conn)?;
+        }
+        mailbaar_audit::record(
+            conn,
+            actor,
+            "person.bounced",
+            Some(id),
+            if turns_hard { "bouncer flag set" } else if hard { "hard, already a bouncer" } else { "soft" },
+        )?;
+        Ok(Some(BounceEffect {
+            bouncer: bouncer || turns_hard,
+            soft_bounces: if turns_hard { 0 } else { i64::from(soft) },
+        }))
     })
 }

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 #[schema(example = json!({"contact_pressure_days": 7,
     "profiling_opt_in_on_registration": true, "profiles_daily_hour": 3,
     "organisation_name": "Stichting Voorbeeld", "language": "nl", "time_zone": "Europe/Amsterdam",
+    "profiling_in_preference_centre": false, "soft_bounce_limit": 3,
     "preparation_lead_minutes": 15, "preparation_minutes_per_100k": 10}))]
 pub struct Settings {
     /// The period, in days, over which contact pressure counts a person's e-mails.
@@ -33,6 +34,13 @@ pub struct Settings {
     /// The organisation's time zone (IANA name), in which local times are shown.
     #[schema(example = "Europe/Amsterdam")]
     pub time_zone: String,
+    /// Whether the preference centre offers the profiling opt-in. Off by default: the AVG
+    /// manual has profiling withdrawn by letter or telephone.
+    pub profiling_in_preference_centre: bool,
+    /// Soft bounces (4xx, mailbox full) of a person after which they count as a hard
+    /// bounce and become a bouncer, 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
+    pub soft_bounce_limit: i64,
     /// How long before its send a mail job's preparation (freezing content and
     /// recipients) starts, in minutes, 0 to 1440.
     #[schema(minimum = 0, maximum = 1440)]
@@ -93,6 +101,8 @@ impl Default for Settings {
             organisation_name: "Mailbaar".into(),
             language: Language::Nl,
             time_zone: "Europe/Amsterdam".into(),
+            profiling_in_preference_centre: false,
+            soft_bounce_limit: 3,
             preparation_lead_minutes: 15,
             preparation_minutes_per_100k: 10,
         }
@@ -120,6 +130,10 @@ pub struct SettingsChanges {
     /// An IANA time zone name such as `Europe/Amsterdam`.
     #[schema(max_length = 64, example = "Europe/Amsterdam")]
     pub time_zone: Option<String>,
+    pub profiling_in_preference_centre: Option<bool>,
+    /// 1 to 100 soft bounces.
+    #[schema(minimum = 1, maximum = 100)]
+    pub soft_bounce_limit: Option<i64>,
     /// 0 to 1440 minutes.
     #[schema(minimum = 0, maximum = 1440)]
     pub preparation_lead_minutes: Option<i64>,
@@ -186,6 +200,9 @@ pub fn load(conn: &mut DbConnection) -> Result<Settings, SettingsError> {
     if settings.time_zone.parse::<chrono_tz::Tz>().is_err() {
         return Err(out_of_range("time_zone", "not an IANA time zone name"));
     }
+    if !(1..=100).contains(&settings.soft_bounce_limit) {
+        return Err(out_of_range("soft_bounce_limit", "outside 1 to 100"));
+    }
     if !(0..=1440).contains(&settings.preparation_lead_minutes) {
         return Err(out_of_range(
             "preparation_lead_minutes",
@@ -228,6 +245,14 @@ pub fn update(
             return Err(SettingsError::Invalid {
                 field: "time_zone",
                 reason: format!("{zone:?} is not an IANA time zone name such as Europe/Amsterdam"),
+            });
+        }
+    }
+    if let Some(n) = changes.soft_bounce_limit {
+        if !(1..=100).contains(&n) {
+            return Err(SettingsError::Invalid {
+                field: "soft_bounce_limit",
+                reason: "must be between 1 and 100".into(),
             });
         }
     }
@@ -276,6 +301,12 @@ pub fn update(
         }
         if let Some(zone) = &changes.time_zone {
             values.push(("time_zone", Value::from(zone.as_str())));
+        }
+        if let Some(on) = changes.profiling_in_preference_centre {
+            values.push(("profiling_in_preference_centre", Value::from(on)));
+        }
+        if let Some(n) = changes.soft_bounce_limit {
+            values.push(("soft_bounce_limit", Value::from(n)));
         }
         if let Some(m) = changes.preparation_lead_minutes {
             values.push(("preparation_lead_minutes", Value::from(m)));

@@ -27,6 +27,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         full_unsubscribed_at -> Nullable<Timestamp>,
+        soft_bounces -> Integer,
     }
 }
 

@@ -1,0 +1,256 @@
+//! Bounce reports (AVG manual §1.10): delivery status notifications (RFC 3464) that mail
+//! servers send back, or the JSON webhooks of mail providers. A hard bounce sets the
+//! person's bouncer flag with the server's reply and marks the message's contact moment;
+//! soft bounces are counted and turn hard at the setting `soft_bounce_limit`.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mailbaar_store::schema::{contact_moments, mail_job_recipients, persons};
+use mailbaar_store::DbConnection;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::CampaignError;
+
+/// Hard (the address does not exist: 5.x.x) or soft (try later: 4.x.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "hard")]
+pub enum BounceKind {
+    Hard,
+    Soft,
+}
+
+/// A provider's webhook about one address.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "anna@example.nl", "kind": "hard",
+    "reason": "550 5.1.1 <anna@example.nl>: Recipient address rejected"}))]
+pub struct BounceWebhook {
+    #[schema(max_length = 254)]
+    pub email: String,
+    pub kind: BounceKind,
+    /// The receiving server's reply; becomes the bouncer reason.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// What a report changed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"outcome": "hard", "person_id": 42, "contact_moment_id": 881,
+    "bouncer": true, "soft_bounces": 0, "reason": "smtp; 550 5.1.1 user unknown"}))]
+pub struct BounceOutcome {
+    /// `hard`, `soft`, `delayed` (a warning: nothing changes) or `unmatched` (no known
+    /// message or address: nothing changes).
+    pub outcome: String,
+    pub person_id: Option<i64>,
+    pub contact_moment_id: Option<i64>,
+    /// Whether the person is a bouncer now.
+    pub bouncer: bool,
+    /// Soft bounces counted since the last hard bounce or clear.
+    pub soft_bounces: i64,
+    pub reason: String,
+}
+
+/// What a delivery status notification says of its (first failed) recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dsn {
+    /// The Message-ID of the message that bounced, from the returned headers.
+    pub original_message_id: Option<String>,
+    /// `Final-Recipient` (or `Original-Recipient`).
+    pub recipient: Option<String>,
+    /// `None` for a delay warning (`Action: delayed`).
+    pub kind: Option<BounceKind>,
+    /// `Diagnostic-Code`, or the `Status`.
+    pub reason: String,
+}
+
+fn field<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Reads a DSN (RFC 3464: `multipart/report` with a `message/delivery-status` part, or
+/// the report's parts given alone as `message/rfc822`). Errors: `Invalid` (`body`) when it
+/// is not a message, or has no delivery status.
+pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
+    let not_dsn = |why: &str| CampaignError::invalid("body", format!("not a delivery status notification (RFC 3464): {why}"));
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| not_dsn("not an e-mail message"))?;
+    let mut status_text: Option<String> = None;
+    let mut original: Option<String> = None;
+    for part in &message.parts {
+        let Some(ct) = part.content_type() else { continue };
+        let ctype = ct.ctype().to_ascii_lowercase();
+        let sub = ct.subtype().unwrap_or_default().to_ascii_lowercase();
+        match (ctype.as_str(), sub.as_str()) {
+            ("message", "delivery-status") | ("message", "global-delivery-status") => {
+                status_text = Some(String::from_utf8_lossy(part.contents()).into_owned());
+            }
+            ("message", "rfc822") | ("message", "global") => {
+                if let PartType::Message(inner) = &part.body {
+                    original = original.or_else(|| inner.message_id().map(str::to_owned));
+                }
+            }
+            ("text", "rfc822-headers") | ("message", "rfc822-headers") => {
+                let text = String::from_utf8_lossy(part.contents()).into_owned();
+                let headers = format!("{}\r\n\r\n", text.trim_end());
+                if let Some(m) = MessageParser::default().parse(headers.as_bytes()) {
+                    original = original.or_else(|| m.message_id().map(str::to_owned));
+                }
+            }
+            _ => {}
+        }
+    }
+    let status_text = status_text.ok_or_else(|| not_dsn("no message/delivery-status part"))?;
+    // The first block is per message; the following ones per recipient (RFC 3464 §2).
+    let normalized = status_text.replace("\r\n", "\n");
+    let blocks: Vec<&str> = normalized.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    let recipient_block = blocks
+        .iter()
+        .find(|b| field(b, "Action").is_some())
+        .copied()
+        .ok_or_else(|| not_dsn("no per-recipient fields (Action, Status)"))?;
+    let action = field(recipient_block, "Action").unwrap_or_default().to_ascii_lowercase();
+    let status = field(recipient_block, "Status").unwrap_or_default();
+    let kind = match (action.as_str(), status.chars().next()) {
+        ("delayed", _) => None,
+        ("failed", Some('4')) => Some(BounceKind::Soft),
+        ("failed", Some('5')) | ("failed", _) => Some(BounceKind::Hard),
+        ("delivered" | "relayed" | "expanded", _) => None,
+        _ => return Err(not_dsn(&format!("unknown Action {action:?}"))),
+    };
+    let recipient = field(recipient_block, "Final-Recipient")
+        .or_else(|| field(recipient_block, "Original-Recipient"))
+        .map(|v| v.rsplit(';').next().unwrap_or(v).trim().to_owned());
+    let reason = field(recipient_block, "Diagnostic-Code")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("status {status}"));
+    Ok(Dsn {
+        original_message_id: original.map(|m| m.trim_matches(['<', '>']).to_owned()),
+        recipient,
+        kind: if action == "failed" || action == "delayed" { kind } else { None },
+        reason: reason.chars().take(500).collect(),
+    })
+}
+
+/// A report as received.
+#[derive(Debug, Clone)]
+pub enum BounceReport {
+    /// A raw DSN message.
+    Dsn(Vec<u8>),
+    /// A provider's webhook.
+    Webhook(BounceWebhook),
+}
+
+/// Applies a bounce report. Errors: `Invalid` for a malformed report (nothing changes).
+pub fn report_bounce(
+    conn: &mut DbConnection,
+    report: BounceReport,
+    by: &str,
+    now: NaiveDateTime,
+) -> Result<BounceOutcome, CampaignError> {
+    let (message_id, email, kind, reason) = match report {
+        BounceReport::Dsn(raw) => {
+            let dsn = parse_dsn(&raw)?;
+            (dsn.original_message_id, dsn.recipient, dsn.kind, dsn.reason)
+        }
+        BounceReport::Webhook(w) => {
+            let email = w.email.trim().to_owned();
+            if !mailbaar_people::is_valid_email(&email) {
+                return Err(CampaignError::invalid("email", "not a valid e-mail address"));
+            }
+            let reason = mailbaar_store::clean_required_text(&w.reason, 500)
+                .map_err(|p| CampaignError::invalid("reason", format!("1 to 500 characters: {p}")))?;
+            (None, Some(email), Some(w.kind), reason)
+        }
+    };
+    let unmatched = |outcome: &str| BounceOutcome {
+        outcome: outcome.to_owned(),
+        person_id: None,
+        contact_moment_id: None,
+        bouncer: false,
+        soft_bounces: 0,
+        reason: reason.clone(),
+    };
+    // The message first (its Message-ID names person and step), else the address.
+    let by_message: Option<(i64, i64, Option<i64>)> = match &message_id {
+        Some(m) => contact_moments::table
+            .filter(contact_moments::message_id.eq(m))
+            .select((contact_moments::id, contact_moments::person_id, contact_moments::mail_job_id))
+            .first(conn)
+            .optional()?,
+        None => None,
+    };
+    let (moment, person_id, job) = match by_message {
+        Some((m, p, j)) => (Some(m), p, j),
+        None => {
+            let Some(email) = &email else {
+                return Ok(unmatched("unmatched"));
+            };
+            let person: Option<i64> = persons::table
+                .filter(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("mailbaar_fold(persons.email) = mailbaar_fold(")
+                        .bind::<diesel::sql_types::Text, _>(email.clone())
+                        .sql(")"),
+                )
+                .select(persons::id)
+                .first(conn)
+                .optional()?;
+            let Some(p) = person else {
+                return Ok(unmatched("unmatched"));
+            };
+            let latest: Option<(i64, Option<i64>)> = contact_moments::table
+                .filter(contact_moments::person_id.eq(p))
+                .filter(contact_moments::sent_at.is_not_null())
+                .order(contact_moments::id.desc())
+                .select((contact_moments::id, contact_moments::mail_job_id))
+                .first(conn)
+                .optional()?;
+            (latest.map(|l| l.0), p, latest.and_then(|l| l.1))
+        }
+    };
+    let Some(kind) = kind else {
+        let mut out = unmatched("delayed");
+        out.person_id = Some(person_id);
+        out.contact_moment_id = moment;
+        return Ok(out);
+    };
+    let limit = mailbaar_settings::load(conn)?.soft_bounce_limit;
+    mailbaar_store::write_transaction(conn, |conn| {
+        let effect = mailbaar_people::record_bounce(conn, person_id, kind == BounceKind::Hard, &reason, limit, by)?;
+        let Some(effect) = effect else {
+            return Ok(unmatched("unmatched"));
+        };
+        let hard = kind == BounceKind::Hard || effect.bouncer;
+        if let (Some(m), true) = (moment, hard) {
+            diesel::update(contact_moments::table.find(m))
+                .set((
+                    contact_moments::bounced_at.eq(now),
+                    contact_moments::bounce_reason.eq(&reason),
+                ))
+                .execute(conn)?;
+            if let Some(j) = job {
+                diesel::update(mail_job_recipients::table.find((j, person_id)))
+                    .set(mail_job_recipients::state.eq("bounced"))
+                    .execute(conn)?;
+            }
+        }
+        Ok(BounceOutcome {
+            outcome: match kind {
+                BounceKind::Hard => "hard",
+                BounceKind::Soft => "soft",
+            }
+            .to_owned(),
+            person_id: Some(person_id),
+            contact_moment_id: moment,
+            bouncer: effect.bouncer,
+            soft_bounces: effect.soft_bounces,
+            reason: reason.clone(),
+        })
+    })
+}
