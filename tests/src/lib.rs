@@ -3,6 +3,8 @@
 //!
 //! [`backend_tests!`] turns one async test function into a SQLite and a PostgreSQL test.
 
+pub mod mailing;
+
 use actix_web::dev::ServerHandle;
 use mailbaar_api::{Application, Config};
 use mailbaar_store::testing::TestDatabase;
@@ -31,6 +33,8 @@ pub struct Reply {
     pub content_type: String,
     pub body: Value,
     pub text: String,
+    /// The `Location` header, for redirects (the client does not follow them).
+    pub location: Option<String>,
 }
 
 impl TestApp {
@@ -61,6 +65,7 @@ impl TestApp {
         actix_rt::spawn(app.run_until_stopped());
         let client = awc::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            .disable_redirects()
             .finish();
         Some(TestApp {
             base,
@@ -105,6 +110,11 @@ impl TestApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = res.body().limit(32 * 1024 * 1024).await.expect("body");
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -113,6 +123,7 @@ impl TestApp {
             content_type,
             body,
             text,
+            location,
         }
     }
 

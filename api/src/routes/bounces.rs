@@ -26,7 +26,11 @@ use crate::error::{ApiError, Problem};
         (status = 422, description = "Not a DSN, or an invalid webhook; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/bounces")]
-pub async fn report(auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn report(
+    auth: Auth,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let by = auth.require(Permission::ReportBounces)?.label();
     let content_type = req
         .headers()
@@ -34,7 +38,12 @@ pub async fn report(auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<Ht
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_owned();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let report = match essence.as_str() {
         "application/json" => {
             let value: serde_json::Value = serde_json::from_slice(&body)
@@ -68,5 +77,13 @@ pub async fn report(auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<Ht
 fn starts_with_headers(body: &[u8]) -> bool {
     let head = &body[..body.len().min(200)];
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    text.starts_with("content-type:") || text.starts_with("from:") || text.starts_with("mime-version:") || text.starts_with("received:") || text.starts_with("return-path:") || text.starts_with("date:") || text.starts_with("subject:") || text.starts_with("to:") || text.starts_with("message-id:")
+    text.starts_with("content-type:")
+        || text.starts_with("from:")
+        || text.starts_with("mime-version:")
+        || text.starts_with("received:")
+        || text.starts_with("return-path:")
+        || text.starts_with("date:")
+        || text.starts_with("subject:")
+        || text.starts_with("to:")
+        || text.starts_with("message-id:")
 }

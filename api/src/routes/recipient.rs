@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse};
-use mailbaar_campaigns::{LinkPurpose, LinkRefusal, Reached, Unsubscribed};
 use mailbaar_campaigns::TrackedLink;
+use mailbaar_campaigns::{LinkPurpose, LinkRefusal, Reached, Unsubscribed};
 use mailbaar_settings::Language;
 use minijinja::{context, Environment};
 use serde::Serialize;
@@ -77,7 +77,8 @@ const NL: Words = Words {
     invalid_title: "Deze link werkt niet",
     invalid: "De link is niet (meer) geldig. Gebruik de link uit de e-mail zoals u die ontving.",
     expired_title: "Deze link is verlopen",
-    expired: "Deze link is te oud. Gebruik de link in een recentere e-mail, of neem contact met ons op.",
+    expired:
+        "Deze link is te oud. Gebruik de link in een recentere e-mail, of neem contact met ons op.",
     failed_title: "Er ging iets mis",
     failed: "Uw keuze is niet opgeslagen. Probeer het over een paar minuten opnieuw.",
     preferences_title: "Uw voorkeuren",
@@ -176,7 +177,11 @@ fn html(status: StatusCode, w: &Words, organisation: &str, page: Page) -> HttpRe
     let (action, form_key) = page
         .form
         .clone()
-        .or_else(|| page.confirm.as_ref().map(|(_, a)| (a.clone(), String::new())))
+        .or_else(|| {
+            page.confirm
+                .as_ref()
+                .map(|(_, a)| (a.clone(), String::new()))
+        })
         .unwrap_or_default();
     let body = environment()
         .get_template("page.html")
@@ -258,7 +263,9 @@ async fn reach(
             ))
         })
         .await
-        .map_err(|e| LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())))?
+        .map_err(|e| {
+            LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))
+        })?
 }
 
 fn preferences_url(state: &AppState, reached: &Reached) -> String {
@@ -288,7 +295,13 @@ async fn preference_page(
     let w = words(language);
     let shown = match shown {
         Ok(s) => s,
-        Err(e) => return refusal(state, LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))).await,
+        Err(e) => {
+            return refusal(
+                state,
+                LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())),
+            )
+            .await
+        }
     };
     let mut page = Page {
         title: done.as_ref().map_or(w.preferences_title, |d| d.0).into(),
@@ -397,14 +410,23 @@ pub async fn save_preferences(
             }
             preference_page(&state, reached, Some((w.saved_title, lines))).await
         }
-        Err(e) => refusal(&state, LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))).await,
+        Err(e) => {
+            refusal(
+                &state,
+                LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())),
+            )
+            .await
+        }
     }
 }
 
 /// The unsubscribe link's page: asks to confirm (mail scanners follow links, so a GET
 /// changes nothing).
 #[get("/r/unsubscribe/{token}")]
-pub async fn unsubscribe_page(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+pub async fn unsubscribe_page(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> HttpResponse {
     let reached = match reach(&state, LinkPurpose::Unsubscribe, token.into_inner()).await {
         Ok(r) => r,
         Err(e) => return refusal(&state, e).await,
@@ -480,7 +502,11 @@ pub async fn unsubscribe(
         Ok(Unsubscribed::Everything) => vec![w.unsubscribed_all.into()],
         Ok(Unsubscribed::Nothing) => vec![w.already.into()],
         Err(e) => {
-            return refusal(&state, LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))).await
+            return refusal(
+                &state,
+                LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())),
+            )
+            .await
         }
     };
     html(
@@ -528,7 +554,9 @@ pub async fn click(state: web::Data<AppState>, token: web::Path<String>) -> Http
         .await;
     match tracked {
         Ok(Some(TrackedLink::Click { target, .. }))
-            if target.starts_with("https://") || target.starts_with("http://") || target.starts_with("mailto:") =>
+            if target.starts_with("https://")
+                || target.starts_with("http://")
+                || target.starts_with("mailto:") =>
         {
             HttpResponse::Found()
                 .insert_header((header::LOCATION, target))

@@ -77,14 +77,21 @@ fn field<'a>(block: &'a str, name: &str) -> Option<&'a str> {
 /// the report's parts given alone as `message/rfc822`). Errors: `Invalid` (`body`) when it
 /// is not a message, or has no delivery status.
 pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
-    let not_dsn = |why: &str| CampaignError::invalid("body", format!("not a delivery status notification (RFC 3464): {why}"));
+    let not_dsn = |why: &str| {
+        CampaignError::invalid(
+            "body",
+            format!("not a delivery status notification (RFC 3464): {why}"),
+        )
+    };
     let message = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| not_dsn("not an e-mail message"))?;
     let mut status_text: Option<String> = None;
     let mut original: Option<String> = None;
     for part in &message.parts {
-        let Some(ct) = part.content_type() else { continue };
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
         let ctype = ct.ctype().to_ascii_lowercase();
         let sub = ct.subtype().unwrap_or_default().to_ascii_lowercase();
         match (ctype.as_str(), sub.as_str()) {
@@ -109,13 +116,18 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
     let status_text = status_text.ok_or_else(|| not_dsn("no message/delivery-status part"))?;
     // The first block is per message; the following ones per recipient (RFC 3464 §2).
     let normalized = status_text.replace("\r\n", "\n");
-    let blocks: Vec<&str> = normalized.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    let blocks: Vec<&str> = normalized
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .collect();
     let recipient_block = blocks
         .iter()
         .find(|b| field(b, "Action").is_some())
         .copied()
         .ok_or_else(|| not_dsn("no per-recipient fields (Action, Status)"))?;
-    let action = field(recipient_block, "Action").unwrap_or_default().to_ascii_lowercase();
+    let action = field(recipient_block, "Action")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let status = field(recipient_block, "Status").unwrap_or_default();
     let kind = match (action.as_str(), status.chars().next()) {
         ("delayed", _) => None,
@@ -133,7 +145,11 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
     Ok(Dsn {
         original_message_id: original.map(|m| m.trim_matches(['<', '>']).to_owned()),
         recipient,
-        kind: if action == "failed" || action == "delayed" { kind } else { None },
+        kind: if action == "failed" || action == "delayed" {
+            kind
+        } else {
+            None
+        },
         reason: reason.chars().take(500).collect(),
     })
 }
@@ -162,10 +178,14 @@ pub fn report_bounce(
         BounceReport::Webhook(w) => {
             let email = w.email.trim().to_owned();
             if !mailbaar_people::is_valid_email(&email) {
-                return Err(CampaignError::invalid("email", "not a valid e-mail address"));
+                return Err(CampaignError::invalid(
+                    "email",
+                    "not a valid e-mail address",
+                ));
             }
-            let reason = mailbaar_store::clean_required_text(&w.reason, 500)
-                .map_err(|p| CampaignError::invalid("reason", format!("1 to 500 characters: {p}")))?;
+            let reason = mailbaar_store::clean_required_text(&w.reason, 500).map_err(|p| {
+                CampaignError::invalid("reason", format!("1 to 500 characters: {p}"))
+            })?;
             (None, Some(email), Some(w.kind), reason)
         }
     };
@@ -181,7 +201,11 @@ pub fn report_bounce(
     let by_message: Option<(i64, i64, Option<i64>)> = match &message_id {
         Some(m) => contact_moments::table
             .filter(contact_moments::message_id.eq(m))
-            .select((contact_moments::id, contact_moments::person_id, contact_moments::mail_job_id))
+            .select((
+                contact_moments::id,
+                contact_moments::person_id,
+                contact_moments::mail_job_id,
+            ))
             .first(conn)
             .optional()?,
         None => None,
@@ -194,9 +218,11 @@ pub fn report_bounce(
             };
             let person: Option<i64> = persons::table
                 .filter(
-                    diesel::dsl::sql::<diesel::sql_types::Bool>("mailbaar_fold(persons.email) = mailbaar_fold(")
-                        .bind::<diesel::sql_types::Text, _>(email.clone())
-                        .sql(")"),
+                    diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        "mailbaar_fold(persons.email) = mailbaar_fold(",
+                    )
+                    .bind::<diesel::sql_types::Text, _>(email.clone())
+                    .sql(")"),
                 )
                 .select(persons::id)
                 .first(conn)
@@ -222,7 +248,14 @@ pub fn report_bounce(
     };
     let limit = mailbaar_settings::load(conn)?.soft_bounce_limit;
     mailbaar_store::write_transaction(conn, |conn| {
-        let effect = mailbaar_people::record_bounce(conn, person_id, kind == BounceKind::Hard, &reason, limit, by)?;
+        let effect = mailbaar_people::record_bounce(
+            conn,
+            person_id,
+            kind == BounceKind::Hard,
+            &reason,
+            limit,
+            by,
+        )?;
         let Some(effect) = effect else {
             return Ok(unmatched("unmatched"));
         };

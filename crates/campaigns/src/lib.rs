@@ -28,7 +28,9 @@ mod sending;
 mod step;
 mod transport;
 
-pub use bounce::{parse_dsn, report_bounce, BounceKind, BounceOutcome, BounceReport, BounceWebhook, Dsn};
+pub use bounce::{
+    parse_dsn, report_bounce, BounceKind, BounceOutcome, BounceReport, BounceWebhook, Dsn,
+};
 pub use campaign::{
     create_campaign, delete_campaign, get_campaign, list_campaigns, update_campaign, Campaign,
     CampaignChanges, NameSearch, NewCampaign,
@@ -40,6 +42,7 @@ pub use job::{
     SEND,
 };
 pub use links::{LinkError, LinkPurpose, Links, LINK_LIFETIME_DAYS};
+pub use mailbaar_render::TrackedLink;
 pub use mailing::{
     preview, send_test_mail, Delivery, Header, Preview, PreviewRequest, TestMailRequest,
     TestMailSent,
@@ -47,8 +50,7 @@ pub use mailing::{
 pub use readiness::{readiness, Readiness, Requirement, RequirementCode, PERSON_FIELDS};
 pub use recipient::{
     choice_label, preferences, reach, save_preferences, track, unsubscribe, unsubscribe_target,
-    view_online, LinkRefusal,
-    PreferenceChoice, Preferences, Reached, Unsubscribed, RECIPIENT,
+    view_online, LinkRefusal, PreferenceChoice, Preferences, Reached, Unsubscribed, RECIPIENT,
 };
 pub use results::{
     delete_test_contact_moments, step_results, HourBucket, Rate, StepResults, TestResults,
@@ -59,5 +61,4 @@ pub use step::{
     create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
     StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,
 };
-pub use mailbaar_render::TrackedLink;
 pub use transport::{EmlTransport, OutgoingMessage, Transport, TransportError};

@@ -118,7 +118,10 @@ pub struct Preferences {
 }
 
 /// The preference centre of the person a link names.
-pub fn preferences(conn: &mut DbConnection, reached: &Reached) -> Result<Preferences, CampaignError> {
+pub fn preferences(
+    conn: &mut DbConnection,
+    reached: &Reached,
+) -> Result<Preferences, CampaignError> {
     let settings = mailbaar_settings::load(conn)?;
     let (first_name, anonymized_at): (Option<String>, Option<NaiveDateTime>) = persons::table
         .find(reached.person_id)
@@ -129,7 +132,12 @@ pub fn preferences(conn: &mut DbConnection, reached: &Reached) -> Result<Prefere
         let types: Vec<(i64, String, String, String)> = opt_in_types::table
             .filter(opt_in_types::active.eq(true))
             .order(opt_in_types::id)
-            .select((opt_in_types::id, opt_in_types::kind, opt_in_types::name, opt_in_types::description))
+            .select((
+                opt_in_types::id,
+                opt_in_types::kind,
+                opt_in_types::name,
+                opt_in_types::description,
+            ))
             .load(conn)?;
         let current: BTreeMap<i64, bool> = consent_current::table
             .filter(consent_current::person_id.eq(reached.person_id))
@@ -262,7 +270,10 @@ fn step_type(conn: &mut DbConnection, reached: &Reached) -> Result<Option<i64>, 
 
 /// The name of the opt-in type a message's unsubscribe link withdraws; `None`: it
 /// withdraws everything.
-pub fn unsubscribe_target(conn: &mut DbConnection, reached: &Reached) -> Result<Option<String>, CampaignError> {
+pub fn unsubscribe_target(
+    conn: &mut DbConnection,
+    reached: &Reached,
+) -> Result<Option<String>, CampaignError> {
     let Some(type_id) = step_type(conn, reached)? else {
         return Ok(None);
     };
@@ -275,7 +286,11 @@ pub fn unsubscribe_target(conn: &mut DbConnection, reached: &Reached) -> Result<
 
 /// The one-click unsubscribe of RFC 8058 (and the confirm page's button): an opt-out of
 /// the step's opt-in type (channel `unsubscribe_link`) naming the contact moment.
-pub fn unsubscribe(conn: &mut DbConnection, reached: &Reached, label: &str) -> Result<Unsubscribed, CampaignError> {
+pub fn unsubscribe(
+    conn: &mut DbConnection,
+    reached: &Reached,
+    label: &str,
+) -> Result<Unsubscribed, CampaignError> {
     let anonymized: Option<NaiveDateTime> = persons::table
         .find(reached.person_id)
         .select(persons::anonymized_at)
@@ -355,14 +370,26 @@ pub fn track(
     let changed = match &link {
         TrackedLink::Open { .. } => diesel::update(target)
             .set((
-                contact_moments::opened_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>("COALESCE(opened_at, ").bind::<diesel::sql_types::Timestamp, _>(now).sql(")")),
+                contact_moments::opened_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
+                >("COALESCE(opened_at, ")
+                .bind::<diesel::sql_types::Timestamp, _>(now)
+                .sql(")")),
                 contact_moments::open_count.eq(contact_moments::open_count + 1),
             ))
             .execute(conn)?,
         TrackedLink::Click { .. } => diesel::update(target)
             .set((
-                contact_moments::clicked_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>("COALESCE(clicked_at, ").bind::<diesel::sql_types::Timestamp, _>(now).sql(")")),
-                contact_moments::opened_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>("COALESCE(opened_at, ").bind::<diesel::sql_types::Timestamp, _>(now).sql(")")),
+                contact_moments::clicked_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
+                >("COALESCE(clicked_at, ")
+                .bind::<diesel::sql_types::Timestamp, _>(now)
+                .sql(")")),
+                contact_moments::opened_at.eq(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
+                >("COALESCE(opened_at, ")
+                .bind::<diesel::sql_types::Timestamp, _>(now)
+                .sql(")")),
                 contact_moments::click_count.eq(contact_moments::click_count + 1),
             ))
             .execute(conn)?,
@@ -415,7 +442,8 @@ pub fn view_online(
             let Ok(row) = step_row(conn, step_id) else {
                 return Ok(None);
             };
-            let blocks = crate::audience::blocks_of(conn, &row.blocks(), person.id, reached.occurred_at)?;
+            let blocks =
+                crate::audience::blocks_of(conn, &row.blocks(), person.id, reached.occurred_at)?;
             (row.render_step(), blocks)
         }
     };

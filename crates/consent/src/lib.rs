@@ -16,8 +16,8 @@ pub use error::ConsentError;
 pub use ledger::{
     append_records, automatic_opt_in_candidates, count_current, current_for_person,
     current_for_persons, get_record, history, record, record_automatic_opt_in, record_from_mailing,
-    record_service_mail_opt_in, unsubscribe_all, unsubscribe_all_from, Channel, ConsentChange, ConsentRecord,
-    CurrentConsent, NewRecord, Unsubscribe,
+    record_service_mail_opt_in, unsubscribe_all, unsubscribe_all_from, Channel, ConsentChange,
+    ConsentRecord, CurrentConsent, NewRecord, Unsubscribe,
 };
 pub use soft::{assign_soft_consent, PersonSelector, SelectionError, SoftConsentOutcome};
 pub use types::{

@@ -17,8 +17,8 @@ pub use card::{
 pub use error::{FieldError, PeopleError};
 pub use mailable::{is_mailable, mailable_sql, obstacles, MailFacts, Obstacle};
 pub use person::{
-    clear_bouncer, record_bounce, BounceEffect, create_person, get_person, list_persons, persons_by_ids, update_person,
-    NewPerson, Person, PersonChanges, PersonFilter,
+    clear_bouncer, create_person, get_person, list_persons, persons_by_ids, record_bounce,
+    update_person, BounceEffect, NewPerson, Person, PersonChanges, PersonFilter,
 };
 pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};
 pub use validate::is_valid_email;

@@ -538,7 +538,13 @@ pub fn record_bounce(
             actor,
             "person.bounced",
             Some(id),
-            if turns_hard { "bouncer flag set" } else if hard { "hard, already a bouncer" } else { "soft" },
+            if turns_hard {
+                "bouncer flag set"
+            } else if hard {
+                "hard, already a bouncer"
+            } else {
+                "soft"
+            },
         )?;
         Ok(Some(BounceEffect {
             bouncer: bouncer || turns_hard,

@@ -548,6 +548,7 @@ impl CompiledStep {
                 [
                     links.preferences_url.as_str(),
                     links.unsubscribe_url.as_str(),
+                    links.view_online_url.as_str(),
                 ],
             );
             html = rewriter.rewrite_html(&html);

@@ -163,16 +163,16 @@ fn is_trackable(url: &str, skip: &[&str]) -> bool {
 pub(crate) struct Rewriter<'a> {
     signer: &'a dyn LinkSigner,
     tracking_id: &'a str,
-    skip: [&'a str; 2],
+    skip: [&'a str; 3],
     memo: Vec<(String, String)>,
 }
 
 impl<'a> Rewriter<'a> {
-    /// `skip`: links that must stay direct (preference centre, unsubscribe).
+    /// `skip`: links that must stay direct (preference centre, unsubscribe, web version).
     pub(crate) fn new(
         signer: &'a dyn LinkSigner,
         tracking_id: &'a str,
-        skip: [&'a str; 2],
+        skip: [&'a str; 3],
     ) -> Self {
         Rewriter {
             signer,
@@ -336,7 +336,11 @@ mod tests {
         let mut rw = Rewriter::new(
             &s,
             "cm-1",
-            ["https://p.example/prefs", "https://p.example/unsub"],
+            [
+                "https://p.example/prefs",
+                "https://p.example/unsub",
+                "https://p.example/view",
+            ],
         );
         let html = "<a href=\"https://example.org/?a=1&amp;b=2\">x</a>\
                     <a class=\"btn\" href=\"https://p.example/prefs\">p</a>\
@@ -359,7 +363,7 @@ mod tests {
     #[test]
     fn rewrites_text_urls_once_per_target() {
         let s = signer();
-        let mut rw = Rewriter::new(&s, "cm-1", ["https://p.example/prefs", ""]);
+        let mut rw = Rewriter::new(&s, "cm-1", ["https://p.example/prefs", "", ""]);
         let out = rw.rewrite_text("Lees (https://example.org/x). Nogmaals: https://example.org/x\nhttps://p.example/prefs");
         let signed = s.click_url("cm-1", "https://example.org/x");
         assert_eq!(
