@@ -598,15 +598,17 @@ fn links_are_rewritten_to_signed_redirects() {
         } else {
             assert!(
                 link == "https://mail.example.org/p/tok-prefs"
-                    || link == "https://mail.example.org/u/tok-unsub",
+                    || link == "https://mail.example.org/u/tok-unsub"
+                    || link.starts_with("https://mail.example.org/v/"),
                 "untracked link {link}"
             );
         }
     }
     assert!(clicks > 30, "{clicks}");
-    let view = signer.click_url("cm-1001", "https://mail.example.org/v/tok-view");
+    // The web version, like the preference centre, stays a direct link (it is a page of
+    // the recipient side, not a click to count).
+    let view = "https://mail.example.org/v/tok-view".to_owned();
     assert!(links.contains(&view));
-    // The text part carries the same signed links.
     assert!(mail.text.contains(&view), "{}", mail.text);
     assert!(mail.text.contains("https://mail.example.org/p/tok-prefs"));
 }
