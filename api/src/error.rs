@@ -63,8 +63,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// A method the resource does not take (405); `allow` lists those it takes.
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     /// The database cannot be reached; the client may retry (503 with `Retry-After`).
     #[error("the database is unavailable; try again shortly")]
     Unavailable(#[source] Cause),
@@ -104,7 +105,7 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
             ),
-            MethodNotAllowed(_) => (
+            MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
@@ -169,6 +170,9 @@ impl ResponseError for ApiError {
         res.content_type("application/problem+json");
         if matches!(self, ApiError::Unauthorized) {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            res.insert_header((header::ALLOW, allow.as_str()));
         }
         if matches!(self, ApiError::Unavailable(_)) {
             res.insert_header((header::RETRY_AFTER, "5"));
@@ -268,7 +272,7 @@ impl From<ConsentError> for ApiError {
             | TypeInactive(_)
             | DuplicateName(_)
             | TypeInUse(_)
-            | TypeUsedBySteps { .. }
+            | TypeReferenced { .. }
             | NoSoftQuery(_) => ApiError::Conflict(e.to_string()),
             Selection(cause) => match cause.downcast::<QueryError>() {
                 Ok(query) => (*query).into(),
@@ -436,8 +440,19 @@ pub mod extract {
         ApiError::invalid("query", err.to_string()).into()
     }
 
-    pub fn path(err: PathError, _req: &HttpRequest) -> actix_web::Error {
-        ApiError::NotFound(format!("no such resource: {err}")).into()
+    /// A path parameter that does not parse: the path names no resource of this method —
+    /// 405 when a resource of the contract takes the path under other methods (`GET
+    /// /queries/run`), else 404.
+    pub fn path(err: PathError, req: &HttpRequest) -> actix_web::Error {
+        let method = req.method().as_str();
+        match crate::routes::allowed_methods(req.path()) {
+            Some(allow) if !allow.split(", ").any(|m| m == method) => ApiError::MethodNotAllowed {
+                detail: format!("{method} is not a method of this resource; it takes {allow}"),
+                allow,
+            }
+            .into(),
+            _ => ApiError::NotFound(format!("no such resource: {err}")).into(),
+        }
     }
 }
 

@@ -23,8 +23,9 @@ use mailbaar_store::{DatabaseUrl, Pool, StoreError};
 pub use config::Config;
 use state::AppState;
 
-/// Largest JSON body the API accepts.
-pub const MAX_JSON_BODY: usize = 256 * 1024;
+/// Largest JSON body the API accepts: room for a campaign step's two templates
+/// (`mailbaar_campaigns::MAX_TEMPLATE_CHARS` characters each).
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]

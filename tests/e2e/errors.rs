@@ -12,7 +12,48 @@ backend_tests!(
     unreadable_settings_are_a_500_with_its_request_id_in_the_log,
     unknown_stored_role_is_refused_not_downgraded,
     an_authenticated_request_takes_one_connection,
+    undeclared_methods_are_405_with_allow,
 );
+
+/// Every path of the contract answers a method it does not declare with 405, a problem
+/// document and `Allow` listing exactly the declared methods.
+async fn undeclared_methods_are_405_with_allow(app: TestApp) {
+    let doc = app.send("GET", "/openapi.json", None, None).await.body;
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let path: String = template
+            .split('/')
+            .map(|s| if s.starts_with('{') { "1" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let declared: Vec<&str> = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+            .into_iter()
+            .filter(|m| item.get(m.to_lowercase()).is_some())
+            .collect();
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if declared.contains(&method) {
+                continue;
+            }
+            let r = app
+                .send(
+                    method,
+                    &path,
+                    Some(&app.admin_token),
+                    Some(("application/json", b"{}".to_vec())),
+                )
+                .await;
+            assert_eq!(r.status, 405, "{method} {path}: {}", r.text);
+            r.assert_problem(405);
+            assert_eq!(
+                r.allow.as_deref(),
+                Some(declared.join(", ").as_str()),
+                "{method} {path}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked} undeclared methods checked");
+}
 
 /// The token is checked on the connection the handler then works on.
 async fn an_authenticated_request_takes_one_connection(mut app: TestApp) {

@@ -35,6 +35,8 @@ pub struct Reply {
     pub text: String,
     /// The `Location` header, for redirects (the client does not follow them).
     pub location: Option<String>,
+    /// The `Allow` header, for 405 answers.
+    pub allow: Option<String>,
 }
 
 impl TestApp {
@@ -115,6 +117,11 @@ impl TestApp {
             .get("location")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let allow = res
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = res.body().limit(32 * 1024 * 1024).await.expect("body");
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -124,6 +131,7 @@ impl TestApp {
             body,
             text,
             location,
+            allow,
         }
     }
 

@@ -112,8 +112,9 @@ pub async fn unsubscribe_all(
 }
 
 /// The answer to PUT, PATCH and DELETE on the ledger.
-pub async fn append_only() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(
-        "consent records are append-only: record a new opt-in or opt-out instead".into(),
-    ))
+pub async fn append_only(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        detail: "consent records are append-only: record a new opt-in or opt-out instead".into(),
+        allow: super::allowed_methods(req.path()).unwrap_or_else(|| "GET".into()),
+    })
 }

@@ -113,12 +113,68 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     web::resource("/persons/{id}/unsubscribe-all")
-                        .route(web::post().to(consents::unsubscribe_all)),
+                        .route(web::post().to(consents::unsubscribe_all))
+                        .default_service(web::to(not_found)),
                 ),
         );
 }
 
-/// The answer for paths that exist under no route.
-pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such resource".into()))
+/// The answer for requests no route takes: 405 with `Allow` when the path is a resource
+/// of the contract under another method, else 404.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    match allowed_methods(req.path()) {
+        Some(allow) => Err(ApiError::MethodNotAllowed {
+            detail: format!(
+                "{} is not a method of this resource; it takes {allow}",
+                req.method()
+            ),
+            allow,
+        }),
+        None => Err(ApiError::NotFound("no such resource".into())),
+    }
+}
+
+/// The methods the contract declares for a request path (`GET, POST`), from the one
+/// OpenAPI document, so a new route needs no entry here.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    use std::sync::OnceLock;
+    type Template = (Vec<String>, String);
+    static PATHS: OnceLock<Vec<Template>> = OnceLock::new();
+    let paths = PATHS.get_or_init(|| {
+        crate::openapi::document()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let methods: Vec<&str> = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, has)| has.then_some(m))
+                .collect();
+                (
+                    template
+                        .trim_matches('/')
+                        .split('/')
+                        .map(str::to_owned)
+                        .collect(),
+                    methods.join(", "),
+                )
+            })
+            .collect()
+    });
+    let asked: Vec<&str> = path.trim_matches('/').split('/').collect();
+    paths
+        .iter()
+        .find(|(template, _)| {
+            template.len() == asked.len()
+                && template.iter().zip(&asked).all(|(t, a)| {
+                    (t.starts_with('{') && t.ends_with('}') && !a.is_empty()) || t == a
+                })
+        })
+        .map(|(_, allow)| allow.clone())
 }

@@ -469,7 +469,15 @@ pub fn cancel_mail_job(
 ) -> Result<MailJob, CampaignError> {
     mailbaar_store::write_transaction(conn, |conn| {
         let job = lock_job(conn, id)?;
-        if job.status() != MailJobStatus::Scheduled {
+        // A job whose task gave up (its attempts cut off, the database failing) may be
+        // cancelled wherever it stopped, so its step is not held for ever.
+        let gave_up = match job.task_id {
+            Some(task) if job.status().is_active() => {
+                mailbaar_tasks::get(conn, task)?.state == mailbaar_tasks::TaskState::Failed
+            }
+            _ => false,
+        };
+        if job.status() != MailJobStatus::Scheduled && !gave_up {
             return Err(not_scheduled(&job, "cancelled"));
         }
         let at = now();

@@ -89,9 +89,14 @@ pub(crate) fn person_vars(p: &Person) -> PersonVars {
 
 /// A fresh Message-ID (without brackets) in the sender's domain (RFC 5322 §3.6.4).
 pub(crate) fn new_message_id(from_email: &str) -> String {
+    // An internationalised domain is written in its ASCII form (IDNA): a msg-id is ASCII.
     let domain = from_email
         .rsplit_once('@')
-        .map_or("mailbaar.invalid", |(_, d)| d);
+        .and_then(|(_, d)| match url::Host::parse(d) {
+            Ok(url::Host::Domain(ascii)) => Some(ascii),
+            _ => None,
+        })
+        .unwrap_or_else(|| "mailbaar.invalid".to_owned());
     format!("{}@{domain}", uuid::Uuid::new_v4().simple())
 }
 
@@ -310,9 +315,10 @@ pub fn send_test_mail(
     request: &TestMailRequest,
 ) -> Result<Vec<TestMailSent>, CampaignError> {
     let mut ids = request.person_ids.clone();
+    let given = ids.len();
     ids.sort_unstable();
     ids.dedup();
-    if ids.is_empty() || ids.len() > 50 {
+    if ids.is_empty() || given > 50 {
         return Err(CampaignError::invalid("person_ids", "1 to 50 person ids"));
     }
     let step = step_row(conn, step_id)?;

@@ -2,8 +2,10 @@
 //! and warnings that do not block. Sending a step that is not ready is refused with the
 //! same list.
 
+use diesel::prelude::*;
 use mailbaar_query::{Condition, Node};
 use mailbaar_render::{CompiledStep, ReadinessIssue};
+use mailbaar_store::schema::mail_jobs;
 use mailbaar_store::DbConnection;
 use serde::Serialize;
 use serde_json::Value;
@@ -144,12 +146,23 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
     };
     if step.send_kind() == SendKind::OneTime {
         if let Some(since) = step.blocked_since {
+            let active: Option<(i64, String)> = mail_jobs::table
+                .filter(mail_jobs::step_id.eq(step.id))
+                .filter(mail_jobs::status.eq_any(["scheduled", "preparing", "prepared", "sending"]))
+                .select((mail_jobs::id, mail_jobs::status))
+                .first(conn)
+                .optional()?;
             missing.push(Requirement::new(
                 AlreadySent,
-                format!(
-                    "this one-time step was sent (blocked since {} UTC); reset it to send again",
-                    since.format("%Y-%m-%d %H:%M")
-                ),
+                match active {
+                    Some((job, status)) => format!(
+                        "this one-time step has mail job {job} under way ({status}); cancel it, or let it finish and reset the step"
+                    ),
+                    None => format!(
+                        "this one-time step was sent (blocked since {} UTC); reset it to send again",
+                        since.format("%Y-%m-%d %H:%M")
+                    ),
+                },
             ));
         }
     }
@@ -158,7 +171,10 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
             Selection,
             "the step has no selection (saved query)",
         )),
-        Some(id) => match mailbaar_query::get_query(conn, id) {
+        Some(id) => match mailbaar_query::get_query(conn, id)
+            .and_then(|q| mailbaar_query::Selection::prepare(conn, &q.conditions).map(|_| q))
+        {
+            Err(mailbaar_query::QueryError::Database(e)) => return Err(e.into()),
             Ok(query) => {
                 let mut load = |qid: i64| {
                     mailbaar_query::get_query(conn, qid)
@@ -187,14 +203,86 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
                     )),
                 }
             }
-            Err(e) => missing.push(Requirement::new(Selection, e.to_string())),
+            Err(e) => missing.push(Requirement::new(
+                Selection,
+                format!("the selection no longer runs: {e}"),
+            )),
         },
+    }
+    // Block conditions are selections too.
+    for block in step.blocks() {
+        let Some(tree) = &block.condition else {
+            continue;
+        };
+        let problem = match mailbaar_query::Node::parse(tree) {
+            Err(issues) => Some(
+                issues
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Ok(node) => match mailbaar_query::Selection::prepare(conn, &node) {
+                Ok(_) => None,
+                Err(mailbaar_query::QueryError::Database(e)) => return Err(e.into()),
+                Err(e) => Some(e.to_string()),
+            },
+        };
+        if let Some(problem) = problem {
+            missing.push(Requirement::new(
+                Template,
+                format!(
+                    "the condition of block {:?} no longer runs: {problem}",
+                    block.name
+                ),
+            ));
+        }
+    }
+    // Render the first recipient as the send will: templates that compile can still fail
+    // at run time (a division by zero, a loop out of fuel), and a preference link inside a
+    // condition that never holds is no link.
+    if let (Some(c), true) = (&compiled, missing.iter().all(|r| r.code == AlreadySent)) {
+        if let Some(problem) = sample(conn, step, c)? {
+            missing.push(problem);
+        }
     }
     Ok(Checked {
         missing,
         warnings,
         compiled,
     })
+}
+
+/// Renders the step for its first recipient; the problem, if any.
+fn sample(
+    conn: &mut DbConnection,
+    step: &StepRow,
+    compiled: &CompiledStep,
+) -> Result<Option<Requirement>, CampaignError> {
+    let now = mailbaar_store::now();
+    let first = match Audience::of(conn, step, true, now) {
+        Ok(Some(audience)) => audience.nth(conn, 0)?,
+        Ok(None) | Err(CampaignError::Query(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let Some(person_id) = first else {
+        return Ok(None);
+    };
+    let person = mailbaar_people::get_person(conn, person_id)?;
+    let blocks = crate::audience::blocks_of(conn, &step.blocks(), person_id, now)?;
+    let links = crate::links::Links::new(b"readiness sample", "https://readiness.invalid");
+    let expected = links.for_moment(0, now).preferences_url;
+    match crate::mailing::render_for(compiled, &links, &person, blocks, 0, "sample@readiness.invalid", now) {
+        Err(reason) => Ok(Some(Requirement::new(
+            RequirementCode::Template,
+            format!("rendering for person {person_id} fails: {reason}"),
+        ))),
+        Ok(mail) if !mail.html.contains(&expected) => Ok(Some(Requirement::new(
+            RequirementCode::PreferencesLink,
+            format!("the message rendered for person {person_id} has no preference-centre link (is {{{{ preferences_url }}}} inside a condition?)"),
+        ))),
+        Ok(_) => Ok(None),
+    }
 }
 
 fn is_true(c: &Condition, field: &str) -> bool {

@@ -42,7 +42,8 @@ struct JobPayload {
     mail_job_id: i64,
 }
 
-fn fail_job(
+/// Ends a job as failed; a one-time step it blocked is released when nothing was sent.
+pub(crate) fn fail_job(
     conn: &mut DbConnection,
     id: i64,
     message: &str,
@@ -56,6 +57,25 @@ fn fail_job(
             mail_jobs::updated_at.eq(at),
         ))
         .execute(conn)?;
+    release_if_nothing_sent(conn, id)
+}
+
+/// A one-time step blocked by a job that sent nothing is free again: no one received it.
+fn release_if_nothing_sent(conn: &mut DbConnection, id: i64) -> Result<(), CampaignError> {
+    use mailbaar_store::schema::campaign_steps;
+    let (step, sent): (i64, i64) = mail_jobs::table
+        .find(id)
+        .select((mail_jobs::step_id, mail_jobs::sent))
+        .first(conn)?;
+    if sent == 0 {
+        diesel::update(
+            campaign_steps::table
+                .find(step)
+                .filter(campaign_steps::send_kind.eq("one_time")),
+        )
+        .set(campaign_steps::blocked_since.eq(None::<NaiveDateTime>))
+        .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -125,7 +145,24 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
         Start::Go => {}
     }
     ctx.progress(0, 2, "freezing content and recipients")?;
-    let summary = write_transaction(&mut conn, |conn| -> Result<String, CampaignError> {
+    let summary = match freeze(&mut conn, id, at) {
+        Ok(summary) => summary,
+        // The step or its selection cannot be prepared (a saved query deleted, a tree that
+        // no longer checks): the job fails with the reason and releases its step; a failing
+        // database is the task's to retry.
+        Err(e @ (CampaignError::Database(_) | CampaignError::Task(_))) => return Err(e.into()),
+        Err(e) => {
+            let message = format!("not sent: preparation failed: {e}");
+            write_transaction(&mut conn, |conn| fail_job(conn, id, &message, at))?;
+            message
+        }
+    };
+    Ok(Outcome::Done(summary))
+}
+
+/// Freezes a job's content and recipients in one transaction; the summary.
+fn freeze(conn: &mut DbConnection, id: i64, at: NaiveDateTime) -> Result<String, CampaignError> {
+    let summary = write_transaction(conn, |conn| -> Result<String, CampaignError> {
         let job = lock_job(conn, id)?;
         let step = step_row(conn, job.step_id)?;
         let checked = check(conn, &step)?;
@@ -206,7 +243,7 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
             "{recipients} recipients frozen, {skipped_previous} earlier recipients skipped"
         ))
     })?;
-    Ok(Outcome::Done(summary))
+    Ok(summary)
 }
 
 /// The work of [`SEND`], holding this process's [`Delivery`].
@@ -373,13 +410,21 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
     }
     let at = mailbaar_store::now();
     let row = write_transaction(&mut conn, |conn| -> Result<JobRow, CampaignError> {
+        let counts = crate::job::job_row(conn, id)?;
+        // Every message failing is a failed job, not a sent one.
+        let status = if counts.sent == 0 && counts.failed > 0 {
+            MailJobStatus::Failed
+        } else {
+            MailJobStatus::Sent
+        };
         diesel::update(mail_jobs::table.find(id))
             .set((
-                mail_jobs::status.eq(MailJobStatus::Sent.as_str()),
+                mail_jobs::status.eq(status.as_str()),
                 mail_jobs::finished_at.eq(at),
                 mail_jobs::updated_at.eq(at),
             ))
             .execute(conn)?;
+        release_if_nothing_sent(conn, id)?;
         let row = crate::job::job_row(conn, id)?;
         diesel::update(mail_jobs::table.find(id))
             .set(mail_jobs::message.eq(format!(

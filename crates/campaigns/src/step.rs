@@ -16,7 +16,7 @@ use crate::CampaignError;
 /// Most blocks one step may have (each is a bit of the recipient row).
 pub const MAX_BLOCKS: usize = 32;
 /// Most characters of a step's HTML or text template.
-pub const MAX_TEMPLATE_CHARS: usize = 1_000_000;
+pub const MAX_TEMPLATE_CHARS: usize = 200_000;
 
 /// Whether a step is sent once (then blocked until reset) or again and again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -153,9 +153,9 @@ pub struct NewStep {
     pub subject: Option<String>,
     #[schema(max_length = 1000)]
     pub preheader: Option<String>,
-    #[schema(max_length = 1000000)]
+    #[schema(max_length = 200000)]
     pub html: Option<String>,
-    #[schema(max_length = 1000000)]
+    #[schema(max_length = 200000)]
     pub text: Option<String>,
     #[schema(max_items = 32)]
     pub blocks: Option<Vec<StepBlock>>,
@@ -189,10 +189,10 @@ pub struct StepChanges {
     pub subject: Option<String>,
     #[schema(max_length = 1000)]
     pub preheader: Option<String>,
-    #[schema(max_length = 1000000)]
+    #[schema(max_length = 200000)]
     pub html: Option<String>,
     #[serde(default, deserialize_with = "mailbaar_store::present")]
-    #[schema(value_type = Option<String>, max_length = 1000000)]
+    #[schema(value_type = Option<String>, max_length = 200000)]
     pub text: Option<Option<String>>,
     #[schema(max_items = 32)]
     pub blocks: Option<Vec<StepBlock>>,
@@ -673,6 +673,23 @@ pub fn update_step(
             row.opt_in_type_id = v;
         }
         if let Some(v) = changes.send_kind {
+            if v != row.send_kind() {
+                let active: i64 = mail_jobs::table
+                    .filter(mail_jobs::step_id.eq(id))
+                    .filter(mail_jobs::status.eq_any([
+                        "scheduled",
+                        "preparing",
+                        "prepared",
+                        "sending",
+                    ]))
+                    .count()
+                    .get_result(conn)?;
+                if row.blocked_since.is_some() || active > 0 {
+                    return Err(CampaignError::Refused(format!(
+                        "campaign step {id} is blocked by its send or has a mail job under way; its send kind can change after a reset"
+                    )));
+                }
+            }
             row.send_kind = v.as_str().to_owned();
         }
         if let Some(v) = changes.track_clicks {

@@ -17,9 +17,10 @@ pub enum ConsentError {
     DuplicateName(String),
     #[error("opt-in type {0} has consent records and cannot be deleted; set it inactive instead")]
     TypeInUse(i64),
-    /// Campaign steps mail for the type (their unsubscribe links withdraw it).
+    /// Campaign steps mail for the type (their unsubscribe links withdraw it), or saved
+    /// queries select on it.
     #[error("opt-in type {id} is still used: {}", .uses.join("; "))]
-    TypeUsedBySteps { id: i64, uses: Vec<String> },
+    TypeReferenced { id: i64, uses: Vec<String> },
     #[error("opt-in type {0} has no soft opt-in query")]
     NoSoftQuery(i64),
     #[error("{field}: {reason}")]

@@ -268,13 +268,34 @@ pub fn delete_type(conn: &mut DbConnection, id: i64) -> Result<(), ConsentError>
             .select((campaign_steps::id, campaign_steps::name))
             .load(conn)?;
         if !steps.is_empty() {
-            return Err(ConsentError::TypeUsedBySteps {
+            return Err(ConsentError::TypeReferenced {
                 id,
                 uses: steps
                     .into_iter()
                     .map(|(s, name)| format!("campaign step {name:?} (id {s}) mails for it"))
                     .collect(),
             });
+        }
+        // Saved queries that select on the type's consent would stop running.
+        let queries: Vec<(i64, String, String)> = saved_queries::table
+            .filter(saved_queries::conditions.like(format!("%\"consent.{id}%")))
+            .select((
+                saved_queries::id,
+                saved_queries::name,
+                saved_queries::conditions,
+            ))
+            .load(conn)?;
+        let field = format!("consent.{id}");
+        let uses: Vec<String> = queries
+            .into_iter()
+            .filter(|(_, _, c)| {
+                c.match_indices(&field)
+                    .any(|(i, _)| matches!(c[i + field.len()..].chars().next(), Some('"' | '.')))
+            })
+            .map(|(q, name, _)| format!("saved query {name:?} (id {q}) selects on it"))
+            .collect();
+        if !uses.is_empty() {
+            return Err(ConsentError::TypeReferenced { id, uses });
         }
         let used: i64 = consent_records::table
             .filter(consent_records::opt_in_type_id.eq(id))

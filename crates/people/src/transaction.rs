@@ -120,7 +120,7 @@ pub fn add_transaction(
         ck.fail(
             "occurred_at",
             format!(
-                "a time in the years {}–{}",
+                "a time in the years {}–{}, not a leap second",
                 mailbaar_store::TIME_YEARS.start(),
                 mailbaar_store::TIME_YEARS.end()
             ),

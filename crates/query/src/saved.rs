@@ -324,6 +324,22 @@ pub fn list_queries(
 }
 
 /// Deletes a query that nothing uses; otherwise says what uses it.
+/// Whether a JSON condition tree (or a list of blocks holding them) has an `in_query` or
+/// `not_in_query` condition on saved query `id`.
+fn names_query(tree: &Value, id: i64) -> bool {
+    match tree {
+        Value::Object(map) => {
+            let is_ref = matches!(
+                map.get("field").and_then(Value::as_str),
+                Some("in_query" | "not_in_query")
+            ) && map.get("value").and_then(Value::as_i64) == Some(id);
+            is_ref || map.values().any(|v| names_query(v, id))
+        }
+        Value::Array(items) => items.iter().any(|v| names_query(v, id)),
+        _ => false,
+    }
+}
+
 pub fn delete_query(conn: &mut DbConnection, id: i64) -> Result<(), QueryError> {
     mailbaar_store::write_transaction(conn, |conn| {
         get_query(conn, id)?;
@@ -350,6 +366,23 @@ pub fn delete_query(conn: &mut DbConnection, id: i64) -> Result<(), QueryError> 
                 .into_iter()
                 .map(|(s, name)| format!("campaign step {name:?} (id {s}) mails its persons")),
         );
+        // Blocks of steps are condition trees too; they may include or exclude it.
+        let with_blocks: Vec<(i64, String, String)> = campaign_steps::table
+            .filter(campaign_steps::blocks.like("%in_query%"))
+            .select((
+                campaign_steps::id,
+                campaign_steps::name,
+                campaign_steps::blocks,
+            ))
+            .load(conn)?;
+        for (s, name, blocks) in with_blocks {
+            let tree: Value = serde_json::from_str(&blocks).unwrap_or(Value::Null);
+            if names_query(&tree, id) {
+                uses.push(format!(
+                    "a block of campaign step {name:?} (id {s}) uses it"
+                ));
+            }
+        }
         uses.extend(
             saved_query_references::table
                 .inner_join(

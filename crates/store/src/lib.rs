@@ -75,10 +75,12 @@ pub fn saturating_sum(backend: Backend, expr: &str) -> String {
 /// two agree only then; and so that every client can read it back (RFC 3339).
 pub const TIME_YEARS: std::ops::RangeInclusive<i32> = 1900..=2200;
 
-/// Whether a time lies in [`TIME_YEARS`].
+/// Whether a time lies in [`TIME_YEARS`] and is not a leap second.
 pub fn time_in_range(t: chrono::NaiveDateTime) -> bool {
-    use chrono::Datelike;
-    TIME_YEARS.contains(&t.year())
+    use chrono::{Datelike, Timelike};
+    // A leap second (`23:59:60`) is not stored alike by the two engines (SQLite keeps the
+    // text, PostgreSQL rolls over to the next minute) and most clients cannot read it.
+    TIME_YEARS.contains(&t.year()) && t.nanosecond() < 1_000_000_000
 }
 
 /// Why [`living_person`] refused a change to a person.
