@@ -52,6 +52,14 @@ impl TestDatabase {
                 return None;
             }
         };
+        // A test server on loopback needs no TLS, and libpq's TLS state torn down at process
+        // exit while a pool thread still holds a connection can abort the test process.
+        let admin = if admin.contains("sslmode=") {
+            admin
+        } else {
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            format!("{admin}{sep}sslmode=disable")
+        };
         let name = format!("mailbaar_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::establish(&admin).unwrap_or_else(|e| {
             panic!("cannot reach PostgreSQL at {POSTGRES_ENV}: {e}");
