@@ -72,13 +72,22 @@ for backend in ${backends//,/ }; do
     printf 'bench-row\tdemo data bulk write (persons and histories)\t%s\t%s rows/s\t-\t-\n' "$backend" "$rate" >> "$rows"
     MAILBAAR_DATABASE_URL="$url" "$bin" profiles recalculate >&2
     token="mb_bench_$$"
+    rm -rf "$work/outbox"
     MAILBAAR_DATABASE_URL="$url" MAILBAAR_LISTEN=127.0.0.1:18080 MAILBAAR_ADMIN_TOKEN="$token" \
+        MAILBAAR_PUBLIC_URL=http://127.0.0.1:18080 MAILBAAR_OUTBOX="$work/outbox" \
         MAILBAAR_LOG=warn "$bin" serve &
     server=$!
     for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/healthz >/dev/null && break; sleep 0.1; done
-    for target in card query; do
-        BENCH_PERSONS="$size" BENCH_TOKEN="$token" \
-            wrk -t2 -c4 -d10s --latency -s "bench/$target.lua" http://127.0.0.1:18080 > "$work/wrk" 2>&1
+    python3 bench/tracking_links.py http://127.0.0.1:18080 "$token" "$work/outbox" \
+        "$work/pixels" "$work/clicks"
+    for target in card query pixel click; do
+        case "$target" in
+            card|query) script="bench/$target.lua"; paths="" ;;
+            pixel) script=bench/paths.lua; paths="$work/pixels" ;;
+            click) script=bench/paths.lua; paths="$work/clicks" ;;
+        esac
+        BENCH_PERSONS="$size" BENCH_TOKEN="$token" BENCH_PATHS="$paths" \
+            wrk -t2 -c4 -d10s --latency -s "$script" http://127.0.0.1:18080 > "$work/wrk" 2>&1
         python3 - "$work/wrk" "$rows" "$backend" "$target" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -91,7 +100,9 @@ p99 = ms(re.search(r"\s99%\s+(\S+)", text).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"{sys.argv[4]}: {errors.group(1)} failed requests\n{text}")
-name = {"card": "GET /api/v1/persons/{id}/card", "query": "POST /api/v1/queries/run (newsletter query)"}[sys.argv[4]]
+name = {"card": "GET /api/v1/persons/{id}/card", "query": "POST /api/v1/queries/run (newsletter query)",
+        "pixel": "GET /r/o/{token} (open pixel, 200 messages)",
+        "click": "GET /r/c/{token} (click redirect, 400 links)"}[sys.argv[4]]
 with open(sys.argv[2], "a") as f:
     f.write(f"bench-row\t{name}\t{sys.argv[3]}\t{rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms\t-\t-\n")
 PY

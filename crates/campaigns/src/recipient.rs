@@ -27,7 +27,7 @@ use crate::CampaignError;
 pub const RECIPIENT: &str = "recipient";
 
 /// The contact moment a valid link names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Queryable)]
 pub struct Reached {
     pub contact_moment_id: i64,
     pub person_id: i64,
@@ -72,28 +72,19 @@ pub fn reach(
             LinkError::Invalid => LinkRefusal::Invalid,
             LinkError::Expired => LinkRefusal::Expired,
         })?;
-    let row: Option<(i64, Option<i64>, Option<i64>, Option<String>, NaiveDateTime)> =
-        contact_moments::table
-            .find(id)
-            .select((
-                contact_moments::person_id,
-                contact_moments::step_id,
-                contact_moments::mail_job_id,
-                contact_moments::message_id,
-                contact_moments::occurred_at,
-            ))
-            .first(conn)
-            .optional()?;
-    let (person_id, step_id, mail_job_id, message_id, occurred_at) =
-        row.ok_or(LinkRefusal::Invalid)?;
-    Ok(Reached {
-        contact_moment_id: id,
-        person_id,
-        step_id,
-        mail_job_id,
-        message_id,
-        occurred_at,
-    })
+    contact_moments::table
+        .find(id)
+        .select((
+            contact_moments::id,
+            contact_moments::person_id,
+            contact_moments::step_id,
+            contact_moments::mail_job_id,
+            contact_moments::message_id,
+            contact_moments::occurred_at,
+        ))
+        .first::<Reached>(conn)
+        .optional()?
+        .ok_or(LinkRefusal::Invalid)
 }
 
 /// One opt-in type as the preference centre shows it.
