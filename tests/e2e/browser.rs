@@ -51,7 +51,10 @@ impl Driver {
             .expect("chromedriver starts");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver does not listen");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver does not listen"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(Driver {
@@ -69,8 +72,7 @@ impl Drop for Driver {
 }
 
 fn screenshots_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/screenshots");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -130,16 +132,29 @@ async fn preference_centre_in_a_browser(app: TestApp) {
     for width in [360u32, 1280] {
         browser.set_window_size(width, 900).await.unwrap();
         browser.goto(&url).await.unwrap();
-        let h1 = browser.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+        let h1 = browser
+            .find(Locator::Css("h1"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(h1, "Uw voorkeuren");
         // Usable at this width: nothing wider than the screen.
         let fits = browser
-            .execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![])
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
             .await
             .unwrap();
         assert_eq!(fits, Value::Bool(true), "the page fits {width} px");
         let png = browser.screenshot().await.unwrap();
-        std::fs::write(screenshots_dir().join(format!("preferences-{width}-{name}.png")), png).unwrap();
+        std::fs::write(
+            screenshots_dir().join(format!("preferences-{width}-{name}.png")),
+            png,
+        )
+        .unwrap();
     }
     // The page is in Dutch, greets Eva, and labels every control.
     let facts = browser
@@ -161,7 +176,10 @@ async fn preference_centre_in_a_browser(app: TestApp) {
         .unwrap();
     assert!(newsletter.is_selected().await.unwrap());
     newsletter.click().await.unwrap();
-    let evenementen = browser.find(Locator::Css(&format!("#type-{events}"))).await.unwrap();
+    let evenementen = browser
+        .find(Locator::Css(&format!("#type-{events}")))
+        .await
+        .unwrap();
     assert!(!evenementen.is_selected().await.unwrap());
     // Click the label, as a person would.
     browser
@@ -181,16 +199,27 @@ async fn preference_centre_in_a_browser(app: TestApp) {
     let h1 = browser
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::XPath("//h1[text()='Uw voorkeuren zijn opgeslagen']"))
+        .for_element(Locator::XPath(
+            "//h1[text()='Uw voorkeuren zijn opgeslagen']",
+        ))
         .await
         .expect("the confirmation");
     assert_eq!(h1.text().await.unwrap(), "Uw voorkeuren zijn opgeslagen");
     let png = browser.screenshot().await.unwrap();
-    std::fs::write(screenshots_dir().join(format!("preferences-saved-1280-{name}.png")), png).unwrap();
+    std::fs::write(
+        screenshots_dir().join(format!("preferences-saved-1280-{name}.png")),
+        png,
+    )
+    .unwrap();
     browser.close().await.unwrap();
 
     // The ledger: both changes, from the preference centre, with the contact moment.
-    let history = ok(app.admin("GET", &format!("/api/v1/persons/{eva}/consents"), None).await, 200).await;
+    let history = ok(
+        app.admin("GET", &format!("/api/v1/persons/{eva}/consents"), None)
+            .await,
+        200,
+    )
+    .await;
     let from_centre: Vec<&Value> = history
         .as_array()
         .unwrap()
@@ -202,8 +231,16 @@ async fn preference_centre_in_a_browser(app: TestApp) {
         assert_eq!(r["contact_moment_id"], moment);
         assert_eq!(r["recorded_by"], "recipient");
     }
-    let by_type = |t: i64| from_centre.iter().find(|r| r["opt_in_type_id"] == t).unwrap();
+    let by_type = |t: i64| {
+        from_centre
+            .iter()
+            .find(|r| r["opt_in_type_id"] == t)
+            .unwrap()
+    };
     assert_eq!(by_type(w.type_id)["opt_in"], false);
     assert_eq!(by_type(events)["opt_in"], true);
-    assert!(by_type(events)["description"].as_str().unwrap().starts_with("Evenementen"));
+    assert!(by_type(events)["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Evenementen"));
 }
