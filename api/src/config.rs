@@ -24,6 +24,8 @@ pub struct Config {
     pub outbox: std::path::PathBuf,
     /// `MAILBAAR_SEND_BATCH`: recipients claimed and sent per batch (default 500).
     pub send_batch: i64,
+    /// `MAILBAAR_IMPORT_DIR`: where uploaded import files are kept (default `imports`).
+    pub import_dir: std::path::PathBuf,
 }
 
 /// How a process runs background tasks.
@@ -69,6 +71,9 @@ impl Config {
             workers: var("MAILBAAR_WORKERS").and_then(|v| v.parse().ok()),
             outbox: var("MAILBAAR_OUTBOX")
                 .unwrap_or_else(|| "outbox".into())
+                .into(),
+            import_dir: var("MAILBAAR_IMPORT_DIR")
+                .unwrap_or_else(|| "imports".into())
                 .into(),
             send_batch: var("MAILBAAR_SEND_BATCH")
                 .and_then(|v| v.parse().ok())

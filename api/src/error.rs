@@ -399,6 +399,22 @@ impl From<CampaignError> for ApiError {
     }
 }
 
+impl From<mailbaar_imports::ImportError> for ApiError {
+    fn from(e: mailbaar_imports::ImportError) -> Self {
+        use mailbaar_imports::ImportError::*;
+        match e {
+            NotFound(_) => ApiError::NotFound(e.to_string()),
+            Invalid { field, reason } => ApiError::invalid(field, reason),
+            File(_) => internal("an import file could not be read or written", e),
+            Query(err) => err.into(),
+            People(err) => err.into(),
+            Consent(err) => err.into(),
+            Task(err) => err.into(),
+            Database(err) => err.into(),
+        }
+    }
+}
+
 impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> Self {
         match e {

@@ -1,5 +1,5 @@
 //! The `mailbaar` binary: `serve` (default), `worker`, `migrate`, `token create`,
-//! `profiles recalculate`, `demo-data`.
+//! `profiles recalculate`, `demo-data`, `import`, `export`.
 
 use clap::{Parser, Subcommand};
 use mailbaar_access::Role;
@@ -45,6 +45,22 @@ enum Command {
     Profiles {
         #[command(subcommand)]
         command: ProfilesCommand,
+    },
+    /// Import persons from a CSV file, with a progress bar (as `POST /api/v1/imports`).
+    Import {
+        /// The CSV file (UTF-8, a header row).
+        file: std::path::PathBuf,
+        /// The mapping as JSON (the `ImportMapping` schema of the API).
+        #[arg(long)]
+        mapping: std::path::PathBuf,
+    },
+    /// Export the persons of a saved query as CSV to standard output.
+    Export {
+        /// The saved query's id.
+        query_id: i64,
+        /// Comma-separated columns (as the API's `columns`).
+        #[arg(long)]
+        columns: Option<String>,
     },
 }
 
@@ -142,6 +158,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 summary.elapsed.as_secs_f64(),
                 summary.rows_per_second()
             );
+            Ok(())
+        }
+        Command::Import { file, mapping } => {
+            let pool = open_database(&config)?;
+            let mapping: mailbaar_imports::ImportMapping =
+                serde_json::from_str(&std::fs::read_to_string(&mapping)?)?;
+            let mut conn = pool.get()?;
+            let import = mailbaar_imports::create_import(&mut conn, &file, &mapping, "cli", false)?;
+            let bar = indicatif::ProgressBar::new(std::fs::metadata(&file)?.len()).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes}, {bytes_per_sec}, {eta} left",
+                )?,
+            );
+            let counts =
+                mailbaar_imports::run_import(&mut conn, import.id, "cli", &mut |done, _| {
+                    bar.set_position(done);
+                    Ok(())
+                })?;
+            bar.finish_and_clear();
+            println!(
+                "import {}: {} rows: {} created, {} updated, {} unchanged, {} skipped, {} failed",
+                import.id,
+                counts.rows_read,
+                counts.created,
+                counts.updated,
+                counts.unchanged,
+                counts.skipped,
+                counts.failed
+            );
+            if counts.failed > 0 {
+                let errors = mailbaar_imports::get_import(&mut conn, import.id)?;
+                for e in errors.errors.iter().take(20) {
+                    eprintln!("row {}, {}: {}", e.row, e.column, e.reason);
+                }
+            }
+            Ok(())
+        }
+        Command::Export { query_id, columns } => {
+            let pool = open_database(&config)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let n = mailbaar_imports::export_rows(
+                &mut *pool.get()?,
+                query_id,
+                &mailbaar_imports::ExportColumns { columns },
+                "cli",
+                &mut out,
+            )?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("{n} persons exported");
             Ok(())
         }
         Command::Profiles {

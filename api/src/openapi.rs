@@ -90,6 +90,10 @@ use crate::{routes, MAX_JSON_BODY};
         routes::mailjobs::reschedule,
         routes::mailjobs::cancel,
         routes::bounces::report,
+        routes::imports::create_import,
+        routes::imports::get_import,
+        routes::imports::import_errors,
+        routes::imports::export,
     ),
     modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses),
     tags(

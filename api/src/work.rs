@@ -29,7 +29,8 @@ pub fn registry(delivery: Arc<Delivery>) -> Registry {
         mailbaar_campaigns::PREPARE,
         mailbaar_campaigns::preparation_work,
     )
-    .register(mailbaar_campaigns::SEND, SendWork::new(delivery));
+    .register(mailbaar_campaigns::SEND, SendWork::new(delivery))
+    .register(mailbaar_imports::RUN, mailbaar_imports::import_work);
     r.register(
         mailbaar_profiles::RECALCULATE,
         mailbaar_profiles::recalculation_work,

@@ -257,6 +257,19 @@ async fn links_pages_and_tracking(app: TestApp) {
     assert_eq!(results["unsubscribes"]["count"], 1);
     assert_eq!(results["hourly"][0]["opens"], 1);
 
+    // English by setting.
+    ok(
+        app.admin("PATCH", "/api/v1/settings", Some(json!({"language": "en"})))
+            .await,
+        200,
+    )
+    .await;
+    let page = app.send("GET", preferences, None, None).await;
+    assert!(page.text.contains("lang=\"en\""));
+    assert!(page.text.contains("Your preferences"));
+    let r = app.send("GET", &tampered(preferences), None, None).await;
+    assert!(r.text.contains("This link does not work"));
+
     // An anonymized person's link shows nothing personal.
     ok(
         app.admin(

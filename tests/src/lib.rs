@@ -57,6 +57,7 @@ impl TestApp {
                 ..Default::default()
             },
             outbox: outbox.path().to_owned(),
+            import_dir: outbox.path().join("imports"),
             send_batch: 2,
         };
         let mut app = Application::build(config).expect("service starts");

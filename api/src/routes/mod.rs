@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod consents;
 pub mod docs;
 pub mod health;
+pub mod imports;
 pub mod mailjobs;
 pub mod opt_in_types;
 pub mod persons;
@@ -97,6 +98,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(mailjobs::reschedule)
                 .service(mailjobs::cancel)
                 .service(bounces::report)
+                .service(imports::create_import)
+                .service(imports::get_import)
+                .service(imports::import_errors)
+                .service(imports::export)
                 .service(settings::get_settings)
                 .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.

@@ -76,6 +76,8 @@ pub enum Permission {
     ManageCampaigns,
     /// Report bounces (DSNs, provider webhooks), which set bouncer flags.
     ReportBounces,
+    /// Export the persons of a saved query (CSV).
+    ExportPersons,
 }
 
 impl Role {
@@ -121,7 +123,7 @@ impl Role {
             Role::PrivacyOfficer => {
                 matches!(permission, Anonymize | ReadAuditLog | ExportPersonalData)
             }
-            Role::Marketer => matches!(permission, ManageCampaigns),
+            Role::Marketer => matches!(permission, ManageCampaigns | ExportPersons),
             Role::Viewer => matches!(permission, ReadPersons | ReadCampaigns),
         }
     }

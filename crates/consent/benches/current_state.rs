@@ -60,6 +60,7 @@ fn fill(conn: &mut DbConnection, persons: i64) {
                 contact_moment_id: None,
                 recorded_by: "bench".into(),
                 recorded_at: t,
+                captured_at: None,
             });
         }
         if batch.len() >= 100_000 {

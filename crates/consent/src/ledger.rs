@@ -57,7 +57,8 @@ impl Channel {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"id": 901, "person_id": 42, "opt_in_type_id": 1, "opt_in": false,
     "channel": "preference_centre", "description": "I no longer want the newsletter",
-    "contact_moment_id": 5531, "recorded_by": "recipient", "recorded_at": "2026-11-23T09:12:00Z"}))]
+    "contact_moment_id": 5531, "recorded_by": "recipient", "recorded_at": "2026-11-23T09:12:00Z",
+    "captured_at": null}))]
 pub struct ConsentRecord {
     pub id: i64,
     pub person_id: i64,
@@ -74,6 +75,9 @@ pub struct ConsentRecord {
     /// The token that recorded it, `recipient` for the person themself, or `system`.
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
+    /// When the person gave it, where that was earlier than `recorded_at` (an import keeps
+    /// the date the old system held).
+    pub captured_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -88,6 +92,7 @@ struct RecordRow {
     contact_moment_id: Option<i64>,
     recorded_by: String,
     recorded_at: NaiveDateTime,
+    captured_at: Option<NaiveDateTime>,
 }
 
 impl From<RecordRow> for ConsentRecord {
@@ -102,6 +107,7 @@ impl From<RecordRow> for ConsentRecord {
             contact_moment_id: r.contact_moment_id,
             recorded_by: r.recorded_by,
             recorded_at: r.recorded_at.and_utc(),
+            captured_at: r.captured_at.map(|t| t.and_utc()),
         }
     }
 }
@@ -165,6 +171,8 @@ pub struct NewRecord {
     pub contact_moment_id: Option<i64>,
     pub recorded_by: String,
     pub recorded_at: NaiveDateTime,
+    /// When the person gave it, if earlier than `recorded_at`.
+    pub captured_at: Option<NaiveDateTime>,
 }
 
 fn clean_description(d: &str) -> Result<String, ConsentError> {
@@ -268,6 +276,7 @@ pub fn record(
                 contact_moment_id: None,
                 recorded_by: recorded_by.to_owned(),
                 recorded_at: now(),
+                captured_at: None,
             },
         )?;
         let detail = format!(
@@ -324,6 +333,7 @@ pub fn record_from_mailing(
                     contact_moment_id: Some(contact_moment_id),
                     recorded_by: recorded_by.to_owned(),
                     recorded_at: t,
+                    captured_at: None,
                 },
             )?;
             mailbaar_audit::record(
@@ -393,6 +403,7 @@ pub fn unsubscribe_all_from(
                     contact_moment_id,
                     recorded_by: recorded_by.to_owned(),
                     recorded_at: t,
+                    captured_at: None,
                 },
             )?);
         }
@@ -458,6 +469,7 @@ pub fn record_automatic_opt_in(
                 contact_moment_id: None,
                 recorded_by: Channel::SYSTEM.to_owned(),
                 recorded_at: now(),
+                captured_at: None,
             },
         )
         .map(Some)

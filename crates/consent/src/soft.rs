@@ -80,6 +80,7 @@ pub fn assign_soft_consent(
                     contact_moment_id: None,
                     recorded_by: Channel::SYSTEM.to_owned(),
                     recorded_at: t,
+                    captured_at: None,
                 })
                 .collect();
             append_records(conn, &records)?;

@@ -272,6 +272,7 @@ fn bulk_append_and_service_mail_for_new_customers(conn: &mut DbConnection) {
                 contact_moment_id: None,
                 recorded_by: "import".into(),
                 recorded_at: now(),
+                captured_at: None,
             });
         }
     }

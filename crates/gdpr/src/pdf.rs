@@ -45,6 +45,7 @@ struct Labels {
     header_transactions: [&'static str; 4],
     opt_in: &'static str,
     opt_out: &'static str,
+    given_on: &'static str,
     yes: &'static str,
     no: &'static str,
     anonymized: &'static str,
@@ -67,6 +68,7 @@ const NL: Labels = Labels {
     header_transactions: ["Datum", "Soort", "Bedrag", "Omschrijving"],
     opt_in: "opt-in",
     opt_out: "opt-out",
+    given_on: "gegeven op",
     yes: "ja",
     no: "nee",
     anonymized: "Deze persoon is geanonimiseerd op",
@@ -89,6 +91,7 @@ const EN: Labels = Labels {
     header_transactions: ["Date", "Kind", "Amount", "Description"],
     opt_in: "opt-in",
     opt_out: "opt-out",
+    given_on: "given on",
     yes: "yes",
     no: "no",
     anonymized: "This person was anonymized on",
@@ -443,7 +446,15 @@ pub fn personal_data_pdf(
                     name(r.opt_in_type_id),
                     (if r.opt_in { l.opt_in } else { l.opt_out }).to_owned(),
                     r.channel.clone(),
-                    r.description.clone(),
+                    match r.captured_at {
+                        Some(given) => format!(
+                            "{} ({} {})",
+                            r.description,
+                            l.given_on,
+                            given.format("%Y-%m-%d")
+                        ),
+                        None => r.description.clone(),
+                    },
                 ]
             })
             .collect();

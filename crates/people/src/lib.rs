@@ -3,6 +3,7 @@
 //! Input is parsed into validated values before anything is written, so a rejected
 //! request never leaves a row behind.
 
+mod bulk;
 mod card;
 mod error;
 mod mailable;
@@ -10,6 +11,9 @@ mod person;
 mod transaction;
 mod validate;
 
+pub use bulk::{
+    check_fields, insert_persons, persons_by_emails, update_fields, CheckedFields, ImportedFlags,
+};
 pub use card::{
     person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, NotMailableReason,
     PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences, CARD_LATEST,

@@ -236,30 +236,30 @@ pub struct PersonFilter {
     pub is_test_person: Option<bool>,
 }
 
-#[derive(Insertable, AsChangeset, Default)]
+#[derive(Insertable, AsChangeset, Default, Clone)]
 #[diesel(table_name = persons)]
-struct PersonValues {
-    email: Option<Option<String>>,
-    first_name: Option<Option<String>>,
-    infix: Option<Option<String>>,
-    last_name: Option<Option<String>>,
-    street: Option<Option<String>>,
-    house_number: Option<Option<String>>,
-    postal_code: Option<Option<String>>,
-    city: Option<Option<String>>,
-    country: Option<Option<String>>,
-    phone: Option<Option<String>>,
-    mobile: Option<Option<String>>,
-    birth_date: Option<Option<NaiveDate>>,
-    iban: Option<Option<String>>,
-    bsn: Option<Option<String>>,
-    deceased: Option<bool>,
-    is_test_person: Option<bool>,
-    updated_at: Option<NaiveDateTime>,
+pub(crate) struct PersonValues {
+    pub(crate) email: Option<Option<String>>,
+    pub(crate) first_name: Option<Option<String>>,
+    pub(crate) infix: Option<Option<String>>,
+    pub(crate) last_name: Option<Option<String>>,
+    pub(crate) street: Option<Option<String>>,
+    pub(crate) house_number: Option<Option<String>>,
+    pub(crate) postal_code: Option<Option<String>>,
+    pub(crate) city: Option<Option<String>>,
+    pub(crate) country: Option<Option<String>>,
+    pub(crate) phone: Option<Option<String>>,
+    pub(crate) mobile: Option<Option<String>>,
+    pub(crate) birth_date: Option<Option<NaiveDate>>,
+    pub(crate) iban: Option<Option<String>>,
+    pub(crate) bsn: Option<Option<String>>,
+    pub(crate) deceased: Option<bool>,
+    pub(crate) is_test_person: Option<bool>,
+    pub(crate) updated_at: Option<NaiveDateTime>,
 }
 
 /// Validates every field of a change set; each `Some` field is parsed, `None` left alone.
-fn parse_values(c: PersonChanges) -> Result<PersonValues, PeopleError> {
+pub(crate) fn parse_values(c: PersonChanges) -> Result<PersonValues, PeopleError> {
     let mut ck = Checker::default();
     let today = Utc::now().date_naive();
     macro_rules! text {

@@ -42,6 +42,7 @@ fn profiling(conn: &mut DbConnection, person: i64, opt_in: bool) {
             contact_moment_id: None,
             recorded_by: "test".into(),
             recorded_at: now(),
+            captured_at: None,
         }],
     )
     .unwrap();

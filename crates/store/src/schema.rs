@@ -80,6 +80,7 @@ diesel::table! {
         contact_moment_id -> Nullable<BigInt>,
         recorded_by -> Text,
         recorded_at -> Timestamp,
+        captured_at -> Nullable<Timestamp>,
     }
 }
 
@@ -307,6 +308,37 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    imports (id) {
+        id -> BigInt,
+        task_id -> Nullable<BigInt>,
+        file -> Text,
+        mapping -> Text,
+        mode -> Text,
+        status -> Text,
+        rows_read -> BigInt,
+        created -> BigInt,
+        updated -> BigInt,
+        unchanged -> BigInt,
+        skipped -> BigInt,
+        failed -> BigInt,
+        message -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    import_errors (id) {
+        id -> BigInt,
+        import_id -> BigInt,
+        row_number -> BigInt,
+        column_name -> Text,
+        reason -> Text,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
 diesel::joinable!(campaign_steps -> campaigns (campaign_id));
 diesel::joinable!(mail_jobs -> campaign_steps (step_id));
@@ -340,4 +372,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     mail_jobs,
     mail_job_recipients,
     secrets,
+    imports,
+    import_errors,
 );

@@ -110,6 +110,7 @@ pub fn consent(
             contact_moment_id: None,
             recorded_by: "test".into(),
             recorded_at: at,
+            captured_at: None,
         }],
     )
     .unwrap();

@@ -1,0 +1,221 @@
+//! Imports and exports of persons as CSV.
+
+use std::io::Write;
+
+use actix_web::{get, post, web, HttpResponse};
+use futures_util::StreamExt;
+use mailbaar_access::Permission;
+use mailbaar_imports::{ExportColumns, Import, ImportMapping};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Largest import file: 2 GiB.
+pub const MAX_IMPORT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// How to read the CSV body.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ImportParams {
+    /// The mapping as JSON (see the `ImportMapping` schema), URL-encoded.
+    #[param(
+        example = r#"{"columns":{"E-mailadres":"email","Nieuwsbrief":"consent.1"},"mode":"create_or_update"}"#
+    )]
+    pub mapping: String,
+}
+
+/// Imports persons from a CSV body (UTF-8, with or without BOM; comma, semicolon or tab;
+/// a header row), streamed to storage, never held in memory. Answers at once with the
+/// import; its task reads the file in batches. Follow it at `GET /api/v1/imports/{id}`.
+#[utoipa::path(post, path = "/api/v1/imports", tag = "persons", security(("bearer" = [])),
+    params(ImportParams),
+    request_body(content = String, content_type = "text/csv", description = "The CSV file",
+        example = "E-mailadres;Voornaam;Nieuwsbrief\nanna@example.nl;Anna;ja\n"),
+    responses(
+        (status = 202, description = "The import, queued", body = Import),
+        (status = 403, description = "The role may not write persons and consent", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 2 GiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not CSV, a mapping naming a missing column or unknown target; nothing written", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/imports")]
+pub async fn create_import(
+    auth: Auth,
+    state: web::Data<AppState>,
+    params: web::Query<ImportParams>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::WritePersons)?;
+    let by = auth.require(Permission::WriteConsent)?.label();
+    let mapping: ImportMapping = serde_json::from_str(&params.mapping)
+        .map_err(|e| ApiError::invalid("mapping", e.to_string()))?;
+    let dir = state.config.import_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let path = dir.join(format!("{}.csv", uuid::Uuid::new_v4().simple()));
+    // The body goes to the file from a thread of its own, chunk by chunk.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<web::Bytes>(16);
+    let file_path = path.clone();
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&file_path)?);
+        for chunk in rx {
+            file.write_all(&chunk)?;
+        }
+        file.flush()
+    });
+    let mut size = 0u64;
+    let mut failed = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                size += chunk.len() as u64;
+                if size > MAX_IMPORT_BYTES {
+                    failed = Some(ApiError::PayloadTooLarge(
+                        "an import file is at most 2 GiB".into(),
+                    ));
+                    break;
+                }
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failed = Some(ApiError::BadRequest(format!(
+                    "the body could not be read: {e}"
+                )));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = web::block(move || writer.join()).await?;
+    let cleanup = |e: ApiError| {
+        let _ = std::fs::remove_file(&path);
+        e
+    };
+    if let Some(e) = failed {
+        return Err(cleanup(e));
+    }
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(cleanup(ApiError::Internal(Box::new(e)))),
+        Err(_) => {
+            return Err(cleanup(ApiError::Internal(
+                "the import writer stopped".into(),
+            )))
+        }
+    }
+    let stored = path.clone();
+    let import = auth
+        .db(move |conn| mailbaar_imports::create_import(conn, &stored, &mapping, &by, true))
+        .await
+        .map_err(cleanup)?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/imports/{}", import.id)))
+        .json(import))
+}
+
+/// An import's progress and outcome, with its first 1,000 row errors.
+#[utoipa::path(get, path = "/api/v1/imports/{id}", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Import id", example = 3)),
+    responses(
+        (status = 200, description = "The import", body = Import),
+        (status = 403, description = "The role may not read persons", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/imports/{id}")]
+pub async fn get_import(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let id = id.into_inner();
+    let import = auth
+        .db(move |conn| mailbaar_imports::get_import(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(import))
+}
+
+/// Every row error of an import, as CSV (`row,column,reason`).
+#[utoipa::path(get, path = "/api/v1/imports/{id}/errors.csv", tag = "persons", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Import id", example = 3)),
+    responses(
+        (status = 200, description = "The errors", content_type = "text/csv", body = String,
+            example = "row,column,reason\n17,E-mailadres,not a valid e-mail address\n"),
+        (status = 403, description = "The role may not read persons", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/imports/{id}/errors.csv")]
+pub async fn import_errors(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    auth.require(Permission::ReadPersons)?;
+    let id = id.into_inner();
+    let csv = auth
+        .db(move |conn| mailbaar_imports::errors_csv(conn, id))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .body(csv))
+}
+
+/// Writes into a channel a streaming response reads from.
+struct Sink(tokio::sync::mpsc::Sender<web::Bytes>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(web::Bytes::copy_from_slice(buf))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The persons of a saved query as CSV, streamed, in the column names an import takes (an
+/// export imports back unchanged). Audited with the count.
+#[utoipa::path(get, path = "/api/v1/queries/{id}/export.csv", tag = "queries", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Saved query id", example = 12), ExportColumns),
+    responses(
+        (status = 200, description = "The persons", content_type = "text/csv", body = String,
+            example = "email,first_name,consent.1\nanna@example.nl,Anna,yes\n"),
+        (status = 403, description = "Only marketers and admins export", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[get("/queries/{id}/export.csv")]
+pub async fn export(
+    auth: Auth,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    columns: web::Query<ExportColumns>,
+) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ExportPersons)?.label();
+    let (id, columns) = (id.into_inner(), columns.into_inner());
+    let check = columns.clone();
+    auth.db(move |conn| mailbaar_imports::check_export(conn, id, &check))
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<web::Bytes>(16);
+    let pool = state.pool.clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        let mut sink = std::io::BufWriter::with_capacity(64 * 1024, Sink(tx));
+        let result = pool
+            .get()
+            .map_err(|e| mailbaar_imports::ImportError::File(std::io::Error::other(e.to_string())))
+            .and_then(|mut conn| {
+                mailbaar_imports::export_rows(&mut conn, id, &columns, &by, &mut sink)
+            });
+        if let Err(e) = result.and_then(|_| sink.flush().map_err(Into::into)) {
+            tracing::warn!(error = %e, query_id = id, "an export stopped");
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"query-{id}.csv\""),
+        ))
+        .streaming(stream))
+}
