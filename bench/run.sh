@@ -38,13 +38,14 @@ step() { printf "\n== [%ss] %s\n" "$SECONDS" "$*" >&2; }
 
 step "building"
 cargo build --release --quiet -p mailbaar-api --bin mailbaar
-cargo bench --quiet --no-run -p mailbaar-query -p mailbaar-consent -p mailbaar-profiles -p mailbaar-render -p mailbaar-campaigns 2>/dev/null
+cargo bench --quiet --no-run -p mailbaar-query -p mailbaar-consent -p mailbaar-profiles -p mailbaar-render -p mailbaar-campaigns -p mailbaar-imports 2>/dev/null
 
 step "query, consent and profile benchmarks ($size persons)"
 cargo bench --quiet -p mailbaar-query --bench newsletter | tee -a "$rows" >&2
 cargo bench --quiet -p mailbaar-consent --bench current_state | tee -a "$rows" >&2
 cargo bench --quiet -p mailbaar-profiles --bench recalculate | tee -a "$rows" >&2
 cargo bench --quiet -p mailbaar-campaigns --bench prepare | tee -a "$rows" >&2
+cargo bench --quiet -p mailbaar-imports --bench import | tee -a "$rows" >&2
 
 step "rendering"
 cargo bench --quiet -p mailbaar-render --bench render -- message_untracked >/dev/null 2>&1
