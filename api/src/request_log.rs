@@ -16,7 +16,7 @@ pub async fn log_request(
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("request", id = %request_id);
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    let path = redacted(req.path());
     let started = Instant::now();
     let mut res = crate::error::REQUEST_ID
         .scope(request_id.clone(), next.call(req).instrument(span.clone()))
@@ -30,4 +30,16 @@ pub async fn log_request(
             .insert(HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
+}
+
+/// The path as logged: the token of a recipient link (`/r/KIND/TOKEN`) is a capability that
+/// can change a person's consent, so only its kind is kept.
+fn redacted(path: &str) -> String {
+    match path
+        .strip_prefix("/r/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((kind, _)) => format!("/r/{kind}/…"),
+        None => path.to_owned(),
+    }
 }

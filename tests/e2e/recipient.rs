@@ -235,6 +235,47 @@ async fn links_pages_and_tracking(app: TestApp) {
     let (_, _, _, clicks, _, clicked) = moment_of(&app, w.anna);
     assert_eq!((clicks, clicked), (1, true));
 
+    // A token counts only on its own path; other methods get 405 with Allow, as a page.
+    let pixel_token = pixel.rsplit('/').next().unwrap();
+    let click_token = click.rsplit('/').next().unwrap();
+    app.send("GET", &format!("/r/c/{pixel_token}"), None, None)
+        .await;
+    app.send("GET", &format!("/r/o/{click_token}"), None, None)
+        .await;
+    let (_, _, opens_now, clicks_now, _, _) = moment_of(&app, w.anna);
+    assert_eq!(
+        (opens_now, clicks_now),
+        (2, 1),
+        "a token on the wrong path records nothing"
+    );
+    for (method, path, allow) in [
+        ("PUT", preferences, "GET, POST"),
+        ("DELETE", click.as_str(), "GET"),
+        ("POST", pixel, "GET"),
+    ] {
+        let r = app
+            .send(method, path, None, Some(("text/plain", b"x".to_vec())))
+            .await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert!(r.content_type.starts_with("text/html"));
+        assert_eq!(r.allow.as_deref(), Some(allow));
+    }
+    // A one-click body must be exactly the RFC 8058 field.
+    let before_bad = records(&app);
+    let r = app
+        .send(
+            "POST",
+            unsubscribe,
+            None,
+            Some((
+                "application/x-www-form-urlencoded",
+                b"foo=One-Click-NOT".to_vec(),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(records(&app), before_bad);
+
     // The web version: the message as Anna got it.
     let view = find(&links, "/r/view/");
     let r = app.send("GET", view, None, None).await;
@@ -425,38 +466,109 @@ async fn bounce_reports(app: TestApp) {
     assert!(reason.unwrap().contains("550 5.1.1 user unknown"));
 
     // A soft DSN posted as multipart/report is counted; the limit (3) turns it hard.
-    for n in 1..=3 {
-        let body = dsn(
-            dirk_message.as_deref().unwrap(),
-            "dirk@example.nl",
-            "failed",
-            "4.2.2",
-            "452 mailbox full",
-        );
-        let text = String::from_utf8(body).unwrap();
-        let (head, rest) = text.split_once("\r\n\r\n").unwrap();
-        let content_type = head
-            .lines()
+    // Dirk's mailbox is full: one soft DSN for his message (posted as multipart/report,
+    // its boundary in the request's header), then a provider's soft webhooks; the limit
+    // (3) turns them hard.
+    let body = dsn(
+        dirk_message.as_deref().unwrap(),
+        "dirk@example.nl",
+        "failed",
+        "4.2.2",
+        "452 mailbox full",
+    );
+    let text = String::from_utf8(body).unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let content_type: &'static str = Box::leak(
+        head.lines()
             .find(|l| l.starts_with("Content-Type:"))
             .unwrap()
             .trim_start_matches("Content-Type: ")
-            .to_owned();
-        let r = app
-            .send(
-                "POST",
-                "/api/v1/bounces",
-                Some(&app.admin_token),
-                Some((
-                    Box::leak(content_type.into_boxed_str()),
-                    rest.as_bytes().to_vec(),
-                )),
+            .replace("\"b1\"", "\"B1\"")
+            .into_boxed_str(),
+    );
+    let rest = rest.replace("--b1", "--B1");
+    let r = app
+        .send(
+            "POST",
+            "/api/v1/bounces",
+            Some(&app.admin_token),
+            Some((content_type, rest.into_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.body["outcome"].as_str(), r.body["bouncer"].as_bool()),
+        (Some("soft"), Some(false))
+    );
+    for n in 2..=3 {
+        let r = post(
+            serde_json::to_vec(
+                &json!({"email": "dirk@example.nl", "kind": "soft", "reason": "452 mailbox full"}),
             )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.body["outcome"], "soft");
+            .unwrap(),
+            "application/json",
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "soft", "{}", r.text);
         assert_eq!(r.body["bouncer"], n == 3, "after {n} soft bounces");
     }
     assert!(bouncer(&app, dirk).0);
+
+    // The same notice again counts once; a report about someone else, or about a message
+    // that is not ours, changes no one.
+    let eva = w.real[4];
+    let (_, eva_message, ..) = moment_of(&app, eva);
+    let soft_eva = dsn(
+        eva_message.as_deref().unwrap(),
+        "eva@example.nl",
+        "failed",
+        "4.2.2",
+        "452 mailbox full",
+    );
+    let first = post(soft_eva.clone(), "message/rfc822").await;
+    assert_eq!(
+        (
+            first.body["outcome"].as_str(),
+            first.body["soft_bounces"].as_i64()
+        ),
+        (Some("soft"), Some(1))
+    );
+    let again = post(soft_eva, "message/rfc822").await;
+    assert_eq!(
+        (
+            again.body["outcome"].as_str(),
+            again.body["soft_bounces"].as_i64()
+        ),
+        (Some("duplicate"), Some(1))
+    );
+    let r = post(
+        dsn(
+            eva_message.as_deref().unwrap(),
+            "anna@example.nl",
+            "failed",
+            "5.1.1",
+            "550 unknown",
+        ),
+        "message/rfc822",
+    )
+    .await;
+    assert_eq!(r.body["outcome"], "unmatched");
+    let r = post(
+        dsn(
+            "not-ours@elsewhere.example",
+            "anna@example.nl",
+            "failed",
+            "5.1.1",
+            "550 unknown",
+        ),
+        "message/rfc822",
+    )
+    .await;
+    assert_eq!(r.body["outcome"], "unmatched");
+    assert!(
+        !bouncer(&app, w.anna).0,
+        "no one is flagged by a report that is not about them"
+    );
 
     // A provider's webhook by address.
     let r = post(
@@ -504,8 +616,10 @@ async fn bounce_reports(app: TestApp) {
         200,
     )
     .await;
-    assert_eq!(results["bounced"]["count"], 3, "{results}");
-    assert_eq!(results["delivered"]["count"], 2);
+    // Bram's message bounced hard; Dirk turned hard through webhooks and Cor's webhook
+    // named no message, so those flag the person but no message of the step.
+    assert_eq!(results["bounced"]["count"], 1, "{}", results["bounced"]);
+    assert_eq!(results["delivered"]["count"], 4);
     let card = ok(
         app.admin("GET", &format!("/api/v1/persons/{bram}/card"), None)
             .await,

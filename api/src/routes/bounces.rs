@@ -37,8 +37,10 @@ pub async fn report(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .to_ascii_lowercase();
+        .to_owned();
+    // The parameters keep their case: a multipart boundary is case-sensitive.
     let essence = content_type
+        .to_ascii_lowercase()
         .split(';')
         .next()
         .unwrap_or_default()

@@ -126,7 +126,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The answer for requests no route takes: 405 with `Allow` when the path is a resource
 /// of the contract under another method, else 404.
-pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+pub async fn not_found(
+    req: actix_web::HttpRequest,
+    state: web::Data<crate::state::AppState>,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    if req.path().starts_with("/r/") {
+        return Ok(recipient::elsewhere(&state, req.path()).await);
+    }
     match allowed_methods(req.path()) {
         Some(allow) => Err(ApiError::MethodNotAllowed {
             detail: format!(

@@ -70,6 +70,7 @@ struct Words {
     to_preferences: &'static str,
     form_expired: &'static str,
     view_gone: &'static str,
+    use_button: &'static str,
 }
 
 const NL: Words = Words {
@@ -103,8 +104,9 @@ const NL: Words = Words {
     already: "U was hiervoor al afgemeld.",
     unsubscribe_label: "Afgemeld via de link in de e-mail",
     to_preferences: "Naar uw voorkeuren",
-    form_expired: "Het formulier is verlopen. Open de link uit de e-mail opnieuw.",
+    form_expired: "Dit formulier is niet geldig. Open de link uit de e-mail opnieuw.",
     view_gone: "Dit bericht is niet meer beschikbaar.",
+    use_button: "Gebruik de knop op de afmeldpagina om u af te melden.",
 };
 
 const EN: Words = Words {
@@ -137,8 +139,9 @@ const EN: Words = Words {
     already: "You were already unsubscribed from this.",
     unsubscribe_label: "Unsubscribed through the link in the e-mail",
     to_preferences: "To your preferences",
-    form_expired: "The form has expired. Open the link from the e-mail again.",
+    form_expired: "This form is not valid. Open the link from the e-mail again.",
     view_gone: "This message is no longer available.",
+    use_button: "Use the button on the unsubscribe page to unsubscribe.",
 };
 
 fn words(language: Language) -> &'static Words {
@@ -308,7 +311,8 @@ async fn preference_page(
         ..Default::default()
     };
     if shown.anonymized {
-        page.lines.push(w.nothing_personal.into());
+        page.title = w.preferences_title.into();
+        page.lines = vec![w.nothing_personal.into()];
         return html(StatusCode::OK, w, &org, page);
     }
     if let Some((_, lines)) = done {
@@ -361,13 +365,18 @@ pub async fn save_preferences(
     };
     let (language, org) = look(&state).await;
     let w = words(language);
-    let mut wanted = BTreeSet::new();
+    let (mut wanted, mut shown) = (BTreeSet::new(), BTreeSet::new());
     let (mut form_key, mut everything) = (String::new(), false);
     for (k, v) in url::form_urlencoded::parse(&body) {
         match k.as_ref() {
             "type" => {
                 if let Ok(id) = v.parse() {
                     wanted.insert(id);
+                }
+            }
+            "shown" => {
+                if let Ok(id) = v.parse() {
+                    shown.insert(id);
                 }
             }
             "form_key" => form_key = v.into_owned(),
@@ -398,7 +407,9 @@ pub async fn save_preferences(
     let r = reached.clone();
     let label = w.unsubscribe_all_label;
     let saved = state
-        .db(move |conn| mailbaar_campaigns::save_preferences(conn, &r, &wanted, everything, label))
+        .db(move |conn| {
+            mailbaar_campaigns::save_preferences(conn, &r, &shown, &wanted, everything, label)
+        })
         .await;
     match saved {
         Ok(n) => {
@@ -477,9 +488,17 @@ pub async fn unsubscribe(
     };
     let (language, org) = look(&state).await;
     let w = words(language);
+    // RFC 8058 §3.1: the body is `List-Unsubscribe=One-Click`, URL-encoded or as a
+    // multipart/form-data field of that name.
+    let text = String::from_utf8_lossy(&body);
     let one_click = url::form_urlencoded::parse(&body)
         .any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
-        || String::from_utf8_lossy(&body).contains("One-Click");
+        || text
+            .split("\r\n\r\n")
+            .zip(text.split("\r\n\r\n").skip(1))
+            .any(|(head, value)| {
+                head.contains("name=\"List-Unsubscribe\"") && value.starts_with("One-Click")
+            });
     if !one_click {
         return html(
             StatusCode::BAD_REQUEST,
@@ -487,7 +506,7 @@ pub async fn unsubscribe(
             &org,
             Page {
                 title: w.failed_title.into(),
-                lines: vec![w.invalid.into()],
+                lines: vec![w.use_button.into()],
                 ..Default::default()
             },
         );
@@ -531,13 +550,16 @@ pub async fn open_pixel(state: web::Data<AppState>, token: web::Path<String>) ->
     let delivery = state.delivery.clone();
     let token = token.into_inner();
     if let Err(e) = state
-        .db(move |conn| mailbaar_campaigns::track(conn, &delivery, &token, mailbaar_store::now()))
+        .db(move |conn| {
+            mailbaar_campaigns::track(conn, &delivery, &token, false, mailbaar_store::now())
+        })
         .await
     {
         tracing::warn!(error = %e, "an open was not recorded");
     }
     HttpResponse::Ok()
         .content_type("image/gif")
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-store, max-age=0"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .body(PIXEL)
@@ -550,20 +572,16 @@ pub async fn click(state: web::Data<AppState>, token: web::Path<String>) -> Http
     let delivery = state.delivery.clone();
     let token = token.into_inner();
     let tracked = state
-        .db(move |conn| mailbaar_campaigns::track(conn, &delivery, &token, mailbaar_store::now()))
+        .db(move |conn| {
+            mailbaar_campaigns::track(conn, &delivery, &token, true, mailbaar_store::now())
+        })
         .await;
     match tracked {
-        Ok(Some(TrackedLink::Click { target, .. }))
-            if target.starts_with("https://")
-                || target.starts_with("http://")
-                || target.starts_with("mailto:") =>
-        {
-            HttpResponse::Found()
-                .insert_header((header::LOCATION, target))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .insert_header((header::REFERRER_POLICY, "no-referrer"))
-                .finish()
-        }
+        Ok(Some(TrackedLink::Click { target, .. })) => HttpResponse::Found()
+            .insert_header((header::LOCATION, target))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::REFERRER_POLICY, "no-referrer"))
+            .finish(),
         other => {
             if let Err(e) = other {
                 tracing::warn!(error = %e, "a click was not recorded");
@@ -587,7 +605,8 @@ pub async fn view_online(state: web::Data<AppState>, token: web::Path<String>) -
     match shown {
         Ok(Some(body)) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
-            .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; frame-ancestors 'none'"))
+            .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .insert_header((header::REFERRER_POLICY, "no-referrer"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body(body),
@@ -606,5 +625,38 @@ pub async fn view_online(state: web::Data<AppState>, token: web::Path<String>) -
             )
         }
         Err(e) => refusal(&state, LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))).await,
+    }
+}
+
+/// The methods of the recipient pages, for requests with another one.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("r"), Some("preferences" | "unsubscribe"), Some(t), None) if !t.is_empty() => {
+            Some("GET, POST")
+        }
+        (Some("r"), Some("view" | "o" | "c"), Some(t), None) if !t.is_empty() => Some("GET"),
+        _ => None,
+    }
+}
+
+/// The answer to a request under `/r/` no page takes: an HTML page, 405 with `Allow` for
+/// a method a page does not take, else 404.
+pub async fn elsewhere(state: &AppState, path: &str) -> HttpResponse {
+    let (language, org) = look(state).await;
+    let w = words(language);
+    let page = Page {
+        title: w.invalid_title.into(),
+        lines: vec![w.invalid.into()],
+        ..Default::default()
+    };
+    match allowed_methods(path) {
+        Some(allow) => {
+            let mut res = html(StatusCode::METHOD_NOT_ALLOWED, w, &org, page);
+            res.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+            res
+        }
+        None => html(StatusCode::NOT_FOUND, w, &org, page),
     }
 }

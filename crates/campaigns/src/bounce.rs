@@ -41,8 +41,10 @@ pub struct BounceWebhook {
 #[schema(example = json!({"outcome": "hard", "person_id": 42, "contact_moment_id": 881,
     "bouncer": true, "soft_bounces": 0, "reason": "smtp; 550 5.1.1 user unknown"}))]
 pub struct BounceOutcome {
-    /// `hard`, `soft`, `delayed` (a warning: nothing changes) or `unmatched` (no known
-    /// message or address: nothing changes).
+    /// `hard`, `soft`, `delayed` (a warning: nothing changes), `delivered` (a success
+    /// notice: nothing changes), `duplicate` (this message's bounce counted already, or a
+    /// soft bounce of a bouncer) or `unmatched` (not a message of ours, or about someone
+    /// else: nothing changes).
     pub outcome: String,
     pub person_id: Option<i64>,
     pub contact_moment_id: Option<i64>,
@@ -60,17 +62,34 @@ pub struct Dsn {
     pub original_message_id: Option<String>,
     /// `Final-Recipient` (or `Original-Recipient`).
     pub recipient: Option<String>,
-    /// `None` for a delay warning (`Action: delayed`).
+    /// `None` for a delay warning (`Action: delayed`) or a success notice.
     pub kind: Option<BounceKind>,
+    /// The recipient's `Action` (`failed`, `delayed`, `delivered`, …).
+    pub action: String,
     /// `Diagnostic-Code`, or the `Status`.
     pub reason: String,
 }
 
-fn field<'a>(block: &'a str, name: &str) -> Option<&'a str> {
-    block.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+/// A field of a DSN block, its folded continuation lines joined (RFC 5322 §2.2.3).
+fn field(block: &str, name: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for line in block.lines() {
+        match &mut found {
+            Some(v) if line.starts_with([' ', '\t']) => {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            Some(_) => break,
+            None => {
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.trim().eq_ignore_ascii_case(name) {
+                        found = Some(v.trim().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Reads a DSN (RFC 3464: `multipart/report` with a `message/delivery-status` part, or
@@ -120,14 +139,21 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
         .split("\n\n")
         .filter(|b| !b.trim().is_empty())
         .collect();
-    let recipient_block = blocks
+    // Of several recipients, the first that failed speaks; else the first delayed one.
+    let action_of = |b: &str| field(b, "Action").unwrap_or_default().to_ascii_lowercase();
+    let recipient_blocks: Vec<&str> = blocks
         .iter()
-        .find(|b| field(b, "Action").is_some())
+        .filter(|b| field(b, "Action").is_some())
+        .copied()
+        .collect();
+    let recipient_block = recipient_blocks
+        .iter()
+        .find(|b| action_of(b) == "failed")
+        .or_else(|| recipient_blocks.iter().find(|b| action_of(b) == "delayed"))
+        .or_else(|| recipient_blocks.first())
         .copied()
         .ok_or_else(|| not_dsn("no per-recipient fields (Action, Status)"))?;
-    let action = field(recipient_block, "Action")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let action = action_of(recipient_block);
     let status = field(recipient_block, "Status").unwrap_or_default();
     let kind = match (action.as_str(), status.chars().next()) {
         ("delayed", _) => None,
@@ -138,10 +164,9 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
     };
     let recipient = field(recipient_block, "Final-Recipient")
         .or_else(|| field(recipient_block, "Original-Recipient"))
-        .map(|v| v.rsplit(';').next().unwrap_or(v).trim().to_owned());
-    let reason = field(recipient_block, "Diagnostic-Code")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("status {status}"));
+        .map(|v| v.rsplit(';').next().unwrap_or(&v).trim().to_owned());
+    let reason =
+        field(recipient_block, "Diagnostic-Code").unwrap_or_else(|| format!("status {status}"));
     Ok(Dsn {
         original_message_id: original.map(|m| m.trim_matches(['<', '>']).to_owned()),
         recipient,
@@ -150,6 +175,7 @@ pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
         } else {
             None
         },
+        action,
         reason: reason.chars().take(500).collect(),
     })
 }
@@ -163,17 +189,31 @@ pub enum BounceReport {
     Webhook(BounceWebhook),
 }
 
-/// Applies a bounce report. Errors: `Invalid` for a malformed report (nothing changes).
+/// Applies a bounce report. A DSN is matched by the original Message-ID and must be about
+/// the person that message went to; a report naming no message (a webhook) is matched by
+/// address and flags the person only. The same message's bounce counts once. Errors:
+/// `Invalid` for a malformed report (nothing changes).
 pub fn report_bounce(
     conn: &mut DbConnection,
     report: BounceReport,
     by: &str,
     now: NaiveDateTime,
 ) -> Result<BounceOutcome, CampaignError> {
-    let (message_id, email, kind, reason) = match report {
+    let (message_id, email, kind, reason, quiet) = match report {
         BounceReport::Dsn(raw) => {
             let dsn = parse_dsn(&raw)?;
-            (dsn.original_message_id, dsn.recipient, dsn.kind, dsn.reason)
+            let quiet = if dsn.action == "delayed" {
+                "delayed"
+            } else {
+                "delivered"
+            };
+            (
+                dsn.original_message_id,
+                dsn.recipient,
+                dsn.kind,
+                dsn.reason,
+                quiet,
+            )
         }
         BounceReport::Webhook(w) => {
             let email = w.email.trim().to_owned();
@@ -186,35 +226,48 @@ pub fn report_bounce(
             let reason = mailbaar_store::clean_required_text(&w.reason, 500).map_err(|p| {
                 CampaignError::invalid("reason", format!("1 to 500 characters: {p}"))
             })?;
-            (None, Some(email), Some(w.kind), reason)
+            (None, Some(email), Some(w.kind), reason, "delayed")
         }
     };
-    let unmatched = |outcome: &str| BounceOutcome {
+    let outcome = |outcome: &str, person_id: Option<i64>, moment: Option<i64>| BounceOutcome {
         outcome: outcome.to_owned(),
-        person_id: None,
-        contact_moment_id: None,
+        person_id,
+        contact_moment_id: moment,
         bouncer: false,
         soft_bounces: 0,
         reason: reason.clone(),
     };
-    // The message first (its Message-ID names person and step), else the address.
-    let by_message: Option<(i64, i64, Option<i64>)> = match &message_id {
-        Some(m) => contact_moments::table
-            .filter(contact_moments::message_id.eq(m))
-            .select((
-                contact_moments::id,
-                contact_moments::person_id,
-                contact_moments::mail_job_id,
-            ))
-            .first(conn)
-            .optional()?,
-        None => None,
-    };
-    let (moment, person_id, job) = match by_message {
-        Some((m, p, j)) => (Some(m), p, j),
+    let (moment, person_id, job) = match &message_id {
+        Some(m) => {
+            let found: Option<(i64, i64, Option<i64>)> = contact_moments::table
+                .filter(contact_moments::message_id.eq(m))
+                .select((
+                    contact_moments::id,
+                    contact_moments::person_id,
+                    contact_moments::mail_job_id,
+                ))
+                .first(conn)
+                .optional()?;
+            // Not a message of ours: no one changes.
+            let Some((moment, person, job)) = found else {
+                return Ok(outcome("unmatched", None, None));
+            };
+            // About someone else than the message went to (forwarding, a forged report):
+            // no one changes.
+            if let Some(e) = &email {
+                let to: Option<String> = persons::table
+                    .find(person)
+                    .select(persons::email)
+                    .first(conn)?;
+                if to.is_some_and(|to| mailbaar_store::fold(&to) != mailbaar_store::fold(e)) {
+                    return Ok(outcome("unmatched", None, None));
+                }
+            }
+            (Some(moment), person, job)
+        }
         None => {
             let Some(email) = &email else {
-                return Ok(unmatched("unmatched"));
+                return Ok(outcome("unmatched", None, None));
             };
             let person: Option<i64> = persons::table
                 .filter(
@@ -228,26 +281,38 @@ pub fn report_bounce(
                 .first(conn)
                 .optional()?;
             let Some(p) = person else {
-                return Ok(unmatched("unmatched"));
+                return Ok(outcome("unmatched", None, None));
             };
-            let latest: Option<(i64, Option<i64>)> = contact_moments::table
-                .filter(contact_moments::person_id.eq(p))
-                .filter(contact_moments::sent_at.is_not_null())
-                .order(contact_moments::id.desc())
-                .select((contact_moments::id, contact_moments::mail_job_id))
-                .first(conn)
-                .optional()?;
-            (latest.map(|l| l.0), p, latest.and_then(|l| l.1))
+            // An address alone names no message: the person is flagged, no contact moment.
+            (None, p, None)
         }
     };
     let Some(kind) = kind else {
-        let mut out = unmatched("delayed");
-        out.person_id = Some(person_id);
-        out.contact_moment_id = moment;
-        return Ok(out);
+        return Ok(outcome(quiet, Some(person_id), moment));
     };
     let limit = mailbaar_settings::load(conn)?.soft_bounce_limit;
     mailbaar_store::write_transaction(conn, |conn| {
+        let (bouncer, soft): (bool, i32) = persons::table
+            .find(person_id)
+            .select((persons::bouncer, persons::soft_bounces))
+            .first(conn)?;
+        // A notice sent twice for one message (MTAs and webhooks retry) counts once; a
+        // soft bounce of a bouncer adds nothing.
+        let counted_before = match moment {
+            Some(m) => contact_moments::table
+                .find(m)
+                .select(contact_moments::bounce_reason)
+                .first::<Option<String>>(conn)?
+                .is_some(),
+            None => false,
+        };
+        if counted_before || (bouncer && kind == BounceKind::Soft) {
+            return Ok(BounceOutcome {
+                bouncer,
+                soft_bounces: i64::from(soft),
+                ..outcome("duplicate", Some(person_id), moment)
+            });
+        }
         let effect = mailbaar_people::record_bounce(
             conn,
             person_id,
@@ -257,33 +322,33 @@ pub fn report_bounce(
             by,
         )?;
         let Some(effect) = effect else {
-            return Ok(unmatched("unmatched"));
+            return Ok(outcome("unmatched", None, None));
         };
-        let hard = kind == BounceKind::Hard || effect.bouncer;
-        if let (Some(m), true) = (moment, hard) {
+        if let Some(m) = moment {
+            let hard = kind == BounceKind::Hard || effect.bouncer;
             diesel::update(contact_moments::table.find(m))
                 .set((
-                    contact_moments::bounced_at.eq(now),
+                    contact_moments::bounced_at.eq(hard.then_some(now)),
                     contact_moments::bounce_reason.eq(&reason),
                 ))
                 .execute(conn)?;
-            if let Some(j) = job {
+            if let (Some(j), true) = (job, hard) {
                 diesel::update(mail_job_recipients::table.find((j, person_id)))
                     .set(mail_job_recipients::state.eq("bounced"))
                     .execute(conn)?;
             }
         }
         Ok(BounceOutcome {
-            outcome: match kind {
-                BounceKind::Hard => "hard",
-                BounceKind::Soft => "soft",
-            }
-            .to_owned(),
-            person_id: Some(person_id),
-            contact_moment_id: moment,
             bouncer: effect.bouncer,
             soft_bounces: effect.soft_bounces,
-            reason: reason.clone(),
+            ..outcome(
+                match kind {
+                    BounceKind::Hard => "hard",
+                    BounceKind::Soft => "soft",
+                },
+                Some(person_id),
+                moment,
+            )
         })
     })
 }

@@ -167,17 +167,20 @@ pub fn choice_label(choice: &PreferenceChoice) -> String {
     label.chars().take(500).collect()
 }
 
-/// Saves the preference centre's form: `wanted` holds the types left ticked. One record
+/// Saves the preference centre's form: `shown` holds the types the rendered form showed
+/// (a type added or revealed since is left alone), `wanted` the ones left ticked. One record
 /// per changed type (channel `preference_centre`, the label shown as description, the
 /// contact moment); returns how many. `everything`: a full unsubscribe instead. An
 /// anonymized person changes nothing.
 pub fn save_preferences(
     conn: &mut DbConnection,
     reached: &Reached,
+    shown: &BTreeSet<i64>,
     wanted: &BTreeSet<i64>,
     everything: bool,
     unsubscribe_all_label: &str,
 ) -> Result<usize, CampaignError> {
+    let on_form = shown;
     let shown = preferences(conn, reached)?;
     if shown.anonymized {
         return Ok(0);
@@ -199,6 +202,7 @@ pub fn save_preferences(
     let changes: Vec<ConsentChange> = shown
         .choices
         .iter()
+        .filter(|c| on_form.contains(&c.opt_in_type_id))
         .filter(|c| c.opted_in != wanted.contains(&c.opt_in_type_id))
         .map(|c| ConsentChange {
             opt_in_type_id: c.opt_in_type_id,
@@ -337,18 +341,39 @@ pub fn unsubscribe(
     Ok(Unsubscribed::Type(name))
 }
 
-/// Records an open or a click from a tracking URL (first time and count on the contact
+/// The URL a click redirects to: an `http`, `https` or `mailto` URL, normalised (encoded,
+/// control characters gone) so it is a valid `Location`; `None` for anything else.
+fn redirect_target(target: &str) -> Option<String> {
+    if target.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    let url = url::Url::parse(target).ok()?;
+    matches!(url.scheme(), "http" | "https" | "mailto").then(|| url.to_string())
+}
+
+/// Records an open (`click` false: the pixel) or a click from a tracking URL (first time and count on the contact
 /// moment; a click is an open too when none was seen, images being blocked). Returns the
 /// click's target. A URL that does not verify records nothing (`None`).
 pub fn track(
     conn: &mut DbConnection,
     delivery: &Delivery,
     token: &str,
+    click: bool,
     now: NaiveDateTime,
 ) -> Result<Option<TrackedLink>, CampaignError> {
-    let Ok(link) = delivery.links.tracking().verify(token) else {
+    let Ok(mut link) = delivery.links.tracking().verify(token) else {
         return Ok(None);
     };
+    // A token counts only on its own path, and a click only when it can redirect.
+    match &mut link {
+        TrackedLink::Open { .. } if click => return Ok(None),
+        TrackedLink::Click { .. } if !click => return Ok(None),
+        TrackedLink::Click { target, .. } => match redirect_target(target) {
+            Some(safe) => *target = safe,
+            None => return Ok(None),
+        },
+        TrackedLink::Open { .. } => {}
+    }
     let id = match &link {
         TrackedLink::Open { tracking_id } | TrackedLink::Click { tracking_id, .. } => {
             tracking_id.parse::<i64>().ok()

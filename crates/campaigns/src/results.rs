@@ -82,7 +82,8 @@ pub struct StepResults {
     pub unique_opens: Rate,
     /// Recipients who clicked at least once; rate of `delivered`.
     pub unique_clicks: Rate,
-    /// Recipients who withdrew consent from one of its messages; rate of `delivered`.
+    /// Recipients who withdrew the step's opt-in type from one of its messages (a full
+    /// unsubscribe included); rate of `delivered`.
     pub unsubscribes: Rate,
     /// Test mails, apart, until deleted.
     pub tests: TestResults,
@@ -166,7 +167,13 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
             count(contact_moments::clicked_at),
         ))
         .first(conn)?;
-    let unsubscribed: Vec<i64> = consent_records::table
+    // Unsubscribes: opt-outs of the type the step mails for (a full unsubscribe writes one
+    // too) made from its messages; without a type, any opt-out from them.
+    let step_type: Option<i64> = mailbaar_store::schema::campaign_steps::table
+        .find(step_id)
+        .select(mailbaar_store::schema::campaign_steps::opt_in_type_id)
+        .first(conn)?;
+    let mut unsubscribes = consent_records::table
         .inner_join(
             contact_moments::table
                 .on(consent_records::contact_moment_id.eq(contact_moments::id.nullable())),
@@ -176,7 +183,11 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
         .filter(consent_records::opt_in.eq(false))
         .select(consent_records::person_id)
         .distinct()
-        .load(conn)?;
+        .into_boxed();
+    if let Some(t) = step_type {
+        unsubscribes = unsubscribes.filter(consent_records::opt_in_type_id.eq(t));
+    }
+    let unsubscribed: Vec<i64> = unsubscribes.load(conn)?;
     let hourly = match first {
         None => Vec::new(),
         Some(start) => {
