@@ -200,7 +200,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let n = mailbaar_imports::export_rows(
-                &mut *pool.get()?,
+                &pool,
                 query_id,
                 &mailbaar_imports::ExportColumns { columns },
                 "cli",

@@ -95,6 +95,8 @@ use crate::{routes, MAX_JSON_BODY};
         routes::imports::import_errors,
         routes::imports::export,
     ),
+    // The import's mapping travels as JSON in a query parameter; its schema is named here.
+    components(schemas(mailbaar_imports::ImportMapping, mailbaar_imports::ImportMode)),
     modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses),
     tags(
         (name = "service", description = "Health and the contract itself"),

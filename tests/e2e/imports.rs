@@ -162,6 +162,65 @@ async fn import_and_export_over_http(app: TestApp) {
     )
     .await
     .assert_problem(404);
+    // Other content types are refused; columns an import would refuse are refused too.
+    let r = app
+        .send(
+            "POST",
+            &format!("/api/v1/imports?mapping={}", encoded(&mapping)),
+            Some(&admin),
+            Some(("application/json", b"{}".to_vec())),
+        )
+        .await;
+    r.assert_problem(415);
+    app.send(
+        "GET",
+        &format!("/api/v1/queries/{query}/export.csv?columns=email,email"),
+        Some(&marketer),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.send(
+        "GET",
+        &format!("/api/v1/queries/{query}/export.csv?columns=email,consent.999"),
+        Some(&marketer),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    // A cell a spreadsheet would run is exported as text, and imports back as it was.
+    let formula =
+        "E-mail;Voornaam;Nieuwsbrief\nformule@example.nl;=HYPERLINK(\"http://evil.example\");ja\n";
+    let plain = json!({"columns": {"E-mail": "email", "Voornaam": "first_name", "Nieuwsbrief": "consent.1"}});
+    let r = upload(&app, &marketer, &plain, formula.as_bytes()).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let done = wait(&app, r.body["id"].as_i64().unwrap()).await;
+    assert_eq!(done["counts"]["created"], 1, "{done}");
+    let export = app
+        .send(
+            "GET",
+            &format!("/api/v1/queries/{query}/export.csv?columns=email,first_name"),
+            Some(&marketer),
+            None,
+        )
+        .await;
+    assert!(
+        export
+            .text
+            .contains("formule@example.nl,\"'=HYPERLINK(\"\"http://evil.example\"\")\""),
+        "{}",
+        export.text
+    );
+    let back = upload(
+        &app,
+        &marketer,
+        &json!({"mode": "update_existing"}),
+        export.text.as_bytes(),
+    )
+    .await;
+    let done = wait(&app, back.body["id"].as_i64().unwrap()).await;
+    assert_eq!(done["counts"]["unchanged"], 2, "{done}");
+
     // The export is in the audit log with its count.
     let audit = ok(app.admin("GET", "/api/v1/audit-log", None).await, 200).await;
     assert!(audit["items"]

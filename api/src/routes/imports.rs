@@ -37,10 +37,12 @@ pub struct ImportParams {
         (status = 202, description = "The import, queued", body = Import),
         (status = 403, description = "The role may not write persons and consent", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 2 GiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not sent as text/csv, text/plain or application/octet-stream", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not CSV, a mapping naming a missing column or unknown target; nothing written", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/imports")]
 pub async fn create_import(
+    req: actix_web::HttpRequest,
     auth: Auth,
     state: web::Data<AppState>,
     params: web::Query<ImportParams>,
@@ -48,6 +50,21 @@ pub async fn create_import(
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WritePersons)?;
     let by = auth.require(Permission::WriteConsent)?.label();
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !matches!(
+        essence,
+        "text/csv" | "text/plain" | "application/octet-stream"
+    ) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the file as text/csv (or text/plain, application/octet-stream)".into(),
+        ));
+    }
     let mapping: ImportMapping = serde_json::from_str(&params.mapping)
         .map_err(|e| ApiError::invalid("mapping", e.to_string()))?;
     let dir = state.config.import_dir.clone();
@@ -198,12 +215,7 @@ pub async fn export(
     let pool = state.pool.clone();
     actix_web::rt::task::spawn_blocking(move || {
         let mut sink = std::io::BufWriter::with_capacity(64 * 1024, Sink(tx));
-        let result = pool
-            .get()
-            .map_err(|e| mailbaar_imports::ImportError::File(std::io::Error::other(e.to_string())))
-            .and_then(|mut conn| {
-                mailbaar_imports::export_rows(&mut conn, id, &columns, &by, &mut sink)
-            });
+        let result = mailbaar_imports::export_rows(&pool, id, &columns, &by, &mut sink);
         if let Err(e) = result.and_then(|_| sink.flush().map_err(Into::into)) {
             tracing::warn!(error = %e, query_id = id, "an export stopped");
         }

@@ -49,7 +49,19 @@ impl ExportColumns {
                 )),
                 Err(e) => Err(ImportError::invalid("columns", e)),
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|columns| {
+                // What an import of the file would refuse, an export refuses too.
+                for (i, (name, t)) in columns.iter().enumerate() {
+                    if columns[..i].iter().any(|(_, other)| other == t) {
+                        return Err(ImportError::invalid(
+                            "columns",
+                            format!("{name:?} is named twice"),
+                        ));
+                    }
+                }
+                Ok(columns)
+            })
     }
 }
 
@@ -61,6 +73,26 @@ fn time(t: Option<NaiveDateTime>) -> String {
     t.map(|t| t.and_utc().to_rfc3339()).unwrap_or_default()
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `@`, tab or CR first, or `+`/`-`
+/// before something other than a number) gets a leading `'`, which spreadsheets show as
+/// text (OWASP's rule against CSV injection); an import takes the `'` off again.
+pub(crate) fn neutralised(cell: String) -> String {
+    let mut chars = cell.chars();
+    let risky = match chars.next() {
+        Some('=' | '@' | '\t' | '\r') => true,
+        Some('+' | '-') => !chars
+            .as_str()
+            .chars()
+            .all(|c| c.is_ascii_digit() || " ()-./".contains(c)),
+        _ => false,
+    };
+    if risky {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
 /// Checks an export before it streams: the query runs and the columns are known. Errors:
 /// `Query`, `Invalid` (`columns`).
 pub fn check_export(
@@ -68,7 +100,20 @@ pub fn check_export(
     query_id: i64,
     columns: &ExportColumns,
 ) -> Result<(), ImportError> {
-    columns.parse()?;
+    for (name, t) in columns.parse()? {
+        if let Target::Consent(id) | Target::ConsentCaptured(id) = t {
+            let known: i64 = mailbaar_store::schema::opt_in_types::table
+                .find(id)
+                .count()
+                .get_result(conn)?;
+            if known == 0 {
+                return Err(ImportError::invalid(
+                    "columns",
+                    format!("{name}: opt-in type {id} does not exist"),
+                ));
+            }
+        }
+    }
     let query = mailbaar_query::get_query(conn, query_id)?;
     Selection::prepare(conn, &query.conditions)?;
     Ok(())
@@ -79,15 +124,43 @@ pub fn check_export(
 /// (`persons.exported`, with the query and the count). Errors: `Query` (no such query),
 /// `Invalid` (`columns`), `File` (the writer failed: the client went away).
 pub fn export_rows(
-    conn: &mut DbConnection,
+    pool: &mailbaar_store::Pool,
     query_id: i64,
     columns: &ExportColumns,
     by: &str,
     out: &mut dyn std::io::Write,
 ) -> Result<u64, ImportError> {
     let columns = columns.parse()?;
-    let query = mailbaar_query::get_query(conn, query_id)?;
-    let selection = Selection::prepare(conn, &query.conditions)?;
+    let mut written = 0u64;
+    let result = write_rows(pool, query_id, &columns, out, &mut written);
+    // Audited also when the client went away half-way: what left is counted.
+    let mut conn = pool
+        .get()
+        .map_err(|e| ImportError::File(std::io::Error::other(e.to_string())))?;
+    let detail = match &result {
+        Ok(()) => format!("saved query {query_id}: {written} persons"),
+        Err(_) => format!("saved query {query_id}: {written} persons, then the export stopped"),
+    };
+    mailbaar_audit::record(&mut conn, by, "persons.exported", None, &detail)?;
+    result.map(|()| written)
+}
+
+fn write_rows(
+    pool: &mailbaar_store::Pool,
+    query_id: i64,
+    columns: &[(String, Target)],
+    out: &mut dyn std::io::Write,
+    written: &mut u64,
+) -> Result<(), ImportError> {
+    let connection = || {
+        pool.get()
+            .map_err(|e| ImportError::File(std::io::Error::other(e.to_string())))
+    };
+    let selection = {
+        let mut conn = connection()?;
+        let query = mailbaar_query::get_query(&mut conn, query_id)?;
+        Selection::prepare(&mut conn, &query.conditions)?
+    };
     let mut writer = csv::Writer::from_writer(out);
     writer
         .write_record(columns.iter().map(|(n, _)| n.as_str()))
@@ -100,8 +173,11 @@ pub fn export_rows(
         })
         .collect();
     let mut after = 0i64;
-    let mut written = 0u64;
     loop {
+        // A connection per page, given back before the page is written: a slow client
+        // holds none.
+        let mut pooled = connection()?;
+        let conn = &mut *pooled;
         let ids: Vec<i64> = persons::table
             .filter(selection.condition())
             .filter(persons::id.gt(after))
@@ -132,6 +208,7 @@ pub fn export_rows(
                 .map(|(p, t, o, c)| ((p, t), (o, c)))
                 .collect()
         };
+        let mut pending: Vec<Vec<String>> = Vec::with_capacity(page.len());
         for p in &page {
             let row: Vec<String> = columns
                 .iter()
@@ -168,19 +245,15 @@ pub fn export_rows(
                     }
                 })
                 .collect();
+            pending.push(row.into_iter().map(neutralised).collect());
+        }
+        drop(pooled);
+        for row in pending.drain(..) {
             writer.write_record(&row).map_err(csv_error)?;
-            written += 1;
+            *written += 1;
         }
         writer.flush()?;
     }
     writer.flush()?;
-    drop(writer);
-    mailbaar_audit::record(
-        conn,
-        by,
-        "persons.exported",
-        None,
-        &format!("saved query {query_id}: {written} persons"),
-    )?;
-    Ok(written)
+    Ok(())
 }

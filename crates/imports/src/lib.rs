@@ -9,7 +9,7 @@
 //! [`export_rows`] writes the persons of a saved query in the same column names, so an
 //! export imports back unchanged.
 
-mod export;
+pub(crate) mod export;
 mod mapping;
 mod run;
 

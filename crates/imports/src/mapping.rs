@@ -221,15 +221,22 @@ pub(crate) fn date(v: &str) -> Result<NaiveDate, String> {
         .ok_or_else(|| format!("{v:?} is not a date (YYYY-MM-DD or DD-MM-YYYY)"))
 }
 
-/// A moment: RFC 3339, or a date (midnight UTC); in the years the store takes.
+/// A moment: RFC 3339, a date with `HH:MM` (UTC), or a date (midnight UTC); in the years
+/// the store takes.
 pub(crate) fn moment(v: &str) -> Result<NaiveDateTime, String> {
     let v = v.trim();
     let t = chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.naive_utc())
+        .or_else(|_| NaiveDateTime::parse_from_str(v, "%d-%m-%Y %H:%M"))
+        .or_else(|_| NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M"))
         .or_else(|_| date(v).map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists")))
-        .map_err(|_| format!("{v:?} is not a date or an RFC 3339 time"))?;
+        .map_err(|_| {
+            format!("{v:?} is not a date (DD-MM-YYYY, YYYY-MM-DD, with HH:MM) or an RFC 3339 time")
+        })?;
     if !mailbaar_store::time_in_range(t) {
-        return Err(format!("{v:?} lies outside the years 1900 to 2200"));
+        return Err(format!(
+            "{v:?} lies outside the years 1900 to 2200, or is a leap second"
+        ));
     }
     Ok(t)
 }

@@ -40,6 +40,9 @@ fn open(
     if sample.contains(&0) {
         return Err(not_csv("it holds NUL bytes (a binary file?)"));
     }
+    if !sample.contains(&b'\n') && sample.len() >= 64 * 1024 {
+        return Err(not_csv("the header row is longer than 64 KB"));
+    }
     let first_line = match std::str::from_utf8(sample) {
         Ok(text) => text.lines().next().unwrap_or_default().to_owned(),
         Err(e) if e.valid_up_to() > 0 && e.error_len().is_none() => {
@@ -119,6 +122,7 @@ fn check_types(conn: &mut DbConnection, plan: &Plan) -> Result<(), ImportError> 
 /// One good row, ready to write.
 struct Row {
     number: i64,
+    email: String,
     folded: String,
     fields: CheckedFields,
     consents: Vec<(i64, bool, Option<NaiveDateTime>)>,
@@ -143,6 +147,11 @@ fn parse(plan: &Plan, number: i64, record: &csv::StringRecord) -> Result<Row, Ve
         if value.is_empty() {
             continue;
         }
+        // A cell an export neutralised against CSV injection (`'=…`) reads as it was.
+        let value = match value.strip_prefix('\'') {
+            Some(rest) if crate::export::neutralised(rest.to_owned()) != rest => rest,
+            _ => value,
+        };
         let mut fail = |reason: String| {
             errors.push(RowError {
                 row: number,
@@ -195,6 +204,9 @@ fn parse(plan: &Plan, number: i64, record: &csv::StringRecord) -> Result<Row, Ve
                 Err(e) => fail(e),
             },
             Target::ConsentCaptured(id) => match moment(value) {
+                Ok(t) if t > mailbaar_store::now() => fail(format!(
+                    "{value:?} lies in the future: a consent is given before it is recorded"
+                )),
                 Ok(t) => consents.entry(*id).or_default().1 = Some(t),
                 Err(e) => fail(e),
             },
@@ -225,6 +237,7 @@ fn parse(plan: &Plan, number: i64, record: &csv::StringRecord) -> Result<Row, Ve
     Ok(Row {
         number,
         folded: mailbaar_store::fold(&email),
+        email: email.clone(),
         fields,
         consents: consents
             .into_iter()
@@ -245,10 +258,59 @@ fn flush(
 ) -> Result<(), ImportError> {
     let rows = std::mem::take(batch);
     let written_errors = std::mem::take(errors);
-    let mut delta = ImportCounts::default();
-    write_transaction(conn, |conn| -> Result<(), ImportError> {
+    // Another import (or the API) may create one of these addresses between the lookup and
+    // the insert: the database's unique index refuses it, and the batch is matched again.
+    let mut attempts = 0;
+    let delta = loop {
+        attempts += 1;
+        let mut delta = ImportCounts::default();
+        let result = write_transaction(conn, |conn| {
+            write_batch(
+                conn,
+                plan,
+                id,
+                by,
+                &rows,
+                &written_errors,
+                counts,
+                &mut delta,
+            )
+        });
+        match result {
+            Err(ImportError::People(mailbaar_people::PeopleError::Database(
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                ),
+            ))) if attempts < 5 => continue,
+            other => {
+                other?;
+                break delta;
+            }
+        }
+    };
+    counts.created += delta.created;
+    counts.updated += delta.updated;
+    counts.unchanged += delta.unchanged;
+    counts.skipped += delta.skipped;
+    Ok(())
+}
+
+/// One batch in its transaction (see [`flush`]).
+#[allow(clippy::too_many_arguments)]
+fn write_batch(
+    conn: &mut DbConnection,
+    plan: &Plan,
+    id: i64,
+    by: &str,
+    rows: &[Row],
+    written_errors: &[RowError],
+    counts: &ImportCounts,
+    delta: &mut ImportCounts,
+) -> Result<(), ImportError> {
+    {
         let at = now();
-        let emails: Vec<String> = rows.iter().map(|r| r.folded.clone()).collect();
+        let emails: Vec<String> = rows.iter().map(|r| r.email.clone()).collect();
         let known: HashMap<String, Person> = mailbaar_people::persons_by_emails(conn, &emails)?
             .into_iter()
             .collect();
@@ -257,7 +319,7 @@ fn flush(
         let mut new_rows = Vec::new();
         let mut new_index = Vec::new();
         for (i, r) in rows.iter().enumerate() {
-            match (known.get(&r.folded), plan.mode) {
+            match (known.get(&r.email), plan.mode) {
                 (Some(_), ImportMode::CreateOnly) | (None, ImportMode::UpdateExisting) => {
                     delta.skipped += 1;
                 }
@@ -314,7 +376,11 @@ fn flush(
                             .iter()
                             .position(|t| *t == Some(Target::Consent(*type_id)))
                             .map_or_else(|| format!("consent.{type_id}"), |c| plan.headers[c].clone()),
-                        reason: "the person refused this opt-in type here; an import does not override a refusal".into(),
+                        reason: if unsubscribed {
+                            "the person unsubscribed from everything here; an import does not override a refusal".into()
+                        } else {
+                            "the person refused this opt-in type here; an import does not override a refusal".into()
+                        },
                     });
                     continue;
                 }
@@ -375,12 +441,7 @@ fn flush(
             ))
             .execute(conn)?;
         Ok(())
-    })?;
-    counts.created += delta.created;
-    counts.updated += delta.updated;
-    counts.unchanged += delta.unchanged;
-    counts.skipped += delta.skipped;
-    Ok(())
+    }
 }
 
 /// Runs an import from its stored file; `progress` hears bytes read of the file's size.
@@ -443,7 +504,7 @@ pub fn run_import(
         if !more {
             break;
         }
-        number += 1;
+        number = record.position().map_or(number + 1, |p| p.line() as i64);
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -521,10 +582,15 @@ pub fn import_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
     let outcome = run_import(&mut conn, payload.import_id, &by, &mut progress);
     // An uploaded file holds personal data: it goes once its import has ended (a run cut
     // off by a crash keeps it for the next attempt).
-    if !matches!(
+    let last = ctx.task().attempts >= ctx.task().max_attempts;
+    let retried = matches!(
         outcome,
-        Err(ImportError::Database(_) | ImportError::Task(_))
-    ) {
+        Err(ImportError::Database(_)
+            | ImportError::Task(_)
+            | ImportError::People(_)
+            | ImportError::Consent(_))
+    );
+    if last || !retried {
         if let Some(f) = file {
             let _ = std::fs::remove_file(f);
         }
@@ -552,6 +618,20 @@ pub fn import_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
                 .execute(&mut conn)?;
             Ok(Outcome::Done(message))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            // The task's last attempt: the import ends as failed rather than "running".
+            let task = ctx.task();
+            if task.attempts >= task.max_attempts {
+                let message = format!("import failed: {e}");
+                diesel::update(imports::table.find(payload.import_id))
+                    .set((
+                        imports::status.eq("failed"),
+                        imports::message.eq(&message),
+                        imports::finished_at.eq(now()),
+                    ))
+                    .execute(&mut conn)?;
+            }
+            Err(e.into())
+        }
     }
 }

@@ -238,7 +238,7 @@ fn import_round(backend: Backend) {
             "email,first_name,last_name,birth_date,deceased,consent.1,consent.1.captured_at,consent.{events}"
         )),
     };
-    let n = mailbaar_imports::export_rows(&mut conn, query.id, &columns, "test", &mut exported)
+    let n = mailbaar_imports::export_rows(&db.pool(), query.id, &columns, "test", &mut exported)
         .unwrap();
     assert!(n > 9_000, "{n}");
     let export_path = dir.path().join("export.csv");
@@ -324,4 +324,60 @@ fn refused_sqlite() {
 #[test]
 fn refused_postgres() {
     refused(Backend::Postgres);
+}
+
+/// Two imports of the same new addresses at once: one person each, both imports done.
+fn concurrent(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("same.csv");
+    let mut body = String::from("email;first_name\n");
+    for i in 0..3_000 {
+        body.push_str(&format!("same{i}@example.nl;Naam{i}\n"));
+    }
+    std::fs::write(&path, body).unwrap();
+    let ids: Vec<i64> = (0..2)
+        .map(|_| {
+            let mut conn = db.pool().get().unwrap();
+            mailbaar_imports::create_import(
+                &mut conn,
+                &path,
+                &ImportMapping::default(),
+                "test",
+                false,
+            )
+            .unwrap()
+            .id
+        })
+        .collect();
+    let handles: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let pool = db.pool();
+            std::thread::spawn(move || {
+                let mut conn = pool.get().unwrap();
+                mailbaar_imports::run_import(&mut conn, id, "test", &mut |_, _| Ok(())).unwrap()
+            })
+        })
+        .collect();
+    let counts: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut conn = db.pool().get().unwrap();
+    assert_eq!(count_persons(&mut conn), 3_000);
+    assert_eq!(
+        counts.iter().map(|c| c.created + c.unchanged).sum::<i64>(),
+        6_000,
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn concurrent_sqlite() {
+    concurrent(Backend::Sqlite);
+}
+
+#[test]
+fn concurrent_postgres() {
+    concurrent(Backend::Postgres);
 }

@@ -78,7 +78,7 @@ impl CheckedFields {
             || differs(&v.bsn, &p.bsn)
             || v.deceased.is_some_and(|d| d != p.deceased)
             || v.is_test_person.is_some_and(|t| t != p.is_test_person)
-            || self.flags.bouncer.is_some_and(|b| b != p.bouncer)
+            || (self.flags.bouncer == Some(true) && !p.bouncer)
     }
 }
 
@@ -203,9 +203,10 @@ pub fn update_fields(
     )
     .set(&values)
     .execute(conn)?;
-    if let Some(b) = row.flags.bouncer {
+    // An import marks bouncers; it never clears one (that is `DELETE …/bouncer`, audited).
+    if row.flags.bouncer == Some(true) {
         let (bouncer, bouncer_at, bouncer_reason) = bouncer_parts(&row.flags, at);
-        diesel::update(persons::table.find(id).filter(persons::bouncer.ne(b)))
+        diesel::update(persons::table.find(id).filter(persons::bouncer.eq(false)))
             .set((
                 persons::bouncer.eq(bouncer),
                 persons::bouncer_at.eq(bouncer_at),
@@ -216,7 +217,9 @@ pub fn update_fields(
     Ok(())
 }
 
-/// Living persons by folded e-mail address (the one folding rule): `(folded, person)`.
+/// Living persons by e-mail address, compared by the database's own folding rule (the one
+/// its unique index holds, so a match found here is the row an insert would collide with):
+/// `(address as given, person)`.
 pub fn persons_by_emails(
     conn: &mut DbConnection,
     emails: &[String],
@@ -224,40 +227,55 @@ pub fn persons_by_emails(
     if emails.is_empty() {
         return Ok(Vec::new());
     }
-    let folded: Vec<String> = emails.iter().map(|e| mailbaar_store::fold(e)).collect();
     #[derive(QueryableByName)]
-    struct Id {
+    struct Hit {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        input: String,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         id: i64,
     }
-    let mut ids = Vec::new();
-    for chunk in folded.chunks(1000) {
-        let list: Vec<i64> = match conn {
-            // One array parameter: PostgreSQL plans `= ANY($1)` once, where a list of a
-            // thousand parameters costs more to plan than to run.
-            DbConnection::Pg(c) => diesel::sql_query(
-                "SELECT id FROM persons WHERE email IS NOT NULL AND mailbaar_fold(email) = ANY($1)",
-            )
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(chunk)
-            .load::<Id>(c)?
-            .into_iter()
-            .map(|r| r.id)
-            .collect(),
-            DbConnection::Sqlite(_) => persons::table
-                .filter(persons::email.is_not_null())
-                .filter(
-                    diesel::dsl::sql::<diesel::sql_types::Text>("mailbaar_fold(persons.email)")
-                        .eq_any(chunk.to_vec()),
+    let mut hits: Vec<(String, i64)> = Vec::new();
+    for chunk in emails.chunks(1000) {
+        match conn {
+            // One array parameter, folded by the same SQL function as the index.
+            DbConnection::Pg(c) => hits.extend(
+                diesel::sql_query(
+                    "SELECT f.input, p.id FROM unnest($1::text[]) AS f(input) \
+                     JOIN persons p ON p.email IS NOT NULL AND mailbaar_fold(p.email) = mailbaar_fold(f.input)",
                 )
-                .select(persons::id)
-                .load(conn)?,
-        };
-        ids.extend(list);
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(chunk)
+                .load::<Hit>(c)?
+                .into_iter()
+                .map(|h| (h.input, h.id)),
+            ),
+            // SQLite's mailbaar_fold is the Rust rule itself.
+            DbConnection::Sqlite(_) => {
+                let folded: Vec<String> = chunk.iter().map(|e| mailbaar_store::fold(e)).collect();
+                let found: Vec<(i64, Option<String>)> = persons::table
+                    .filter(persons::email.is_not_null())
+                    .filter(
+                        diesel::dsl::sql::<diesel::sql_types::Text>("mailbaar_fold(persons.email)")
+                            .eq_any(folded),
+                    )
+                    .select((persons::id, persons::email))
+                    .load(conn)?;
+                for (id, email) in found {
+                    let key = mailbaar_store::fold(email.as_deref().unwrap_or_default());
+                    for input in chunk.iter().filter(|e| mailbaar_store::fold(e) == key) {
+                        hits.push((input.clone(), id));
+                    }
+                }
+            }
+        }
     }
-    let found = crate::persons_by_ids(conn, &ids)?;
-    Ok(found
+    let ids: Vec<i64> = hits.iter().map(|h| h.1).collect();
+    let found: std::collections::HashMap<i64, Person> = crate::persons_by_ids(conn, &ids)?
         .into_iter()
         .filter(|p| p.anonymized_at.is_none())
-        .filter_map(|p| Some((mailbaar_store::fold(p.email.as_deref()?), p)))
+        .map(|p| (p.id, p))
+        .collect();
+    Ok(hits
+        .into_iter()
+        .filter_map(|(input, id)| Some((input, found.get(&id)?.clone())))
         .collect())
 }
