@@ -483,6 +483,7 @@ pub fn run_import(
     let mut in_batch: HashSet<String> = HashSet::new();
     let mut record = csv::StringRecord::new();
     let mut number = 1i64;
+    let mut next_analyze = 1_000i64;
     loop {
         let more = match reader.read_record(&mut record) {
             Ok(more) => more,
@@ -529,6 +530,15 @@ pub fn run_import(
             flush(conn, &plan, id, by, &mut batch, &mut errors, &mut counts)?;
             in_batch.clear();
             progress(reader.position().byte(), size)?;
+            // PostgreSQL plans the address lookup by the table's statistics; an import that
+            // grows the table from few rows to many refreshes them as it goes (each time
+            // the persons it made double), or the planner keeps scanning every person.
+            if counts.created >= next_analyze {
+                if let DbConnection::Pg(c) = conn {
+                    diesel::connection::SimpleConnection::batch_execute(c, "ANALYZE persons")?;
+                }
+                next_analyze = counts.created * 2;
+            }
         }
     }
     flush(conn, &plan, id, by, &mut batch, &mut errors, &mut counts)?;

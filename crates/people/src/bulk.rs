@@ -227,27 +227,40 @@ pub fn persons_by_emails(
     if emails.is_empty() {
         return Ok(Vec::new());
     }
-    #[derive(QueryableByName)]
-    struct Hit {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        input: String,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        id: i64,
-    }
     let mut hits: Vec<(String, i64)> = Vec::new();
     for chunk in emails.chunks(1000) {
         match conn {
-            // One array parameter, folded by the same SQL function as the index.
-            DbConnection::Pg(c) => hits.extend(
-                diesel::sql_query(
-                    "SELECT f.input, p.id FROM unnest($1::text[]) AS f(input) \
-                     JOIN persons p ON p.email IS NOT NULL AND mailbaar_fold(p.email) = mailbaar_fold(f.input)",
+            // Folded by the same SQL function as the index: the inputs once, then one index
+            // scan for the array of them (a join would let the planner scan every person).
+            DbConnection::Pg(c) => {
+                #[derive(QueryableByName)]
+                struct Folded {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    input: String,
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    folded: String,
+                }
+                let inputs: Vec<Folded> = diesel::sql_query(
+                    "SELECT x AS input, mailbaar_fold(x) AS folded FROM unnest($1::text[]) AS x",
                 )
                 .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(chunk)
-                .load::<Hit>(c)?
-                .into_iter()
-                .map(|h| (h.input, h.id)),
-            ),
+                .load(c)?;
+                let keys: Vec<&str> = inputs.iter().map(|f| f.folded.as_str()).collect();
+                let found: Vec<Folded> = diesel::sql_query(
+                    "SELECT id::text AS input, mailbaar_fold(email) AS folded FROM persons \
+                     WHERE email IS NOT NULL AND mailbaar_fold(email) = ANY($1)",
+                )
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+                .load(c)?;
+                for person in found {
+                    let Ok(id) = person.input.parse::<i64>() else {
+                        continue;
+                    };
+                    for input in inputs.iter().filter(|i| i.folded == person.folded) {
+                        hits.push((input.input.clone(), id));
+                    }
+                }
+            }
             // SQLite's mailbaar_fold is the Rust rule itself.
             DbConnection::Sqlite(_) => {
                 let folded: Vec<String> = chunk.iter().map(|e| mailbaar_store::fold(e)).collect();
