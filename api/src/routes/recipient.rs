@@ -226,6 +226,11 @@ async fn look(state: &AppState) -> (Language, String) {
         .unwrap_or((Language::Nl, "Mailbaar".into()))
 }
 
+/// A failure behind a recipient page, for the friendly error page (the cause is logged).
+fn failed(e: impl std::fmt::Display) -> LinkRefusal {
+    LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))
+}
+
 async fn refusal(state: &AppState, e: LinkRefusal) -> HttpResponse {
     let (language, org) = look(state).await;
     let w = words(language);
@@ -266,9 +271,7 @@ async fn reach(
             ))
         })
         .await
-        .map_err(|e| {
-            LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))
-        })?
+        .map_err(failed)?
 }
 
 fn preferences_url(state: &AppState, reached: &Reached) -> String {
@@ -298,13 +301,7 @@ async fn preference_page(
     let w = words(language);
     let shown = match shown {
         Ok(s) => s,
-        Err(e) => {
-            return refusal(
-                state,
-                LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())),
-            )
-            .await
-        }
+        Err(e) => return refusal(state, failed(e)).await,
     };
     let mut page = Page {
         title: done.as_ref().map_or(w.preferences_title, |d| d.0).into(),
@@ -421,13 +418,7 @@ pub async fn save_preferences(
             }
             preference_page(&state, reached, Some((w.saved_title, lines))).await
         }
-        Err(e) => {
-            refusal(
-                &state,
-                LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())),
-            )
-            .await
-        }
+        Err(e) => refusal(&state, failed(e)).await,
     }
 }
 
@@ -520,13 +511,7 @@ pub async fn unsubscribe(
         Ok(Unsubscribed::Type(name)) => vec![format!("{} “{name}”.", w.unsubscribed)],
         Ok(Unsubscribed::Everything) => vec![w.unsubscribed_all.into()],
         Ok(Unsubscribed::Nothing) => vec![w.already.into()],
-        Err(e) => {
-            return refusal(
-                &state,
-                LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string())),
-            )
-            .await
-        }
+        Err(e) => return refusal(&state, failed(e)).await,
     };
     html(
         StatusCode::OK,
@@ -624,7 +609,7 @@ pub async fn view_online(state: web::Data<AppState>, token: web::Path<String>) -
                 },
             )
         }
-        Err(e) => refusal(&state, LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))).await,
+        Err(e) => refusal(&state, failed(e)).await,
     }
 }
 

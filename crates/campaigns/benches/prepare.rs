@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveDateTime};
 use mailbaar_campaigns::{NewCampaign, NewStep, SendKind, SendRequest};
 use mailbaar_query::{Node, SavedQueryInput, Selection};
-use mailbaar_store::testing::{newsletter_data, TestDatabase};
+use mailbaar_store::testing::{newsletter_data, peak_memory_mb, TestDatabase};
 use mailbaar_store::Backend;
 use mailbaar_tasks::{Registry, Runner, RunnerOptions};
 use serde_json::json;
@@ -31,16 +31,6 @@ fn base() -> NaiveDateTime {
         .unwrap()
         .and_hms_opt(12, 0, 0)
         .unwrap()
-}
-
-/// The process's peak resident memory (VmHWM), in MB.
-fn peak_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 struct Row {
@@ -125,7 +115,7 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
     );
     let runner = Runner::new(pool.clone(), Arc::new(registry), RunnerOptions::default());
     let tree = Node::parse(&conditions).expect("tree");
-    let peak_before = peak_mb();
+    let peak_before = peak_memory_mb();
     let (mut prepare, mut count) = (Vec::new(), Vec::new());
     let mut recipients = 0;
     for _ in 0..RUNS {
@@ -156,7 +146,7 @@ fn bench(backend: Backend, persons: i64) -> Option<Row> {
         count: median(count),
         recipients,
         peak_before,
-        peak_after: peak_mb(),
+        peak_after: peak_memory_mb(),
     })
 }
 

@@ -10,19 +10,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use mailbaar_imports::ImportMapping;
-use mailbaar_store::testing::TestDatabase;
+use mailbaar_store::testing::{peak_memory_mb, TestDatabase};
 use mailbaar_store::Backend;
 use serde_json::json;
-
-/// The process's peak resident memory (VmHWM), in MB.
-fn peak_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn main() {
     let rows: usize = std::env::var("MAILBAAR_BENCH_PERSONS")
@@ -70,7 +60,7 @@ fn main() {
         let mut conn = db.pool().get().unwrap();
         let import =
             mailbaar_imports::create_import(&mut conn, &path, &mapping, "bench", false).unwrap();
-        let before = peak_mb();
+        let before = peak_memory_mb();
         let t = Instant::now();
         let counts =
             mailbaar_imports::run_import(&mut conn, import.id, "bench", &mut |_, _| Ok(()))
@@ -82,7 +72,7 @@ fn main() {
             rows as f64 / took.as_secs_f64(),
             took,
             before,
-            peak_mb(),
+            peak_memory_mb(),
         ));
     }
     println!();

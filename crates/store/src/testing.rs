@@ -190,3 +190,14 @@ pub fn newsletter_data(conn: &mut DbConnection, n: i64, base: chrono::NaiveDateT
     })
     .expect("analyze");
 }
+
+/// The process's peak resident memory (Linux `VmHWM`) in MB, for benchmarks that show
+/// memory does not grow with the work; 0 where `/proc` is missing.
+pub fn peak_memory_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
