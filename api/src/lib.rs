@@ -40,6 +40,8 @@ pub enum StartError {
     Tasks(#[from] mailbaar_tasks::TaskError),
     #[error("cannot start a task runner thread: {0}")]
     Runner(std::io::Error),
+    #[error("cannot set up delivery: {0}")]
+    Delivery(String),
 }
 
 /// Opens the pool for the configured database and applies pending migrations.

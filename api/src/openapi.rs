@@ -89,6 +89,8 @@ use crate::{routes, MAX_JSON_BODY};
         routes::mailjobs::get_mail_job,
         routes::mailjobs::reschedule,
         routes::mailjobs::cancel,
+        routes::mailjobs::pause,
+        routes::mailjobs::resume,
         routes::bounces::report,
         routes::imports::create_import,
         routes::imports::get_import,

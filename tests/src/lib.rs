@@ -4,6 +4,7 @@
 //! [`backend_tests!`] turns one async test function into a SQLite and a PostgreSQL test.
 
 pub mod mailing;
+pub mod smtp;
 
 use actix_web::dev::ServerHandle;
 use mailbaar_api::{Application, Config};
@@ -42,6 +43,15 @@ pub struct Reply {
 impl TestApp {
     /// Starts a service on the engine, or `None` when PostgreSQL is not configured (outside CI).
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// The same with the configuration changed by `adjust` first (an SMTP server, short
+    /// leases, no task runners).
+    pub async fn spawn_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
         let db = TestDatabase::new(backend)?;
         let admin_token = format!("mb_test_{}", uuid::Uuid::new_v4().simple());
         let outbox = tempfile::tempdir().expect("outbox directory");
@@ -58,8 +68,13 @@ impl TestApp {
             },
             outbox: outbox.path().to_owned(),
             import_dir: outbox.path().join("imports"),
-            send_batch: 2,
+            delivery: mailbaar_api::config::DeliveryConfig {
+                batch: 2,
+                ..Default::default()
+            },
         };
+        let mut config = config;
+        adjust(&mut config);
         let mut app = Application::build(config).expect("service starts");
         let runners = app.take_task_runners();
         let pool = app.pool().clone();

@@ -73,14 +73,16 @@ pub async fn reschedule(
     Ok(HttpResponse::Ok().json(job))
 }
 
-/// Cancels a job whose preparation has not started.
+/// Cancels a job that is scheduled, prepared or sending: no message is started after this
+/// (those being handed over finish). What was sent stays sent; a one-time step that sent
+/// nothing is free again.
 #[utoipa::path(post, path = "/api/v1/mailjobs/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The cancelled job", body = MailJob),
         (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Its preparation started, or it ended", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is being prepared, or it ended", body = Problem, content_type = "application/problem+json"),
     ))]
 #[post("/mailjobs/{id}/cancel")]
 pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -88,6 +90,45 @@ pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiE
     let id = id.into_inner();
     let job = auth
         .db(move |conn| mailbaar_campaigns::cancel_mail_job(conn, id, &by))
+        .await?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+/// Pauses a job that has not ended: no message is started until it is resumed; those
+/// being handed over finish and are recorded. The progress stays readable.
+#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/pause", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Mail job id", example = 21)),
+    responses(
+        (status = 200, description = "The paused job", body = MailJob),
+        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It ended, or is paused already", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/mailjobs/{id}/pause")]
+pub async fn pause(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ManageCampaigns)?.label();
+    let id = id.into_inner();
+    let job = auth
+        .db(move |conn| mailbaar_campaigns::pause_mail_job(conn, id, &by))
+        .await?;
+    Ok(HttpResponse::Ok().json(job))
+}
+
+/// Resumes a paused job: it sends to exactly the recipients not yet handled.
+#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/resume", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Mail job id", example = 21)),
+    responses(
+        (status = 200, description = "The resumed job", body = MailJob),
+        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is not paused, or it ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[post("/mailjobs/{id}/resume")]
+pub async fn resume(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let by = auth.require(Permission::ManageCampaigns)?.label();
+    let id = id.into_inner();
+    let job = auth
+        .db(move |conn| mailbaar_campaigns::resume_mail_job(conn, id, &by))
         .await?;
     Ok(HttpResponse::Ok().json(job))
 }

@@ -97,6 +97,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(mailjobs::get_mail_job)
                 .service(mailjobs::reschedule)
                 .service(mailjobs::cancel)
+                .service(mailjobs::pause)
+                .service(mailjobs::resume)
                 .service(bounces::report)
                 .service(imports::create_import)
                 .service(imports::get_import)

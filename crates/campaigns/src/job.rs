@@ -35,7 +35,7 @@ pub enum MailJobStatus {
     Sending,
     /// Every recipient was handled.
     Sent,
-    /// Cancelled before its preparation started.
+    /// Cancelled: before its preparation, or while sending (what was sent stays sent).
     Cancelled,
     /// Stopped; `message` says why.
     Failed,
@@ -79,18 +79,34 @@ impl MailJobStatus {
     }
 }
 
-/// A job's counts of recipients.
+/// A job's counts of recipients, live while it sends.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"recipients": 1834, "sent": 1200, "failed": 2, "skipped": 1, "remaining": 631}))]
+#[schema(example = json!({"recipients": 1834, "sent": 1200, "deferred": 3, "bounced": 4,
+    "failed": 2, "skipped": 1, "sending": 10, "in_doubt": 0, "remaining": 624,
+    "messages_per_second": 412.5}))]
 pub struct MailJobProgress {
     /// Frozen at preparation (0 before).
     pub recipients: i64,
+    /// Accepted by the SMTP server (2xx) or written to the outbox.
     pub sent: i64,
-    /// Messages that could not be rendered or handed over.
+    /// Refused for now (4xx) or not reached (connection, timeout); tried again later.
+    pub deferred: i64,
+    /// Refused for good (5xx): the person is marked as a bouncer.
+    pub bounced: i64,
+    /// Not sent and not tried again: the message did not render, or its attempts ran out.
     pub failed: i64,
     /// Recipients who became unmailable or opted out between preparation and send.
     pub skipped: i64,
+    /// Being handed over right now.
+    pub sending: i64,
+    /// Hand-overs cut off by a stopped worker (each sent once more, with the same
+    /// Message-ID, so such a recipient may have two copies), including those waiting to be
+    /// taken over.
+    pub in_doubt: i64,
+    /// Not yet handled: pending, deferred or being handed over.
     pub remaining: i64,
+    /// Messages sent per second since sending started (until it ended).
+    pub messages_per_second: f64,
 }
 
 /// A mail job as listed.
@@ -100,7 +116,9 @@ pub struct MailJobProgress {
     "scheduled_at": "2026-12-04T08:00:00Z", "scheduled_at_local": "2026-12-04T09:00:00+01:00",
     "prepare_at": "2026-12-04T07:35:00Z", "prepare_at_local": "2026-12-04T08:35:00+01:00",
     "time_zone": "Europe/Amsterdam", "include_previous_recipients": false,
-    "progress": {"recipients": 0, "sent": 0, "failed": 0, "skipped": 0, "remaining": 0},
+    "progress": {"recipients": 0, "sent": 0, "deferred": 0, "bounced": 0, "failed": 0,
+        "skipped": 0, "sending": 0, "in_doubt": 0, "remaining": 0, "messages_per_second": 0.0},
+    "paused_at": null,
     "skipped_previous": 0, "message": "", "task_id": 40, "created_by": "token:3:newsletter team",
     "created_at": "2026-12-01T10:00:00Z", "prepared_at": null, "started_at": null, "finished_at": null}))]
 pub struct MailJob {
@@ -120,6 +138,8 @@ pub struct MailJob {
     pub time_zone: String,
     pub include_previous_recipients: bool,
     pub progress: MailJobProgress,
+    /// Set while the job is paused (`POST …/pause`): no message is started until resumed.
+    pub paused_at: Option<DateTime<Utc>>,
     /// Selected persons left out as earlier recipients of the step.
     pub skipped_previous: i64,
     /// Why it failed or was cancelled, or the last progress note.
@@ -185,6 +205,9 @@ pub(crate) struct JobRow {
     pub prepared_at: Option<NaiveDateTime>,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
+    pub bounced: i64,
+    pub in_doubt: i64,
+    pub paused_at: Option<NaiveDateTime>,
 }
 
 impl JobRow {
@@ -218,9 +241,64 @@ pub(crate) fn lock_job(conn: &mut DbConnection, id: i64) -> Result<JobRow, Campa
     job_row(conn, id)
 }
 
-fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz) -> MailJob {
+/// Live counts of a job's recipients by state, for the ones that change while it sends.
+#[derive(Debug, Default, Clone, Copy)]
+struct Live {
+    deferred: i64,
+    sending: i64,
+    /// `sending` under an expired lease: not yet taken over.
+    abandoned: i64,
+}
+
+fn live(conn: &mut DbConnection, row: &JobRow) -> Result<Live, CampaignError> {
+    use mailbaar_store::schema::mail_job_recipients as r;
+    if !matches!(row.status(), MailJobStatus::Sending | MailJobStatus::Prepared)
+        && row.status() != MailJobStatus::Cancelled
+    {
+        return Ok(Live::default());
+    }
+    let at = now();
+    let count = |conn: &mut DbConnection, state: &str| -> Result<i64, CampaignError> {
+        Ok(r::table
+            .filter(r::mail_job_id.eq(row.id))
+            .filter(r::state.eq(state))
+            .count()
+            .get_result(conn)?)
+    };
+    let deferred = count(conn, "deferred")?;
+    let sending = count(conn, "sending")?;
+    let abandoned = if sending > 0 {
+        r::table
+            .filter(r::mail_job_id.eq(row.id))
+            .filter(r::state.eq("sending"))
+            .filter(r::lease_until.lt(at))
+            .count()
+            .get_result(conn)?
+    } else {
+        0
+    };
+    Ok(Live {
+        deferred,
+        sending,
+        abandoned,
+    })
+}
+
+fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz, live: Live) -> MailJob {
     let local = |t: NaiveDateTime| t.and_utc().with_timezone(&tz).fixed_offset();
-    let done = row.sent + row.failed + row.skipped;
+    let done = row.sent + row.failed + row.skipped + row.bounced;
+    let rate = match row.started_at {
+        Some(start) => {
+            let end = row.finished_at.unwrap_or_else(now);
+            let seconds = (end - start).num_milliseconds() as f64 / 1000.0;
+            if seconds > 0.0 {
+                (row.sent as f64 / seconds * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        }
+        None => 0.0,
+    };
     MailJob {
         id: row.id,
         step_id: row.step_id,
@@ -236,10 +314,16 @@ fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz) -> MailJob {
         progress: MailJobProgress {
             recipients: row.recipients,
             sent: row.sent,
+            deferred: live.deferred,
+            bounced: row.bounced,
             failed: row.failed,
             skipped: row.skipped,
+            sending: live.sending,
+            in_doubt: row.in_doubt + live.abandoned,
             remaining: (row.recipients - done).max(0),
+            messages_per_second: rate,
         },
+        paused_at: row.paused_at.map(|t| t.and_utc()),
         skipped_previous: row.skipped_previous,
         message: row.message,
         task_id: row.task_id,
@@ -263,7 +347,8 @@ pub fn get_mail_job(conn: &mut DbConnection, id: i64) -> Result<MailJob, Campaig
     let row = job_row(conn, id)?;
     let tz = mailbaar_settings::load(conn)?.tz();
     let names = step_names(conn, row.step_id)?;
-    Ok(to_job(row, names, tz))
+    let live = live(conn, &row)?;
+    Ok(to_job(row, names, tz, live))
 }
 
 /// Scheduled and sent mail jobs, latest send time first.
@@ -293,7 +378,8 @@ pub fn list_mail_jobs(
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let names = step_names(conn, row.step_id)?;
-        items.push(to_job(row, names, tz));
+        let live = live(conn, &row)?;
+        items.push(to_job(row, names, tz, live));
     }
     Ok(Page::new(items, total, page))
 }
@@ -460,8 +546,10 @@ pub fn reschedule_mail_job(
     get_mail_job(conn, id)
 }
 
-/// Cancels a job whose preparation has not started; a one-time step is no longer
-/// blocked by it. Errors: `NotFound`; `Refused` once preparation started or it ended.
+/// Cancels a job that is scheduled, prepared or sending: no message is started after
+/// this (those in flight finish); a one-time step is no longer blocked by it when it sent
+/// nothing. Errors: `NotFound`; `Refused` while its preparation runs (one short
+/// transaction) or once it ended.
 pub fn cancel_mail_job(
     conn: &mut DbConnection,
     id: i64,
@@ -477,7 +565,11 @@ pub fn cancel_mail_job(
             }
             _ => false,
         };
-        if job.status() != MailJobStatus::Scheduled && !gave_up {
+        let cancellable = matches!(
+            job.status(),
+            MailJobStatus::Scheduled | MailJobStatus::Prepared | MailJobStatus::Sending
+        );
+        if !cancellable && !gave_up {
             return Err(not_scheduled(&job, "cancelled"));
         }
         let at = now();
@@ -490,12 +582,76 @@ pub fn cancel_mail_job(
             ))
             .execute(conn)?;
         let step = lock_step(conn, job.step_id)?;
-        if step.send_kind() == SendKind::OneTime && !step_has_other_jobs(conn, step.id, id)? {
+        if step.send_kind() == SendKind::OneTime
+            && job.sent == 0
+            && !step_has_other_jobs(conn, step.id, id)?
+        {
             diesel::update(campaign_steps::table.find(step.id))
                 .set(campaign_steps::blocked_since.eq(None::<NaiveDateTime>))
                 .execute(conn)?;
         }
         mailbaar_audit::record(conn, by, "mailjob.cancel", None, &format!("mail job {id}"))?;
+        Ok(())
+    })?;
+    get_mail_job(conn, id)
+}
+
+/// Pauses a job that has not ended: no run starts a message of it until it is resumed
+/// (those in flight finish and are recorded). Errors: `NotFound`; `Refused` when it ended
+/// or is paused already.
+pub fn pause_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<MailJob, CampaignError> {
+    mailbaar_store::write_transaction(conn, |conn| {
+        let job = lock_job(conn, id)?;
+        if !job.status().is_active() {
+            return Err(not_scheduled(&job, "paused"));
+        }
+        if job.paused_at.is_some() {
+            return Err(CampaignError::Refused(format!(
+                "mail job {id} is paused already; resume it first"
+            )));
+        }
+        let at = now();
+        diesel::update(mail_jobs::table.find(id))
+            .set((
+                mail_jobs::paused_at.eq(at),
+                mail_jobs::message.eq(format!("paused by {by}")),
+                mail_jobs::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        mailbaar_audit::record(conn, by, "mailjob.pause", None, &format!("mail job {id}"))?;
+        Ok(())
+    })?;
+    get_mail_job(conn, id)
+}
+
+/// Resumes a paused job: its send carries on with exactly the recipients not yet handled.
+/// Errors: `NotFound`; `Refused` when it is not paused or has ended.
+pub fn resume_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<MailJob, CampaignError> {
+    mailbaar_store::write_transaction(conn, |conn| {
+        let job = lock_job(conn, id)?;
+        if !job.status().is_active() {
+            return Err(not_scheduled(&job, "resumed"));
+        }
+        if job.paused_at.is_none() {
+            return Err(CampaignError::Refused(format!(
+                "mail job {id} is not paused"
+            )));
+        }
+        let at = now();
+        diesel::update(mail_jobs::table.find(id))
+            .set((
+                mail_jobs::paused_at.eq(None::<NaiveDateTime>),
+                mail_jobs::message.eq(format!("resumed by {by}")),
+                mail_jobs::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        if matches!(job.status(), MailJobStatus::Prepared | MailJobStatus::Sending) {
+            let task = crate::sending::ensure_send_task(conn, &job)?;
+            diesel::update(mail_jobs::table.find(id))
+                .set(mail_jobs::task_id.eq(task))
+                .execute(conn)?;
+        }
+        mailbaar_audit::record(conn, by, "mailjob.resume", None, &format!("mail job {id}"))?;
         Ok(())
     })?;
     get_mail_job(conn, id)

@@ -24,7 +24,9 @@ mod readiness;
 mod recipient;
 mod results;
 mod search;
+mod pace;
 mod sending;
+mod smtp;
 mod step;
 mod transport;
 
@@ -37,14 +39,15 @@ pub use campaign::{
 };
 pub use error::CampaignError;
 pub use job::{
-    cancel_mail_job, get_mail_job, list_mail_jobs, reschedule_mail_job, reset_step, send_step,
+    cancel_mail_job, get_mail_job, list_mail_jobs, pause_mail_job, reschedule_mail_job,
+    reset_step, resume_mail_job, send_step,
     MailJob, MailJobChanges, MailJobFilter, MailJobProgress, MailJobStatus, SendRequest, PREPARE,
     SEND,
 };
 pub use links::{LinkError, LinkPurpose, Links, LINK_LIFETIME_DAYS};
 pub use mailbaar_render::TrackedLink;
 pub use mailing::{
-    preview, send_test_mail, Delivery, Header, Preview, PreviewRequest, TestMailRequest,
+    preview, send_test_mail, Delivery, Header, Retry, Preview, PreviewRequest, TestMailRequest,
     TestMailSent,
 };
 pub use readiness::{readiness, Readiness, Requirement, RequirementCode, PERSON_FIELDS};
@@ -61,4 +64,7 @@ pub use step::{
     create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
     StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,
 };
-pub use transport::{EmlTransport, OutgoingMessage, Transport, TransportError};
+pub use smtp::{SmtpSettings, SmtpSettingsError, SmtpTransport};
+pub use transport::{
+    EmlTransport, Handover, HandoverDone, OutgoingMessage, Transport, TransportError,
+};

@@ -15,39 +15,132 @@ use utoipa::ToSchema;
 
 use crate::audience::{blocks_of, Audience};
 use crate::links::Links;
+use crate::pace::LocalPace;
 use crate::readiness::{check, Requirement, RequirementCode};
 use crate::step::step_row;
 use crate::transport::{OutgoingMessage, Transport};
 use crate::CampaignError;
 
-/// How this process delivers messages: the transport and the link signer. One per
-/// process, shared by the API (test mails, previews) and the task runners (sends).
+/// How this process delivers messages: the transport, the link signer and the pace of
+/// sending. One per process, shared by the API (test mails, previews) and the task runners
+/// (sends).
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) links: Links,
     pub(crate) batch_size: i64,
+    pub(crate) lease: chrono::TimeDelta,
+    pub(crate) retry: Retry,
+    pub(crate) parallel_runs: usize,
+    pub(crate) local_pace: Option<Arc<LocalPace>>,
+    pub(crate) overall_rate: Option<f64>,
+}
+
+/// How often and how far apart a deferred message (4xx, or no answer) is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Attempts in all before the recipient counts as failed (at least 1).
+    pub max_attempts: i32,
+    /// The wait after the first attempt; it doubles with each further one.
+    pub first_delay: std::time::Duration,
+}
+
+impl Retry {
+    /// The wait after attempt `attempts` (1-based): `first_delay × 2^(attempts-1)`, at most
+    /// a day.
+    pub(crate) fn delay(&self, attempts: i32) -> chrono::TimeDelta {
+        let factor = 2u32.saturating_pow(u32::try_from(attempts.max(1) - 1).unwrap_or(0));
+        let wait = self
+            .first_delay
+            .saturating_mul(factor)
+            .min(std::time::Duration::from_secs(86_400));
+        chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::days(1))
+    }
+}
+
+impl Default for Retry {
+    /// Six attempts, the first retry after 5 minutes (then 10, 20, 40 and 80).
+    fn default() -> Self {
+        Retry {
+            max_attempts: 6,
+            first_delay: std::time::Duration::from_secs(300),
+        }
+    }
 }
 
 impl Delivery {
-    /// Delivery through `transport`, links signed by `links`, 500 recipients a batch.
+    /// Delivery through `transport`, links signed by `links`, 500 recipients a claim, a
+    /// two-minute lease, [`Retry::default`], four runs per job on PostgreSQL, no pace limit.
     pub fn new(transport: Arc<dyn Transport>, links: Links) -> Self {
         Delivery {
             transport,
             links,
             batch_size: 500,
+            lease: chrono::TimeDelta::minutes(2),
+            retry: Retry::default(),
+            parallel_runs: 4,
+            local_pace: None,
+            overall_rate: None,
         }
     }
 
-    /// The same with `size` recipients claimed and sent per batch (at least 1).
+    /// The same with `size` recipients claimed per batch (at least 1).
     pub fn with_batch_size(mut self, size: i64) -> Self {
         self.batch_size = size.max(1);
+        self
+    }
+
+    /// The same with claims held for `lease` without a sign of life: a run that died is
+    /// taken over after this, its in-flight messages then counting as in doubt.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = chrono::TimeDelta::from_std(lease.max(std::time::Duration::from_secs(1)))
+            .unwrap_or(chrono::TimeDelta::minutes(2));
+        self
+    }
+
+    /// The same with another retry policy for deferred messages.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = Retry {
+            max_attempts: retry.max_attempts.max(1),
+            ..retry
+        };
+        self
+    }
+
+    /// The same with `runs` send runs per job on PostgreSQL, for that many workers (or
+    /// runner threads) to share one job.
+    pub fn with_parallel_runs(mut self, runs: usize) -> Self {
+        self.parallel_runs = runs.max(1);
+        self
+    }
+
+    /// The same with at most `per_worker` messages per second from this process and
+    /// `overall` per second from all workers together (kept in the database).
+    pub fn with_pace(mut self, per_worker: Option<f64>, overall: Option<f64>) -> Self {
+        let positive = |r: Option<f64>| r.filter(|r| r.is_finite() && *r > 0.0);
+        self.local_pace = positive(per_worker).map(|r| Arc::new(LocalPace::new(r)));
+        self.overall_rate = positive(overall);
         self
     }
 
     /// The link signer, for the recipient pages that check the links.
     pub fn links(&self) -> &Links {
         &self.links
+    }
+
+    /// Waits until `n` more messages may start under this process's and the overall pace.
+    pub(crate) fn pace(&self, conn: &mut DbConnection, n: usize) -> Result<(), CampaignError> {
+        let mut wait = self
+            .local_pace
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |p| p.reserve(n));
+        if let Some(rate) = self.overall_rate {
+            wait = wait.max(crate::pace::reserve_overall(conn, n, rate)?);
+        }
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        Ok(())
     }
 }
 
@@ -390,12 +483,12 @@ pub fn send_test_mail(
         .and_then(|mail| {
             delivery
                 .transport
-                .send(&OutgoingMessage {
-                    message_id: &message_id,
-                    from: &from,
-                    to: person.email.as_deref().unwrap_or_default(),
-                    bytes: &mail.message,
-                    batch: "test",
+                .send(OutgoingMessage {
+                    message_id: message_id.clone(),
+                    from: from.clone(),
+                    to: person.email.clone().unwrap_or_default(),
+                    bytes: mail.message,
+                    batch: "test".into(),
                 })
                 .map_err(CampaignError::from)
         });

@@ -4,10 +4,13 @@
 //! database says it stopped.
 //!
 //! Sending is at-least-once per recipient and at-most-once per (job, person) contact
-//! moment: a batch is claimed (`pending` → `sending`, a contact moment with a fixed
-//! Message-ID per recipient, one transaction), handed to the transport, then recorded
-//! (`sent`, one transaction). A crash between the two resends only that batch's
-//! in-flight messages, with the same Message-IDs.
+//! moment. A run claims a batch of recipients (its name and a lease on each, a contact
+//! moment with a fixed Message-ID per recipient, one transaction; `FOR UPDATE SKIP LOCKED`
+//! on PostgreSQL so the runs of several workers share a job). Each message is marked
+//! `sending` just before its hand-over and its verdict recorded right after, a few at a
+//! time (see [`deliver`]): a crash can double at most the messages in flight at that
+//! moment, which the next run takes over as *in doubt* once their lease expires and sends
+//! again with the same Message-IDs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use crate::job::{lock_job, JobRow, MailJobStatus, SEND};
 use crate::mailing::{new_message_id, render_for, Delivery};
 use crate::readiness::{check, RequirementCode, PERSON_FIELDS};
 use crate::step::{step_row, StepBlock};
-use crate::transport::OutgoingMessage;
+use crate::transport::{Handover, OutgoingMessage};
 use crate::CampaignError;
 
 /// The content of a job as frozen at preparation; later edits of the step do not reach it.
@@ -79,17 +82,10 @@ fn release_if_nothing_sent(conn: &mut DbConnection, id: i64) -> Result<(), Campa
     Ok(())
 }
 
-fn send_task(job: &JobRow, by: &str) -> NewTask {
-    NewTask::now(SEND, by)
-        .unique(&format!("{SEND}:{}", job.id))
-        .with_payload(serde_json::json!({ "mail_job_id": job.id }))
-        .at(job.scheduled_at)
-}
-
-/// Queues the send task of a prepared job unless one is already active; its id.
-fn ensure_send_task(conn: &mut DbConnection, job: &JobRow) -> Result<i64, CampaignError> {
-    let task = mailbaar_tasks::ensure(conn, &send_task(job, &job.created_by))?;
-    Ok(task.id)
+/// Queues the first send run of a prepared job unless one is already active; its id. On
+/// PostgreSQL that run queues the job's other runs when it starts.
+pub(crate) fn ensure_send_task(conn: &mut DbConnection, job: &JobRow) -> Result<i64, CampaignError> {
+    ensure_send_tasks(conn, job, 1)
 }
 
 enum Start {
@@ -259,14 +255,6 @@ impl SendWork {
     }
 }
 
-/// One recipient of a claimed batch.
-struct Claimed {
-    person_id: i64,
-    blocks: i64,
-    contact_moment_id: i64,
-    message_id: String,
-}
-
 impl Work for SendWork {
     fn run(&self, ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
         let payload: JobPayload = ctx.payload()?;
@@ -274,9 +262,63 @@ impl Work for SendWork {
     }
 }
 
+/// One recipient of a claimed batch.
+struct Claimed {
+    person_id: i64,
+    blocks: i64,
+    /// Attempts made before this claim.
+    attempts: i32,
+    contact_moment_id: i64,
+    message_id: String,
+}
+
+/// What became of one claimed recipient.
+enum Verdict {
+    Sent,
+    /// Refused for now (4xx) or no verdict (connection, timeout): tried again later.
+    Deferred(String),
+    /// Refused for good (5xx): a hard bounce.
+    Bounced(String),
+    /// Not sent and not tried again (no longer renders, attempts used up).
+    Failed(String),
+    /// Left out: no longer mailable or opted out since preparation.
+    Skipped(String),
+}
+
 enum SendStart {
     Stop(String),
     Go(Box<Frozen>, i64, i64),
+}
+
+/// The send runs of a job: one on SQLite (its single writer), `parallel` on PostgreSQL,
+/// where the runs of several workers share the job's recipients (`FOR UPDATE SKIP LOCKED`).
+pub(crate) fn ensure_send_tasks(
+    conn: &mut DbConnection,
+    job: &JobRow,
+    parallel: usize,
+) -> Result<i64, CampaignError> {
+    let runs = match conn {
+        DbConnection::Pg(_) => parallel.max(1),
+        DbConnection::Sqlite(_) => 1,
+    };
+    let mut first = None;
+    for k in 0..runs {
+        let key = if k == 0 {
+            format!("{SEND}:{}", job.id)
+        } else {
+            format!("{SEND}:{}:{k}", job.id)
+        };
+        let mut task = NewTask::now(SEND, &job.created_by)
+            .unique(&key)
+            .with_payload(serde_json::json!({ "mail_job_id": job.id }))
+            .at(job.scheduled_at.max(mailbaar_store::now()));
+        // A run cut off by a stopped worker is taken again by the next; the recipients'
+        // own leases, not the task's attempts, keep a crash from losing anyone.
+        task.max_attempts = 1000;
+        let task = mailbaar_tasks::ensure(conn, &task)?;
+        first.get_or_insert(task.id);
+    }
+    Ok(first.unwrap_or_default())
 }
 
 fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, CampaignError> {
@@ -294,6 +336,9 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
                 )))
             }
         }
+        if job.paused_at.is_some() {
+            return Ok(SendStart::Stop(format!("mail job {id} is paused")));
+        }
         let content: Option<String> = mail_jobs::table
             .find(id)
             .select(mail_jobs::content)
@@ -302,14 +347,18 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
             fail_job(conn, id, "not sent: the frozen content cannot be read", at)?;
             return Ok(SendStart::Stop("the frozen content cannot be read".into()));
         };
-        diesel::update(mail_jobs::table.find(id))
-            .set((
-                mail_jobs::status.eq(MailJobStatus::Sending.as_str()),
-                mail_jobs::task_id.eq(task_id),
-                mail_jobs::started_at.eq(job.started_at.unwrap_or(at)),
-                mail_jobs::updated_at.eq(at),
-            ))
-            .execute(conn)?;
+        // The job's other runs, for the other workers to join in (PostgreSQL).
+        ensure_send_tasks(conn, &job, delivery.parallel_runs)?;
+        if job.status() == MailJobStatus::Prepared {
+            diesel::update(mail_jobs::table.find(id))
+                .set((
+                    mail_jobs::status.eq(MailJobStatus::Sending.as_str()),
+                    mail_jobs::task_id.eq(task_id),
+                    mail_jobs::started_at.eq(job.started_at.unwrap_or(at)),
+                    mail_jobs::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
         Ok(SendStart::Go(Box::new(frozen), job.recipients, job.step_id))
     })?;
     let (frozen, total, step_id) = match start {
@@ -320,99 +369,89 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
         Ok(c) => c,
         Err(e) => {
             let message = format!("not sent: the frozen content does not compile: {e}");
-            fail_job(&mut conn, id, &message, mailbaar_store::now())?;
+            write_transaction(&mut conn, |conn| {
+                fail_job(conn, id, &message, mailbaar_store::now())
+            })?;
             return Ok(Outcome::Done(message));
         }
     };
-    let from = frozen.step.from_email.clone();
-    let batch_name = format!("job-{id}");
+    // This run's name on the recipients it claims: unique, so a run that lost its claim
+    // (its lease ran out while it was slow) cannot start a message another run now holds.
+    let run = format!("{task_id}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let job = JobContent {
+        id,
+        step_id,
+        from: frozen.step.from_email.clone(),
+        batch: format!("job-{id}"),
+        compiled,
+        frozen,
+    };
     loop {
         ctx.check_lease()?;
-        let claimed = claim(&mut conn, id, step_id, &from, delivery.batch_size)?;
+        let claimed = claim(&mut conn, &job, delivery, &run)?;
         if claimed.is_empty() {
             break;
         }
-        let ids: Vec<i64> = claimed.iter().map(|c| c.person_id).collect();
-        let persons: BTreeMap<i64, mailbaar_people::Person> =
-            mailbaar_people::persons_by_ids(&mut conn, &ids)?
-                .into_iter()
-                .map(|p| (p.id, p))
-                .collect();
-        let opted_out: BTreeSet<i64> = match frozen.opt_in_type_id {
-            Some(t) => consent_current::table
-                .filter(consent_current::opt_in_type_id.eq(t))
-                .filter(consent_current::person_id.eq_any(&ids))
-                .filter(consent_current::opt_in.eq(false))
-                .select(consent_current::person_id)
-                .load::<i64>(&mut conn)?
-                .into_iter()
-                .collect(),
-            None => BTreeSet::new(),
-        };
-        let mut sent = Vec::new();
-        let mut failed: Vec<(i64, i64, String)> = Vec::new();
-        let mut skipped: Vec<(i64, i64, String)> = Vec::new();
-        for c in &claimed {
-            let Some(person) = persons.get(&c.person_id).filter(|p| p.mailable) else {
-                skipped.push((
-                    c.person_id,
-                    c.contact_moment_id,
-                    "no longer mailable".into(),
-                ));
-                continue;
-            };
-            if opted_out.contains(&c.person_id) {
-                skipped.push((
-                    c.person_id,
-                    c.contact_moment_id,
-                    "opted out since preparation".into(),
-                ));
-                continue;
-            }
-            let blocks: BTreeSet<String> = frozen
-                .blocks
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| b.condition.is_none() || c.blocks & (1i64 << i) != 0)
-                .map(|(_, b)| b.name.clone())
-                .collect();
-            let at = mailbaar_store::now();
-            let outcome = render_for(
-                &compiled,
-                &delivery.links,
-                person,
-                blocks,
-                c.contact_moment_id,
-                &c.message_id,
-                at,
-            )
-            .and_then(|mail| {
-                delivery
-                    .transport
-                    .send(&OutgoingMessage {
-                        message_id: &c.message_id,
-                        from: &from,
-                        to: person.email.as_deref().unwrap_or_default(),
-                        bytes: &mail.message,
-                        batch: &batch_name,
-                    })
-                    .map_err(|e| e.to_string())
-            });
-            match outcome {
-                Ok(()) => sent.push((c.person_id, c.contact_moment_id)),
-                Err(reason) => failed.push((c.person_id, c.contact_moment_id, reason)),
-            }
+        if let Some(reason) = deliver(&mut conn, &job, delivery, &run, claimed)? {
+            return Ok(Outcome::Done(format!("mail job {id}: {reason}")));
         }
-        record(&mut conn, id, &sent, &failed, &skipped)?;
         let row = crate::job::job_row(&mut conn, id)?;
-        let done = row.sent + row.failed + row.skipped;
+        let done = row.sent + row.failed + row.skipped + row.bounced;
         ctx.progress(done, total, &format!("{} of {total} sent", row.sent))?;
     }
-    let at = mailbaar_store::now();
-    let row = write_transaction(&mut conn, |conn| -> Result<JobRow, CampaignError> {
-        let counts = crate::job::job_row(conn, id)?;
+    finish(&mut conn, id)
+}
+
+/// What every batch of a run needs of its job.
+struct JobContent {
+    id: i64,
+    step_id: i64,
+    from: String,
+    batch: String,
+    compiled: CompiledStep,
+    frozen: Box<Frozen>,
+}
+
+/// Ends a run that found nothing to claim: the job is done when no recipient is left
+/// pending, deferred or sending; otherwise the run comes back when the next deferred
+/// recipient is due or another run's lease runs out.
+fn finish(conn: &mut DbConnection, id: i64) -> Result<Outcome, CampaignError> {
+    write_transaction(conn, |conn| {
+        let job = lock_job(conn, id)?;
+        if job.status() != MailJobStatus::Sending {
+            return Ok(Outcome::Done(format!(
+                "mail job {id} is {}",
+                job.status().as_str()
+            )));
+        }
+        let open = || {
+            mail_job_recipients::table
+                .filter(mail_job_recipients::mail_job_id.eq(id))
+                .filter(mail_job_recipients::state.eq_any(["pending", "deferred", "sending"]))
+        };
+        let left: i64 = open().count().get_result(conn)?;
+        if left > 0 {
+            let at = mailbaar_store::now();
+            let due: Option<NaiveDateTime> = open()
+                .select(diesel::dsl::min(mail_job_recipients::next_attempt_at))
+                .first(conn)?;
+            let leased: Option<NaiveDateTime> = open()
+                .select(diesel::dsl::min(mail_job_recipients::lease_until))
+                .first(conn)?;
+            let run_at = [due, leased]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(at)
+                .max(at + chrono::TimeDelta::milliseconds(200));
+            return Ok(Outcome::Again {
+                message: format!("{left} recipients still open; looking again at {run_at} UTC"),
+                run_at,
+            });
+        }
+        let at = mailbaar_store::now();
         // Every message failing is a failed job, not a sent one.
-        let status = if counts.sent == 0 && counts.failed > 0 {
+        let status = if job.sent == 0 && job.failed + job.bounced > 0 {
             MailJobStatus::Failed
         } else {
             MailJobStatus::Sent
@@ -422,109 +461,169 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
                 mail_jobs::status.eq(status.as_str()),
                 mail_jobs::finished_at.eq(at),
                 mail_jobs::updated_at.eq(at),
+                mail_jobs::message.eq(format!(
+                    "{} sent, {} bounced, {} failed, {} skipped",
+                    job.sent, job.bounced, job.failed, job.skipped
+                )),
             ))
             .execute(conn)?;
         release_if_nothing_sent(conn, id)?;
-        let row = crate::job::job_row(conn, id)?;
-        diesel::update(mail_jobs::table.find(id))
-            .set(mail_jobs::message.eq(format!(
-                "{} sent, {} failed, {} skipped",
-                row.sent, row.failed, row.skipped
-            )))
-            .execute(conn)?;
-        Ok(row)
-    })?;
-    Ok(Outcome::Done(format!(
-        "mail job {id}: {} sent, {} failed, {} skipped",
-        row.sent, row.failed, row.skipped
-    )))
+        Ok(Outcome::Done(format!(
+            "mail job {id}: {} sent, {} bounced, {} failed, {} skipped",
+            job.sent, job.bounced, job.failed, job.skipped
+        )))
+    })
 }
 
-/// Claims the next batch: first recipients left `sending` by a run that was cut off
-/// (their contact moments and Message-IDs exist), else `pending` ones, which get their
-/// contact moment and Message-ID here, before any attempt.
-fn claim(
+/// The recipients a claim may take, in the order it takes them.
+#[derive(Clone, Copy)]
+enum Claimable {
+    /// `sending` under an expired lease: its run died during the hand-over (in doubt).
+    Abandoned,
+    /// `deferred` and due again.
+    Due,
+    /// `pending`, not held by a live run.
+    Pending,
+}
+
+#[derive(QueryableByName)]
+struct Candidate {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    person_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    blocks: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+}
+
+fn literal(t: NaiveDateTime) -> String {
+    format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"))
+}
+
+/// Up to `size` recipients of one kind, locked on PostgreSQL and skipped when another
+/// run's claim transaction holds them. Every value in the statement is made here (ids,
+/// times, counts), so they are literals.
+fn candidates(
     conn: &mut DbConnection,
     id: i64,
-    step_id: i64,
-    from: &str,
+    kind: Claimable,
+    at: NaiveDateTime,
     size: i64,
+) -> Result<Vec<Candidate>, CampaignError> {
+    let now = literal(at);
+    let free = format!("(lease_until IS NULL OR lease_until < {now})");
+    let filter = match kind {
+        Claimable::Abandoned => format!("state = 'sending' AND lease_until < {now}"),
+        Claimable::Due => format!("state = 'deferred' AND next_attempt_at <= {now} AND {free}"),
+        Claimable::Pending => format!("state = 'pending' AND {free}"),
+    };
+    let lock = match conn {
+        DbConnection::Pg(_) => " FOR UPDATE SKIP LOCKED",
+        DbConnection::Sqlite(_) => "",
+    };
+    Ok(diesel::sql_query(format!(
+        "SELECT person_id, blocks, attempts FROM mail_job_recipients
+         WHERE mail_job_id = {id} AND {filter}
+         ORDER BY person_id LIMIT {size}{lock}"
+    ))
+    .load(conn)?)
+}
+
+/// Claims the next batch for this run: recipients abandoned in doubt first, then deferred
+/// ones that are due, then pending ones. Each gets the run's name and a lease; those
+/// without a contact moment get one here, with the Message-ID every attempt will carry.
+fn claim(
+    conn: &mut DbConnection,
+    job: &JobContent,
+    delivery: &Delivery,
+    run: &str,
 ) -> Result<Vec<Claimed>, CampaignError> {
+    let id = job.id;
     write_transaction(conn, |conn| {
         let at = mailbaar_store::now();
-        let in_flight: Vec<(i64, i64)> = mail_job_recipients::table
-            .filter(mail_job_recipients::mail_job_id.eq(id))
-            .filter(mail_job_recipients::state.eq("sending"))
-            .order(mail_job_recipients::person_id)
-            .limit(size)
-            .select((mail_job_recipients::person_id, mail_job_recipients::blocks))
-            .load(conn)?;
-        let rows = if in_flight.is_empty() {
-            let pending: Vec<(i64, i64)> = mail_job_recipients::table
-                .filter(mail_job_recipients::mail_job_id.eq(id))
-                .filter(mail_job_recipients::state.eq("pending"))
-                .order(mail_job_recipients::person_id)
-                .limit(size)
-                .select((mail_job_recipients::person_id, mail_job_recipients::blocks))
-                .load(conn)?;
-            if pending.is_empty() {
-                return Ok(Vec::new());
+        let size = delivery.batch_size;
+        let mut picked: Vec<Candidate> = Vec::new();
+        let mut abandoned = 0usize;
+        for kind in [Claimable::Abandoned, Claimable::Due, Claimable::Pending] {
+            let room = size - picked.len() as i64;
+            if room <= 0 {
+                break;
             }
-            let moments: Vec<_> = pending
+            let found = candidates(conn, id, kind, at, room)?;
+            if matches!(kind, Claimable::Abandoned) {
+                abandoned = found.len();
+            }
+            picked.extend(found);
+        }
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = picked.iter().map(|c| c.person_id).collect();
+        let mine = mail_job_recipients::table
+            .filter(mail_job_recipients::mail_job_id.eq(id))
+            .filter(mail_job_recipients::person_id.eq_any(&ids));
+        if abandoned > 0 {
+            let doubt: Vec<i64> = ids[..abandoned].to_vec();
+            diesel::update(
+                mail_job_recipients::table
+                    .filter(mail_job_recipients::mail_job_id.eq(id))
+                    .filter(mail_job_recipients::person_id.eq_any(&doubt)),
+            )
+            .set(mail_job_recipients::in_doubt.eq(true))
+            .execute(conn)?;
+            diesel::update(mail_jobs::table.find(id))
+                .set(mail_jobs::in_doubt.eq(mail_jobs::in_doubt + abandoned as i64))
+                .execute(conn)?;
+            tracing::warn!(
+                mail_job = id,
+                recipients = abandoned,
+                "taking over hand-overs of a stopped run; they may have been delivered already"
+            );
+        }
+        diesel::update(mine)
+            .set((
+                mail_job_recipients::claimed_by.eq(run),
+                mail_job_recipients::lease_until.eq(at + delivery.lease),
+            ))
+            .execute(conn)?;
+        let mut moments = moments_of(conn, id, &ids)?;
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|p| !moments.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            let rows: Vec<_> = missing
                 .iter()
-                .map(|(person, _)| {
+                .map(|person| {
                     (
                         contact_moments::person_id.eq(*person),
                         contact_moments::channel.eq("email"),
-                        contact_moments::step_id.eq(Some(step_id)),
+                        contact_moments::step_id.eq(Some(job.step_id)),
                         contact_moments::is_test.eq(false),
                         contact_moments::occurred_at.eq(at),
                         contact_moments::mail_job_id.eq(Some(id)),
-                        contact_moments::message_id.eq(Some(new_message_id(from))),
+                        contact_moments::message_id.eq(Some(new_message_id(&job.from))),
                     )
                 })
                 .collect();
             // One multi-row INSERT, on each engine's own connection (the multi-backend
             // connection does not batch).
-            let insert = diesel::insert_into(contact_moments::table).values(&moments);
+            let insert = diesel::insert_into(contact_moments::table).values(&rows);
             match conn {
                 DbConnection::Pg(c) => insert.execute(c)?,
                 DbConnection::Sqlite(c) => insert.execute(c)?,
             };
-            pending
-        } else {
-            in_flight
-        };
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        diesel::update(
-            mail_job_recipients::table
-                .filter(mail_job_recipients::mail_job_id.eq(id))
-                .filter(mail_job_recipients::person_id.eq_any(&ids)),
-        )
-        .set((
-            mail_job_recipients::state.eq("sending"),
-            mail_job_recipients::attempts.eq(mail_job_recipients::attempts + 1),
-        ))
-        .execute(conn)?;
-        let moments: BTreeMap<i64, (i64, String)> = contact_moments::table
-            .filter(contact_moments::mail_job_id.eq(id))
-            .filter(contact_moments::person_id.eq_any(&ids))
-            .select((
-                contact_moments::person_id,
-                contact_moments::id,
-                contact_moments::message_id,
-            ))
-            .load::<(i64, i64, Option<String>)>(conn)?
+            moments.extend(moments_of(conn, id, &missing)?);
+        }
+        Ok(picked
             .into_iter()
-            .map(|(p, cm, m)| (p, (cm, m.unwrap_or_default())))
-            .collect();
-        Ok(rows
-            .into_iter()
-            .filter_map(|(person_id, blocks)| {
-                let (contact_moment_id, message_id) = moments.get(&person_id)?.clone();
+            .filter_map(|c| {
+                let (contact_moment_id, message_id) = moments.get(&c.person_id)?.clone();
                 Some(Claimed {
-                    person_id,
-                    blocks,
+                    person_id: c.person_id,
+                    blocks: c.blocks,
+                    attempts: c.attempts,
                     contact_moment_id,
                     message_id,
                 })
@@ -533,57 +632,356 @@ fn claim(
     })
 }
 
-/// Records a batch's outcome in one transaction: sent contact moments get their times,
-/// failed and skipped recipients lose theirs (no message went out), the job's counts grow.
-fn record(
+fn moments_of(
     conn: &mut DbConnection,
     id: i64,
-    sent: &[(i64, i64)],
-    failed: &[(i64, i64, String)],
-    skipped: &[(i64, i64, String)],
-) -> Result<(), CampaignError> {
-    write_transaction(conn, |conn| {
-        let at = mailbaar_store::now();
-        let persons: Vec<i64> = sent.iter().map(|s| s.0).collect();
-        let moments: Vec<i64> = sent.iter().map(|s| s.1).collect();
-        diesel::update(contact_moments::table.filter(contact_moments::id.eq_any(&moments)))
-            .set((
-                contact_moments::sent_at.eq(at),
-                contact_moments::delivered_at.eq(at),
-            ))
-            .execute(conn)?;
-        diesel::update(
-            mail_job_recipients::table
-                .filter(mail_job_recipients::mail_job_id.eq(id))
-                .filter(mail_job_recipients::person_id.eq_any(&persons)),
-        )
-        .set(mail_job_recipients::state.eq("sent"))
-        .execute(conn)?;
-        for (state, list) in [("failed", failed), ("skipped", skipped)] {
-            for (person, moment, reason) in list {
-                diesel::update(
-                    mail_job_recipients::table
-                        .filter(mail_job_recipients::mail_job_id.eq(id))
-                        .filter(mail_job_recipients::person_id.eq(person)),
-                )
-                .set((
-                    mail_job_recipients::state.eq(state),
-                    mail_job_recipients::last_error.eq(reason),
-                ))
-                .execute(conn)?;
-                diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
+    persons: &[i64],
+) -> Result<BTreeMap<i64, (i64, String)>, CampaignError> {
+    Ok(contact_moments::table
+        .filter(contact_moments::mail_job_id.eq(id))
+        .filter(contact_moments::person_id.eq_any(persons))
+        .select((
+            contact_moments::person_id,
+            contact_moments::id,
+            contact_moments::message_id,
+        ))
+        .load::<(i64, i64, Option<String>)>(conn)?
+        .into_iter()
+        .map(|(p, cm, m)| (p, (cm, m.unwrap_or_default())))
+        .collect())
+}
+
+/// Delivers a claimed batch with at most the transport's concurrency in flight. A message
+/// is marked `sending` (committed) just before it is handed over, and its verdict is
+/// committed right after, together with the next messages' marks: so at any moment at
+/// most `concurrency` messages of this run can have reached the server without the
+/// database knowing — the most a crash can double. `Some(reason)` when the job was paused
+/// or cancelled: the run stops starting messages, records those in flight, and lets go
+/// of the rest of its claim.
+fn deliver(
+    conn: &mut DbConnection,
+    job: &JobContent,
+    delivery: &Delivery,
+    run: &str,
+    claimed: Vec<Claimed>,
+) -> Result<Option<String>, CampaignError> {
+    let ids: Vec<i64> = claimed.iter().map(|c| c.person_id).collect();
+    let persons: BTreeMap<i64, mailbaar_people::Person> =
+        mailbaar_people::persons_by_ids(conn, &ids)?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+    let opted_out: BTreeSet<i64> = match job.frozen.opt_in_type_id {
+        Some(t) => consent_current::table
+            .filter(consent_current::opt_in_type_id.eq(t))
+            .filter(consent_current::person_id.eq_any(&ids))
+            .filter(consent_current::opt_in.eq(false))
+            .select(consent_current::person_id)
+            .load::<i64>(conn)?
+            .into_iter()
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let window = delivery.transport.concurrency().max(1);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Handover)>();
+    let mut next = 0usize;
+    let mut in_flight = 0usize;
+    let mut verdicts: Vec<(usize, Verdict)> = Vec::new();
+    let mut stop: Option<String> = None;
+    loop {
+        let mut starts: Vec<(usize, OutgoingMessage)> = Vec::new();
+        while stop.is_none() && in_flight + starts.len() < window && next < claimed.len() {
+            let i = next;
+            next += 1;
+            match message_for(job, delivery, &claimed[i], &persons, &opted_out) {
+                Ok(message) => starts.push((i, message)),
+                Err(verdict) => verdicts.push((i, verdict)),
             }
         }
-        diesel::update(mail_jobs::table.find(id))
-            .set((
-                mail_jobs::sent.eq(mail_jobs::sent + sent.len() as i64),
-                mail_jobs::failed.eq(mail_jobs::failed + failed.len() as i64),
-                mail_jobs::skipped.eq(mail_jobs::skipped + skipped.len() as i64),
-                mail_jobs::updated_at.eq(at),
-            ))
-            .execute(conn)?;
-        Ok(())
+        if !starts.is_empty() {
+            delivery.pace(conn, starts.len())?;
+        }
+        let started: Vec<i64> = starts.iter().map(|(i, _)| claimed[*i].person_id).collect();
+        let step = commit(conn, job.id, delivery, run, &claimed, &verdicts, &started)?;
+        verdicts.clear();
+        match step {
+            Committed::Stop(reason) => stop = stop.or(Some(reason)),
+            Committed::Started(owned) => {
+                for (i, message) in starts {
+                    if !owned.contains(&claimed[i].person_id) {
+                        continue;
+                    }
+                    let tx = tx.clone();
+                    in_flight += 1;
+                    delivery.transport.start(
+                        message,
+                        Box::new(move |verdict| {
+                            let _ = tx.send((i, verdict));
+                        }),
+                    );
+                }
+            }
+        }
+        if in_flight == 0 {
+            if stop.is_some() || next >= claimed.len() {
+                break;
+            }
+            continue;
+        }
+        let first = rx.recv().map_err(|_| {
+            CampaignError::Refused("the transport stopped before answering".into())
+        })?;
+        for (i, handover) in std::iter::once(first).chain(rx.try_iter()) {
+            in_flight -= 1;
+            verdicts.push((i, verdict_of(handover, &claimed[i], delivery)));
+        }
+    }
+    if stop.is_some() {
+        release(conn, job.id, run)?;
+    }
+    Ok(stop)
+}
+
+/// The message for one claimed recipient, or why there is none.
+fn message_for(
+    job: &JobContent,
+    delivery: &Delivery,
+    c: &Claimed,
+    persons: &BTreeMap<i64, mailbaar_people::Person>,
+    opted_out: &BTreeSet<i64>,
+) -> Result<OutgoingMessage, Verdict> {
+    let Some(person) = persons.get(&c.person_id).filter(|p| p.mailable) else {
+        return Err(Verdict::Skipped("no longer mailable".into()));
+    };
+    if opted_out.contains(&c.person_id) {
+        return Err(Verdict::Skipped("opted out since preparation".into()));
+    }
+    let blocks: BTreeSet<String> = job
+        .frozen
+        .blocks
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| b.condition.is_none() || c.blocks & (1i64 << i) != 0)
+        .map(|(_, b)| b.name.clone())
+        .collect();
+    let mail = render_for(
+        &job.compiled,
+        &delivery.links,
+        person,
+        blocks,
+        c.contact_moment_id,
+        &c.message_id,
+        mailbaar_store::now(),
+    )
+    .map_err(Verdict::Failed)?;
+    Ok(OutgoingMessage {
+        message_id: c.message_id.clone(),
+        from: job.from.clone(),
+        to: person.email.clone().unwrap_or_default(),
+        bytes: mail.message,
+        batch: job.batch.clone(),
     })
+}
+
+/// The verdict on a recipient from the transport's answer: 4xx and no answer are tried
+/// again until the attempts run out.
+fn verdict_of(handover: Handover, c: &Claimed, delivery: &Delivery) -> Verdict {
+    let attempts = c.attempts + 1;
+    let retry = |reply: String| {
+        if attempts >= delivery.retry.max_attempts {
+            Verdict::Failed(format!("gave up after {attempts} attempts: {reply}"))
+        } else {
+            Verdict::Deferred(reply)
+        }
+    };
+    match handover {
+        Handover::Accepted => Verdict::Sent,
+        Handover::Deferred(reply) | Handover::NotDelivered(reply) => retry(reply),
+        Handover::Rejected(reply) => Verdict::Bounced(reply),
+    }
+}
+
+enum Committed {
+    /// The recipients this run still held and marked `sending`.
+    Started(BTreeSet<i64>),
+    /// The job was paused or cancelled: nothing was marked.
+    Stop(String),
+}
+
+/// One transaction: the verdicts that came in, and the marks of the messages about to be
+/// handed over (only those this run still holds).
+fn commit(
+    conn: &mut DbConnection,
+    id: i64,
+    delivery: &Delivery,
+    run: &str,
+    claimed: &[Claimed],
+    verdicts: &[(usize, Verdict)],
+    starts: &[i64],
+) -> Result<Committed, CampaignError> {
+    write_transaction(conn, |conn| {
+        let at = mailbaar_store::now();
+        let (status, paused): (String, Option<NaiveDateTime>) = mail_jobs::table
+            .find(id)
+            .select((mail_jobs::status, mail_jobs::paused_at))
+            .first(conn)?;
+        let rows = |persons: Vec<i64>| {
+            mail_job_recipients::table
+                .filter(mail_job_recipients::mail_job_id.eq(id))
+                .filter(mail_job_recipients::person_id.eq_any(persons))
+        };
+        let (mut sent, mut bounced, mut failed, mut skipped) = (0i64, 0i64, 0i64, 0i64);
+        let delivered: Vec<&Claimed> = verdicts
+            .iter()
+            .filter(|(_, v)| matches!(v, Verdict::Sent))
+            .map(|(i, _)| &claimed[*i])
+            .collect();
+        if !delivered.is_empty() {
+            // Only rows still `sending` count: a run that took over an abandoned hand-over
+            // and finished first has counted it already.
+            sent = diesel::update(
+                rows(delivered.iter().map(|c| c.person_id).collect())
+                    .filter(mail_job_recipients::state.eq("sending")),
+            )
+            .set((
+                mail_job_recipients::state.eq("sent"),
+                mail_job_recipients::claimed_by.eq(None::<String>),
+                mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
+                mail_job_recipients::last_error.eq(None::<String>),
+            ))
+            .execute(conn)? as i64;
+            let moments: Vec<i64> = delivered.iter().map(|c| c.contact_moment_id).collect();
+            diesel::update(contact_moments::table.filter(contact_moments::id.eq_any(&moments)))
+                .set((
+                    contact_moments::sent_at.eq(at),
+                    contact_moments::delivered_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        for (i, verdict) in verdicts {
+            let c = &claimed[*i];
+            let row = rows(vec![c.person_id]);
+            match verdict {
+                Verdict::Sent => {}
+                Verdict::Deferred(reply) => {
+                    let delay = delivery.retry.delay(c.attempts + 1);
+                    diesel::update(row)
+                        .set((
+                            mail_job_recipients::state.eq("deferred"),
+                            mail_job_recipients::next_attempt_at.eq(at + delay),
+                            mail_job_recipients::claimed_by.eq(None::<String>),
+                            mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
+                            mail_job_recipients::last_error.eq(clip(reply)),
+                        ))
+                        .execute(conn)?;
+                }
+                Verdict::Bounced(reply) => {
+                    bounced += diesel::update(row)
+                        .set((
+                            mail_job_recipients::state.eq("bounced"),
+                            mail_job_recipients::claimed_by.eq(None::<String>),
+                            mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
+                            mail_job_recipients::last_error.eq(clip(reply)),
+                        ))
+                        .execute(conn)? as i64;
+                    diesel::update(contact_moments::table.find(c.contact_moment_id))
+                        .set((
+                            contact_moments::bounced_at.eq(at),
+                            contact_moments::bounce_reason.eq(clip(reply)),
+                        ))
+                        .execute(conn)?;
+                    mailbaar_people::record_bounce(
+                        conn,
+                        c.person_id,
+                        true,
+                        &format!("SMTP: {reply}"),
+                        i64::MAX,
+                        "delivery",
+                    )?;
+                }
+                Verdict::Failed(reason) | Verdict::Skipped(reason) => {
+                    let state = if matches!(verdict, Verdict::Failed(_)) {
+                        "failed"
+                    } else {
+                        "skipped"
+                    };
+                    let n = diesel::update(row)
+                        .set((
+                            mail_job_recipients::state.eq(state),
+                            mail_job_recipients::claimed_by.eq(None::<String>),
+                            mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
+                            mail_job_recipients::last_error.eq(clip(reason)),
+                        ))
+                        .execute(conn)? as i64;
+                    // No message went out: no contact moment, unless an earlier attempt
+                    // may have delivered it.
+                    diesel::delete(
+                        contact_moments::table
+                            .find(c.contact_moment_id)
+                            .filter(contact_moments::sent_at.is_null()),
+                    )
+                    .execute(conn)?;
+                    if state == "failed" {
+                        failed += n;
+                    } else {
+                        skipped += n;
+                    }
+                }
+            }
+        }
+        if sent + bounced + failed + skipped > 0 {
+            diesel::update(mail_jobs::table.find(id))
+                .set((
+                    mail_jobs::sent.eq(mail_jobs::sent + sent),
+                    mail_jobs::bounced.eq(mail_jobs::bounced + bounced),
+                    mail_jobs::failed.eq(mail_jobs::failed + failed),
+                    mail_jobs::skipped.eq(mail_jobs::skipped + skipped),
+                    mail_jobs::updated_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        if status != MailJobStatus::Sending.as_str() {
+            return Ok(Committed::Stop(format!("the job is {status}; stopped sending")));
+        }
+        if paused.is_some() {
+            return Ok(Committed::Stop("the job was paused; stopped sending".into()));
+        }
+        if starts.is_empty() {
+            return Ok(Committed::Started(BTreeSet::new()));
+        }
+        let owned: Vec<i64> = diesel::update(
+            rows(starts.to_vec()).filter(mail_job_recipients::claimed_by.eq(run)),
+        )
+        .set((
+            mail_job_recipients::state.eq("sending"),
+            mail_job_recipients::attempts.eq(mail_job_recipients::attempts + 1),
+            mail_job_recipients::lease_until.eq(at + delivery.lease),
+        ))
+        .returning(mail_job_recipients::person_id)
+        .get_results(conn)?;
+        Ok(Committed::Started(owned.into_iter().collect()))
+    })
+}
+
+/// Lets go of the recipients a stopped run claimed but did not start.
+fn release(conn: &mut DbConnection, id: i64, run: &str) -> Result<(), CampaignError> {
+    diesel::update(
+        mail_job_recipients::table
+            .filter(mail_job_recipients::mail_job_id.eq(id))
+            .filter(mail_job_recipients::claimed_by.eq(run))
+            .filter(mail_job_recipients::state.ne("sending")),
+    )
+    .set((
+        mail_job_recipients::claimed_by.eq(None::<String>),
+        mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// A reply or reason as stored (at most 500 characters).
+fn clip(text: &str) -> String {
+    text.chars().take(500).collect()
 }
 
 impl From<mailbaar_store::StoreError> for CampaignError {

@@ -3,18 +3,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use minijinja::value::Value;
+use lettre::message::dkim::DkimConfig;
+use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RenderError, TemplatePart};
 use crate::filters;
+use crate::links::{self, AfterRender, LinkTable, CLICK_VAR};
 use crate::mime::{self, Parts, Sender};
 use crate::model::{PersonValue, Recipient, Step};
 use crate::protect::{protect, scan_tags, Mode, TagKind};
 use crate::text;
-use crate::tracking::{LinkSigner, Rewriter};
+use crate::tracking::{LinkSigner, Rewriter, MARK};
 
 /// The links every recipient has, available as top-level variables.
 pub const LINK_VARIABLES: [&str; 3] = ["preferences_url", "unsubscribe_url", "view_online_url"];
@@ -55,6 +58,10 @@ pub enum ReadinessIssue {
 /// number of recipients.
 #[derive(Debug)]
 pub struct CompiledStep {
+    link_table: Vec<String>,
+    html_after: AfterRender,
+    text_after: AfterRender,
+    dkim: Option<Dkim>,
     env: Environment<'static>,
     has_preheader: bool,
     track_clicks: bool,
@@ -67,6 +74,16 @@ pub struct CompiledStep {
     readiness: Vec<ReadinessIssue>,
     inlined_html: String,
     text_template: String,
+}
+
+/// The DKIM key of a step's sending domain; its `Debug` shows no key.
+#[derive(Clone)]
+struct Dkim(Arc<DkimConfig>);
+
+impl std::fmt::Debug for Dkim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dkim(..)")
+    }
 }
 
 /// What a recipient gets: the rendered parts and the complete message.
@@ -84,25 +101,70 @@ pub struct RenderedMail {
     pub message: Vec<u8>,
 }
 
+/// HTML-escapes `s`; the tracking mark becomes its (equivalent) character
+/// reference, so no person value can pose as a link to track.
 fn escape_html(out: &mut minijinja::Output<'_>, s: &str) -> std::fmt::Result {
+    let bytes = s.as_bytes();
     let mut last = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let rep = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#39;",
-            _ => continue,
+    let mut i = 0;
+    while i < bytes.len() {
+        let (rep, len) = match bytes[i] {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            b'\'' => ("&#39;", 1),
+            0xEE if s[i..].starts_with(MARK) => ("&#xE010;", MARK.len_utf8()),
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.write_str(&s[last..i])?;
         out.write_str(rep)?;
-        last = i + 1;
+        i += len;
+        last = i;
     }
     out.write_str(&s[last..])
 }
 
-fn environment() -> Environment<'static> {
+/// Writes a value that holds the tracking mark with the mark neutralised
+/// (HTML: as a character reference, text: dropped); `false` when the value
+/// holds none and is to be written as usual.
+fn write_without_mark(
+    out: &mut minijinja::Output<'_>,
+    value: &Value,
+    html: bool,
+) -> Result<bool, minijinja::Error> {
+    let owned;
+    let s = match value.as_str() {
+        Some(s) => s,
+        None if matches!(
+            value.kind(),
+            ValueKind::Undefined | ValueKind::None | ValueKind::Bool | ValueKind::Number
+        ) =>
+        {
+            return Ok(false)
+        }
+        None => {
+            owned = value.to_string();
+            &owned
+        }
+    };
+    if !s.contains(MARK) {
+        return Ok(false);
+    }
+    if html && !value.is_safe() {
+        escape_html(out, s)?;
+    } else {
+        out.write_str(&s.replace(MARK, if html { "&#xE010;" } else { "" }))?;
+    }
+    Ok(true)
+}
+
+/// The environment of one step; `tracking` when its templates carry
+/// tracking marks, which person values then may not.
+fn environment(tracking: bool) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
@@ -119,14 +181,18 @@ fn environment() -> Environment<'static> {
     });
     // None prints as nothing; HTML escaping leaves `/` alone so URLs stay
     // readable (and comparable) in attributes.
-    env.set_formatter(|out, state, value| {
+    env.set_formatter(move |out, state, value| {
         if value.is_none() {
             return Ok(());
         }
-        if matches!(state.auto_escape(), AutoEscape::Html) && !value.is_safe() {
+        let html = matches!(state.auto_escape(), AutoEscape::Html);
+        if html && !value.is_safe() {
             if let Some(s) = value.as_str() {
                 return escape_html(out, s).map_err(minijinja::Error::from);
             }
+        }
+        if tracking && write_without_mark(out, value, html)? {
+            return Ok(());
         }
         minijinja::escape_formatter(out, state, value)
     });
@@ -344,7 +410,7 @@ impl CompiledStep {
             blocks: &block_set,
         };
 
-        let mut env = environment();
+        let mut env = environment(step.track_clicks);
         let mut used = BTreeSet::new();
         used.extend(add_checked(
             &mut env,
@@ -382,7 +448,7 @@ impl CompiledStep {
             }
             _ => {
                 let generated = text::text_template_from_html(&step.html)?;
-                env.add_template_owned(TEXT, generated.clone())
+                env.template_from_str(&generated)
                     .map_err(|e| RenderError::Prepare {
                         part: TemplatePart::Text,
                         reason: format!("the text generated from the HTML does not parse ({e}); give a text body"),
@@ -392,23 +458,8 @@ impl CompiledStep {
         };
 
         let has_preheader = !step.preheader.trim().is_empty();
-        let inlined_html = add_slots(&inline_css(&step.html)?, has_preheader);
-        env.add_template_owned(HTML, inlined_html.clone())
-            .map_err(|e| RenderError::Prepare {
-                part: TemplatePart::Html,
-                reason: format!("after CSS inlining: {e}"),
-            })?;
+        let mut inlined_html = add_slots(&inline_css(&step.html)?, has_preheader);
 
-        let person_fields = if used.contains("person") {
-            None
-        } else {
-            Some(
-                used.iter()
-                    .filter_map(|v| v.strip_prefix("person."))
-                    .map(str::to_owned)
-                    .collect(),
-            )
-        };
         let step_value = Value::from(BTreeMap::from([
             ("name", Value::from(step.name.as_str())),
             ("subject", Value::from(step.subject.as_str())),
@@ -423,7 +474,60 @@ impl CompiledStep {
             ),
         ]));
 
+        let mut table = LinkTable::default();
+        let mut html_after = AfterRender::Nothing;
+        let mut text_after = AfterRender::Nothing;
+        let mut text_template = text_template;
+        if step.track_clicks {
+            // Evaluates a link that only uses `step.*`, as it renders in `name`.
+            let eval_as = |name: &'static str| {
+                let (env, step_value) = (&env, &step_value);
+                move |snippet: &str| -> Option<String> {
+                    let tmpl = env.template_from_named_str(name, snippet).ok()?;
+                    let step_only = tmpl
+                        .undeclared_variables(true)
+                        .iter()
+                        .all(|v| v == "step" || v.starts_with("step."));
+                    step_only
+                        .then(|| {
+                            let ctx = BTreeMap::from([("step", step_value.clone())]);
+                            tmpl.render(Value::from(ctx)).ok()
+                        })
+                        .flatten()
+                }
+            };
+            (inlined_html, html_after) =
+                links::rewrite_html(&inlined_html, &eval_as("link.html"), &mut table);
+            (text_template, text_after) =
+                links::rewrite_text(&text_template, &eval_as("link.txt"), &mut table);
+        }
+        env.add_template_owned(HTML, inlined_html.clone())
+            .map_err(|e| RenderError::Prepare {
+                part: TemplatePart::Html,
+                reason: format!("after CSS inlining: {e}"),
+            })?;
+        env.add_template_owned(TEXT, text_template.clone())
+            .map_err(|e| RenderError::Prepare {
+                part: TemplatePart::Text,
+                reason: format!("the text body does not parse ({e}); give a text body"),
+            })?;
+
+        let person_fields = if used.contains("person") {
+            None
+        } else {
+            Some(
+                used.iter()
+                    .filter_map(|v| v.strip_prefix("person."))
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        };
+
         Ok(CompiledStep {
+            link_table: table.targets,
+            html_after,
+            text_after,
+            dkim: None,
             env,
             has_preheader,
             track_clicks: step.track_clicks,
@@ -438,17 +542,35 @@ impl CompiledStep {
         })
     }
 
+    /// Signs every message of this step with DKIM (RFC 6376) for the
+    /// sending domain, so receivers can tell the mail really comes from it.
+    /// One config serves any number of steps.
+    pub fn with_dkim(mut self, dkim: Arc<DkimConfig>) -> Self {
+        self.dkim = Some(Dkim(dkim));
+        self
+    }
+
+    /// The targets of the links that are tracked through the message's
+    /// token: a click URL `{base}/c/{token}/{i}` redirects to entry `i`.
+    /// The click endpoint looks the index up here (an index past the end is
+    /// an invalid link), so keep this table with the messages sent from it.
+    pub fn link_table(&self) -> &[String] {
+        &self.link_table
+    }
+
     /// Why this step may not be sent yet (empty when it may).
     pub fn readiness(&self) -> &[ReadinessIssue] {
         &self.readiness
     }
 
-    /// The HTML template after CSS inlining, for inspection and debugging.
+    /// The HTML template after CSS inlining (and, with click tracking, link
+    /// rewriting), for inspection and debugging.
     pub fn html_template(&self) -> &str {
         &self.inlined_html
     }
 
-    /// The text template (given, or generated from the HTML).
+    /// The text template (given, or generated from the HTML; with click
+    /// tracking, links rewritten).
     pub fn text_template(&self) -> &str {
         &self.text_template
     }
@@ -531,16 +653,20 @@ impl CompiledStep {
             String::new()
         };
         vars.insert("__preheader", Value::from(preheader.as_str()));
-        let open_url = if self.track_opens {
-            Value::from(signer.open_url(&recipient.tracking_id))
-        } else {
-            Value::from(())
-        };
-        vars.insert("__open_url", open_url);
+        let urls = (self.track_opens || self.track_clicks)
+            .then(|| signer.message_urls(&recipient.tracking_id));
+        let (open_url, click_prefix) = urls.map_or((None, None), |u| {
+            (
+                self.track_opens.then_some(u.open_url),
+                self.track_clicks.then_some(u.click_prefix),
+            )
+        });
+        vars.insert("__open_url", Value::from(open_url));
+        vars.insert(CLICK_VAR, Value::from(click_prefix));
         let ctx = Value::from(vars);
         let mut html = self.render_part(HTML, TemplatePart::Html, &ctx)?;
-        let mut text = text::tidy(&self.render_part(TEXT, TemplatePart::Text, &ctx)?);
-        if self.track_clicks {
+        let mut text = self.render_part(TEXT, TemplatePart::Text, &ctx)?;
+        if self.html_after != AfterRender::Nothing || self.text_after != AfterRender::Nothing {
             let links = &recipient.links;
             let mut rewriter = Rewriter::new(
                 signer,
@@ -551,9 +677,18 @@ impl CompiledStep {
                     links.view_online_url.as_str(),
                 ],
             );
-            html = rewriter.rewrite_html(&html);
-            text = rewriter.rewrite_text(&text);
+            match self.html_after {
+                AfterRender::Nothing => {}
+                AfterRender::Marked => html = rewriter.rewrite_marked_html(&html),
+                AfterRender::Everything => html = rewriter.rewrite_html(&html),
+            }
+            match self.text_after {
+                AfterRender::Nothing => {}
+                AfterRender::Marked => text = rewriter.rewrite_marked_text(&text),
+                AfterRender::Everything => text = rewriter.rewrite_text(&text),
+            }
         }
+        let text = text::tidy(&text);
         let message = mime::assemble(
             &self.sender,
             envelope,
@@ -564,6 +699,7 @@ impl CompiledStep {
                 text: &text,
                 list_unsubscribe,
             },
+            self.dkim.as_ref().map(|d| &*d.0),
         )?;
         Ok(RenderedMail {
             subject,

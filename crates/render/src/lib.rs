@@ -16,6 +16,7 @@
 mod compile;
 mod error;
 mod filters;
+mod links;
 mod mime;
 mod model;
 mod protect;
@@ -27,4 +28,4 @@ pub use compile::{
 };
 pub use error::{RenderError, TemplatePart};
 pub use model::{Block, Envelope, PersonValue, PersonVars, Recipient, RecipientLinks, Step};
-pub use tracking::{HmacLinkSigner, LinkSigner, TrackedLink};
+pub use tracking::{HmacLinkSigner, LinkSigner, MessageUrls, TrackedLink};

@@ -1,10 +1,12 @@
-//! MIME assembly: our own fast quoted-printable encoding, handed to lettre
-//! pre-encoded (lettre's own encoder costs ~150 µs a message).
+//! MIME assembly: our own fast quoted-printable encoding and multipart
+//! body, written once into one buffer; lettre writes the headers (and signs
+//! with DKIM). lettre's own encoder costs ~150 µs a message.
 
 use std::time::SystemTime;
 
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::dkim::DkimConfig;
+use lettre::message::header::{self, ContentTransferEncoding, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox};
 use lettre::Message;
 use sha2::{Digest, Sha256};
 
@@ -73,10 +75,17 @@ fn ends_line(src: &[u8], j: usize) -> bool {
 /// Quoted-printable (RFC 2045) with CRLF line ends; any `\n` or `\r\n` of
 /// the input is a hard line break. Literal runs are found 8 bytes at a time
 /// and copied in one go; only the bytes that need care take the slow path.
+#[cfg(test)]
 pub(crate) fn quoted_printable(input: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 4 + 64);
+    quoted_printable_into(input, &mut out);
+    out
+}
+
+/// [`quoted_printable`], appended to `out`.
+pub(crate) fn quoted_printable_into(input: &str, out: &mut Vec<u8>) {
     let src = input.as_bytes();
     let n = src.len();
-    let mut out: Vec<u8> = Vec::with_capacity(n + n / 4 + 64);
     let mut col = 0usize;
     let mut i = 0usize;
     while i < n {
@@ -120,7 +129,6 @@ pub(crate) fn quoted_printable(input: &str) -> Vec<u8> {
         col += need;
         i += 1;
     }
-    out
 }
 
 /// Sender and reply-to, parsed once per step.
@@ -197,11 +205,40 @@ fn boundary(message_id: &str) -> String {
     b
 }
 
-/// Assembles a multipart/alternative message and returns its bytes.
+const CONTENT_TYPE: HeaderName = HeaderName::new_from_ascii_str("Content-Type");
+
+/// Writes the multipart/alternative body: the text part, then the HTML part
+/// (the last part is the preferred one), both quoted-printable.
+fn multipart_body(boundary: &str, text: &str, html: &str) -> Vec<u8> {
+    const PART_HEAD: &[u8] = b"Content-Transfer-Encoding: quoted-printable\r\n\r\n";
+    let estimate = (text.len() + html.len()) * 11 / 10 + 4 * boundary.len() + 256;
+    let mut out = Vec::with_capacity(estimate);
+    for (content_type, body) in [
+        ("text/plain; charset=utf-8", text),
+        ("text/html; charset=utf-8", html),
+    ] {
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(PART_HEAD);
+        quoted_printable_into(body, &mut out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary.as_bytes());
+    out.extend_from_slice(b"--\r\n");
+    out
+}
+
+/// Assembles a multipart/alternative message, signs it when `dkim` is
+/// given, and returns its bytes.
 pub(crate) fn assemble(
     sender: &Sender,
     envelope: &Envelope,
     parts: Parts<'_>,
+    dkim: Option<&DkimConfig>,
 ) -> Result<Vec<u8>, RenderError> {
     let message_id = bracketed(&envelope.message_id);
     if message_id.len() < 5 || !message_id.contains('@') {
@@ -210,24 +247,8 @@ pub(crate) fn assemble(
             reason: format!("`{}` is not id@domain", envelope.message_id),
         });
     }
-    let text =
-        SinglePart::builder()
-            .header(ContentType::TEXT_PLAIN)
-            .body(Body::dangerous_pre_encoded(
-                quoted_printable(parts.text),
-                ContentTransferEncoding::QuotedPrintable,
-            ));
-    let html =
-        SinglePart::builder()
-            .header(ContentType::TEXT_HTML)
-            .body(Body::dangerous_pre_encoded(
-                quoted_printable(parts.html),
-                ContentTransferEncoding::QuotedPrintable,
-            ));
-    let body = MultiPart::alternative()
-        .boundary(boundary(&message_id))
-        .singlepart(text)
-        .singlepart(html);
+    let boundary = boundary(&message_id);
+    let body = multipart_body(&boundary, parts.text, parts.html);
     let mut builder = Message::builder()
         .from(sender.from.clone())
         .to(parts.to)
@@ -242,10 +263,28 @@ pub(crate) fn assemble(
     if let Some(reply_to) = &sender.reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
-    let message = builder.multipart(body).map_err(|e| RenderError::Address {
-        field: "message",
-        reason: e.to_string(),
-    })?;
+    let mut message = builder
+        .header(header::MIME_VERSION_1_0)
+        .raw_header(HeaderValue::dangerous_new_pre_encoded(
+            CONTENT_TYPE,
+            format!("multipart/alternative; boundary=\"{boundary}\""),
+            format!("multipart/alternative;\r\n boundary=\"{boundary}\""),
+        ))
+        .body(Body::dangerous_pre_encoded(
+            body,
+            ContentTransferEncoding::SevenBit,
+        ))
+        .map_err(|e| RenderError::Address {
+            field: "message",
+            reason: e.to_string(),
+        })?;
+    // A multipart body is 7bit by definition (RFC 2045); no header needed.
+    message
+        .headers_mut()
+        .remove::<ContentTransferEncoding>();
+    if let Some(dkim) = dkim {
+        message.sign(dkim);
+    }
     Ok(message.formatted())
 }
 

@@ -10,10 +10,27 @@ use crate::error::RenderError;
 /// Builds the tracking URLs put in a mail; behind a trait so the key and
 /// the URL layout live in one place, shared with the side that verifies.
 pub trait LinkSigner: Send + Sync {
-    /// A URL that records a click for `tracking_id` and redirects to `target`.
+    /// A URL that records a click for `tracking_id` and redirects to
+    /// `target`, signed for that target alone: used for personalised links,
+    /// whose target is only known per recipient.
     fn click_url(&self, tracking_id: &str, target: &str) -> String;
     /// The URL of the open pixel for `tracking_id`.
     fn open_url(&self, tracking_id: &str) -> String;
+    /// The tracking URLs of one message from a single signature: the open
+    /// pixel, and the prefix that a click on the step's link number `i`
+    /// continues with `/{i}` (see `CompiledStep::link_table`).
+    fn message_urls(&self, tracking_id: &str) -> MessageUrls;
+}
+
+/// One message's tracking URLs, made with one signature per recipient so
+/// that tracking costs the same whether a mail has 2 links or 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageUrls {
+    /// The open pixel: `{base}/o/{token}`.
+    pub open_url: String,
+    /// What click URLs start with: `{base}/c/{token}`; a click on link `i`
+    /// of the step's link table is `{click_prefix}/{i}`.
+    pub click_prefix: String,
 }
 
 /// What a verified tracking token stands for.
@@ -25,9 +42,13 @@ pub enum TrackedLink {
     Open { tracking_id: String },
 }
 
-/// HMAC-SHA256 signer: URLs are `{base}/c/{token}` and `{base}/o/{token}`,
-/// where the token is base64url(payload) `.` base64url(first 16 bytes of
-/// the MAC) and the payload carries the kind, tracking id and target.
+/// HMAC-SHA256 signer. A token is base64url(payload) `.` base64url(first
+/// 16 bytes of the MAC). Each message gets one token, payload
+/// `m␟{tracking_id}`: the open pixel is `{base}/o/{token}` and a click on
+/// link `i` of the step's link table is `{base}/c/{token}/{i}`. Links whose
+/// target is only known per recipient get a token of their own, payload
+/// `c␟{tracking_id}␟{target}`: `{base}/c/{token}`. Tokens of the older
+/// per-link form (`c␟…` clicks, `o␟{tracking_id}` opens) keep verifying.
 #[derive(Clone)]
 pub struct HmacLinkSigner {
     base: String,
@@ -44,6 +65,8 @@ impl std::fmt::Debug for HmacLinkSigner {
 
 const MAC_LEN: usize = 16;
 const SEP: char = '\u{1f}';
+/// Longest link index a click URL may carry (more digits is no link of ours).
+const MAX_INDEX_DIGITS: usize = 9;
 
 impl HmacLinkSigner {
     /// A signer for tracking URLs under `base_url` (e.g.
@@ -66,9 +89,14 @@ impl HmacLinkSigner {
         out
     }
 
-    /// Checks a token (the last path segment of a tracking URL) and tells
-    /// what it stands for; a changed byte anywhere is refused.
-    pub fn verify(&self, token: &str) -> Result<TrackedLink, RenderError> {
+    /// The one token of a message (one HMAC per recipient): its open pixel
+    /// is `{base}/o/{token}`, its click on link `i` `{base}/c/{token}/{i}`.
+    pub fn message_token(&self, tracking_id: &str) -> String {
+        self.token(&format!("m{SEP}{tracking_id}"))
+    }
+
+    /// The payload of a token whose MAC checks out.
+    fn open(&self, token: &str) -> Result<String, RenderError> {
         let (payload_b64, tag_b64) = token.split_once('.').ok_or(RenderError::InvalidLink)?;
         let payload = URL_SAFE_NO_PAD
             .decode(payload_b64)
@@ -83,16 +111,45 @@ impl HmacLinkSigner {
         mac.update(&payload);
         mac.verify_truncated_left(&tag)
             .map_err(|_| RenderError::InvalidLink)?;
-        let payload = String::from_utf8(payload).map_err(|_| RenderError::InvalidLink)?;
+        String::from_utf8(payload).map_err(|_| RenderError::InvalidLink)
+    }
+
+    /// Checks a token (the last path segment of a tracking URL) and tells
+    /// what it stands for; a changed byte anywhere is refused. A message
+    /// token stands for an open here (it is the pixel's token); its clicks
+    /// carry a link index and go through [`HmacLinkSigner::verify_click`].
+    pub fn verify(&self, token: &str) -> Result<TrackedLink, RenderError> {
+        let payload = self.open(token)?;
         let mut parts = payload.splitn(3, SEP);
         match (parts.next(), parts.next(), parts.next()) {
             (Some("c"), Some(id), Some(target)) => Ok(TrackedLink::Click {
                 tracking_id: id.to_owned(),
                 target: target.to_owned(),
             }),
-            (Some("o"), Some(id), None) => Ok(TrackedLink::Open {
+            (Some("o" | "m"), Some(id), None) => Ok(TrackedLink::Open {
                 tracking_id: id.to_owned(),
             }),
+            _ => Err(RenderError::InvalidLink),
+        }
+    }
+
+    /// Checks a click URL of the form `{base}/c/{token}/{index}` (give its
+    /// last two path segments) and returns the tracking id and the link
+    /// index. The index is not signed: it only picks a link from the step's
+    /// own link table, so the caller must look it up there and treat an
+    /// index past the end as an invalid link.
+    pub fn verify_click(&self, token: &str, index: &str) -> Result<(String, usize), RenderError> {
+        let canonical = !index.is_empty()
+            && index.len() <= MAX_INDEX_DIGITS
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && (index == "0" || !index.starts_with('0'));
+        if !canonical {
+            return Err(RenderError::InvalidLink);
+        }
+        let index = index.parse().map_err(|_| RenderError::InvalidLink)?;
+        let payload = self.open(token)?;
+        match payload.split_once(SEP) {
+            Some(("m", id)) => Ok((id.to_owned(), index)),
             _ => Err(RenderError::InvalidLink),
         }
     }
@@ -105,14 +162,21 @@ impl LinkSigner for HmacLinkSigner {
     }
 
     fn open_url(&self, tracking_id: &str) -> String {
-        let payload = format!("o{SEP}{tracking_id}");
-        format!("{}/o/{}", self.base, self.token(&payload))
+        format!("{}/o/{}", self.base, self.message_token(tracking_id))
+    }
+
+    fn message_urls(&self, tracking_id: &str) -> MessageUrls {
+        let token = self.message_token(tracking_id);
+        MessageUrls {
+            open_url: format!("{}/o/{token}", self.base),
+            click_prefix: format!("{}/c/{token}", self.base),
+        }
     }
 }
 
 /// Decodes the entities an HTML serializer or minijinja puts in an
 /// attribute value.
-fn unescape_attr(value: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn unescape_attr(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains('&') {
         return value.into();
     }
@@ -154,10 +218,37 @@ fn unescape_attr(value: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-fn is_trackable(url: &str, skip: &[&str]) -> bool {
+pub(crate) fn is_trackable(url: &str, skip: &[&str]) -> bool {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     (lower.starts_with("https://") || lower.starts_with("http://")) && !skip.contains(&url)
 }
+
+/// Whether `tail` starts with an `http(s)://` URL.
+pub(crate) fn starts_with_url(tail: &str) -> bool {
+    tail.starts_with("https://") || tail.starts_with("http://")
+}
+
+/// Length of the URL at the start of `tail` in a text body: up to white
+/// space or a delimiter, less sentence punctuation right after it.
+pub(crate) fn url_len(tail: &str) -> usize {
+    let mut len = tail
+        .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ')' | ']'))
+        .unwrap_or(tail.len());
+    while len > 0
+        && matches!(
+            tail.as_bytes()[len - 1],
+            b'.' | b',' | b';' | b':' | b'!' | b'?'
+        )
+    {
+        len -= 1;
+    }
+    len
+}
+
+/// Marks, in a template made by [`crate::links`], the start of a link that
+/// can only be tracked once rendered (its target is personalised). Never
+/// left in a message: person values that hold it are escaped or cleaned.
+pub(crate) const MARK: char = '\u{E010}';
 
 /// Per-message memo so each distinct URL is signed once per recipient.
 pub(crate) struct Rewriter<'a> {
@@ -230,31 +321,72 @@ impl<'a> Rewriter<'a> {
         out
     }
 
+    /// Tracks the links marked with [`MARK`] right after their `href="`,
+    /// and takes every mark out.
+    pub(crate) fn rewrite_marked_html(&mut self, html: &str) -> String {
+        let mut out = String::with_capacity(html.len() + 512);
+        let mut rest = html;
+        while let Some(at) = rest.find(MARK) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + MARK.len_utf8()..];
+            let len = after.find(['"', MARK]).unwrap_or(after.len());
+            let value = &after[..len];
+            let target = unescape_attr(value);
+            if is_trackable(&target, &self.skip) {
+                out.push_str(self.signed(&target));
+            } else {
+                out.push_str(value);
+            }
+            rest = &after[len..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Tracks the URLs that start right after a [`MARK`] (where a template
+    /// expression or a personalised URL began), and takes every mark out.
+    pub(crate) fn rewrite_marked_text(&mut self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 512);
+        let mut rest = text;
+        while let Some(at) = rest.find(MARK) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + MARK.len_utf8()..];
+            let boundary_ok = out
+                .as_bytes()
+                .last()
+                .is_none_or(|b| !b.is_ascii_alphanumeric());
+            if boundary_ok && starts_with_url(after) {
+                let len = url_len(after).min(after.find(MARK).unwrap_or(after.len()));
+                let url = &after[..len];
+                if is_trackable(url, &self.skip) {
+                    let signed = self.signed(url).to_owned();
+                    out.push_str(&signed);
+                } else {
+                    out.push_str(url);
+                }
+                rest = &after[len..];
+            } else {
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// Rewrites bare `http(s)://` URLs in a text body.
     pub(crate) fn rewrite_text(&mut self, text: &str) -> String {
         let mut out = String::with_capacity(text.len() + 2048);
         let mut rest = text;
         while let Some(at) = rest.find("http") {
             let tail = &rest[at..];
-            let is_url = tail.starts_with("https://") || tail.starts_with("http://");
+            let is_url = starts_with_url(tail);
             let boundary_ok = at == 0 || !rest.as_bytes()[at - 1].is_ascii_alphanumeric();
             if !is_url || !boundary_ok {
                 out.push_str(&rest[..at + 4]);
                 rest = &rest[at + 4..];
                 continue;
             }
-            let mut len = tail
-                .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ')' | ']'))
-                .unwrap_or(tail.len());
-            // Sentence punctuation right after a URL is not part of it.
-            while len > 0
-                && matches!(
-                    tail.as_bytes()[len - 1],
-                    b'.' | b',' | b';' | b':' | b'!' | b'?'
-                )
-            {
-                len -= 1;
-            }
+            let len = url_len(tail);
             let url = &tail[..len];
             out.push_str(&rest[..at]);
             if is_trackable(url, &self.skip) {

@@ -286,6 +286,9 @@ diesel::table! {
         prepared_at -> Nullable<Timestamp>,
         started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        bounced -> BigInt,
+        in_doubt -> BigInt,
+        paused_at -> Nullable<Timestamp>,
     }
 }
 
@@ -297,6 +300,17 @@ diesel::table! {
         blocks -> BigInt,
         attempts -> Integer,
         last_error -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
+        in_doubt -> Bool,
+    }
+}
+
+diesel::table! {
+    delivery_pace (name) {
+        name -> Text,
+        next_at_us -> BigInt,
     }
 }
 
@@ -352,6 +366,7 @@ diesel::joinable!(contact_moments -> persons (person_id));
 diesel::joinable!(person_profiles -> persons (person_id));
 diesel::allow_tables_to_appear_in_same_query!(
     persons,
+    delivery_pace,
     transactions,
     api_tokens,
     opt_in_types,

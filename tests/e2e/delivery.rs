@@ -1,0 +1,489 @@
+//! The delivery engine against a real SMTP server process (`tests/smtp/sink.py`), on both
+//! engines: one message per recipient with the right headers, 4xx retried, 5xx a hard
+//! bounce, a dropped connection nobody's bounce; pause and resume; `mailbaar worker`
+//! processes killed with SIGKILL mid-job lose nobody and double only what was in flight;
+//! two workers at once share a job on PostgreSQL with exactly one message each.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use mailbaar_e2e::mailing::{ok, opt_in, person, ready_step, world};
+use mailbaar_e2e::smtp::{start_worker, Received, SmtpSink};
+use mailbaar_e2e::{Backend, TestApp};
+use mailbaar_store::schema::{contact_moments, mail_job_recipients, persons};
+use serde_json::{json, Value};
+
+/// Like `backend_tests!`, for tests that start their service themselves (with an SMTP
+/// server's URL in its configuration).
+macro_rules! engine_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[actix_rt::test]
+                async fn sqlite() {
+                    super::$name(mailbaar_e2e::Backend::Sqlite).await;
+                }
+
+                #[actix_rt::test]
+                async fn postgres() {
+                    super::$name(mailbaar_e2e::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
+engine_tests!(
+    smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection,
+    pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
+    killed_workers_lose_nobody_and_double_only_what_was_in_flight
+);
+
+async fn smtp_app(backend: Backend, sink: &SmtpSink, connections: usize) -> Option<TestApp> {
+    let url = sink.url();
+    TestApp::spawn_with(backend, move |c| {
+        c.delivery.smtp_url = Some(url);
+        c.delivery.smtp_connections = connections;
+        c.delivery.retry_first = Duration::from_millis(300);
+        c.delivery.batch = 4;
+    })
+    .await
+}
+
+async fn send(app: &TestApp, step: i64) -> i64 {
+    ok(
+        app.admin("POST", &format!("/api/v1/campaign-steps/{step}/send"), None)
+            .await,
+        202,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn job(app: &TestApp, id: i64) -> Value {
+    ok(app.admin("GET", &format!("/api/v1/mailjobs/{id}"), None).await, 200).await
+}
+
+fn by_recipient(received: &[Received]) -> BTreeMap<String, Vec<Received>> {
+    let mut out: BTreeMap<String, Vec<Received>> = BTreeMap::new();
+    for r in received {
+        out.entry(r.to.clone()).or_default().push(r.clone());
+    }
+    out
+}
+
+async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection(
+    backend: Backend,
+) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(app) = smtp_app(backend, &sink, 3).await else {
+        return;
+    };
+    let w = world(&app).await;
+    let mut special = BTreeMap::new();
+    for (first, email) in [
+        ("Frits", "defer.frits@example.nl"),
+        ("Rob", "reject.rob@example.nl"),
+        ("Dora", "drop.dora@example.nl"),
+    ] {
+        let id = person(
+            &app,
+            json!({"email": email, "first_name": first, "last_name": "Smit"}),
+        )
+        .await;
+        opt_in(&app, id, w.type_id).await;
+        special.insert(email, id);
+    }
+    let step = ready_step(&app, &w).await;
+    let id = send(&app, step).await;
+    let done = app.wait_for_mail_job(id, &["sent", "failed"]).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    let p = &done["progress"];
+    assert_eq!(
+        (p["sent"].as_i64(), p["bounced"].as_i64(), p["deferred"].as_i64()),
+        (Some(7), Some(1), Some(0)),
+        "{done}"
+    );
+    assert_eq!(p["failed"], 0);
+    assert_eq!(p["in_doubt"], 0);
+    assert_eq!(p["remaining"], 0);
+
+    let received = by_recipient(&sink.received());
+    let expected: BTreeSet<&str> = [
+        "anna@example.nl",
+        "bram@example.nl",
+        "cor@example.nl",
+        "dirk@example.nl",
+        "eva@example.nl",
+        "defer.frits@example.nl",
+        "drop.dora@example.nl",
+    ]
+    .into();
+    assert_eq!(
+        received.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        expected,
+        "every recipient but the rejected one, and no one else"
+    );
+    let mut conn = app.pool.get().unwrap();
+    let moments: BTreeMap<i64, (String, Option<String>)> = contact_moments::table
+        .filter(contact_moments::mail_job_id.eq(id))
+        .select((
+            contact_moments::person_id,
+            contact_moments::message_id,
+            contact_moments::bounce_reason,
+        ))
+        .load::<(i64, Option<String>, Option<String>)>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|(p, m, b)| (p, (m.unwrap_or_default(), b)))
+        .collect();
+    for (to, messages) in &received {
+        assert_eq!(messages.len(), 1, "exactly one message to {to}");
+        let m = &messages[0];
+        let parsed = mail_parser::MessageParser::default()
+            .parse(m.raw.as_bytes())
+            .expect("a message");
+        assert_eq!(
+            parsed.to().and_then(|t| t.first()).and_then(|a| a.address()),
+            Some(to.as_str())
+        );
+        let from = parsed.from().and_then(|f| f.first()).unwrap();
+        assert_eq!(from.address(), Some("nieuws@example.org"));
+        assert_eq!(from.name(), Some("Stichting Voorbeeld"));
+        assert!(parsed.subject().unwrap().starts_with("Hallo "), "{}", m.raw);
+        assert!(parsed.date().is_some());
+        assert!(parsed.header("List-Unsubscribe").is_some(), "{}", m.raw);
+        assert!(
+            moments.values().any(|(mid, _)| *mid == m.message_id),
+            "the Message-ID of {to} is its contact moment's"
+        );
+    }
+
+    // 5xx: the person is a bouncer with the server's reply as the reason, and the contact
+    // moment says so. 4xx and the dropped connection: tried again, nobody bounced.
+    let rob = special["reject.rob@example.nl"];
+    let card = ok(
+        app.admin("GET", &format!("/api/v1/persons/{rob}"), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(card["bouncer"], true, "{card}");
+    let reason: Option<String> = persons::table
+        .find(rob)
+        .select(persons::bouncer_reason)
+        .first(&mut conn)
+        .unwrap();
+    assert!(reason.as_deref().unwrap_or("").contains("550"), "{reason:?}");
+    assert!(moments[&rob].1.as_deref().unwrap_or("").contains("User unknown"));
+    for email in ["defer.frits@example.nl", "drop.dora@example.nl"] {
+        let pid = special[email];
+        let (bouncer, attempts): (bool, i32) = persons::table
+            .inner_join(
+                mail_job_recipients::table
+                    .on(mail_job_recipients::person_id.eq(persons::id)),
+            )
+            .filter(persons::id.eq(pid))
+            .filter(mail_job_recipients::mail_job_id.eq(id))
+            .select((persons::bouncer, mail_job_recipients::attempts))
+            .first(&mut conn)
+            .unwrap();
+        assert!(!bouncer, "{email} is not a bouncer");
+        assert_eq!(attempts, 2, "{email} was tried twice");
+    }
+}
+
+async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let url = sink.url();
+    let Some(app) = TestApp::spawn_with(backend, move |c| {
+        c.delivery.smtp_url = Some(url);
+        c.delivery.smtp_connections = 2;
+        c.delivery.batch = 5;
+        // 25 a second: 40 recipients take well over a second.
+        c.delivery.rate = Some(25.0);
+    })
+    .await
+    else {
+        return;
+    };
+    let w = world(&app).await;
+    for i in 0..35 {
+        let id = person(
+            &app,
+            json!({"email": format!("lid{i}@example.nl"), "first_name": format!("Lid{i}")}),
+        )
+        .await;
+        opt_in(&app, id, w.type_id).await;
+    }
+    let step = ready_step(&app, &w).await;
+    let id = send(&app, step).await;
+    let started = Instant::now();
+    while sink.received().len() < 5 {
+        assert!(started.elapsed() < Duration::from_secs(30), "sending starts");
+        tokio_sleep(20).await;
+    }
+    let paused = ok(
+        app.admin("POST", &format!("/api/v1/mailjobs/{id}/pause"), None)
+            .await,
+        200,
+    )
+    .await;
+    assert!(paused["paused_at"].is_string(), "{paused}");
+    let again = app
+        .admin("POST", &format!("/api/v1/mailjobs/{id}/pause"), None)
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    again.assert_problem(409);
+    // In-flight messages finish; then nothing more arrives.
+    tokio_sleep(700).await;
+    let at_pause = sink.received().len();
+    tokio_sleep(800).await;
+    assert_eq!(sink.received().len(), at_pause, "a paused job starts no message");
+    let halfway = job(&app, id).await;
+    assert_eq!(halfway["status"], "sending", "{halfway}");
+    assert_eq!(halfway["progress"]["sent"].as_i64(), Some(at_pause as i64));
+    assert!(at_pause < 40, "paused before the end ({at_pause})");
+    ok(
+        app.admin("POST", &format!("/api/v1/mailjobs/{id}/resume"), None)
+            .await,
+        200,
+    )
+    .await;
+    let done = app.wait_for_mail_job(id, &["sent", "failed"]).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    assert_eq!(done["progress"]["sent"], 40, "{done}");
+    assert!(done["progress"]["messages_per_second"].as_f64().unwrap() > 0.0);
+    let received = by_recipient(&sink.received());
+    assert_eq!(received.len(), 40);
+    assert!(received.values().all(|m| m.len() == 1), "exactly one each");
+    let not_paused = app
+        .admin("POST", &format!("/api/v1/mailjobs/{id}/resume"), None)
+        .await;
+    assert_eq!(not_paused.status, 409, "{}", not_paused.text);
+    let ended = app
+        .admin("POST", &format!("/api/v1/mailjobs/{id}/pause"), None)
+        .await;
+    assert_eq!(ended.status, 409, "{}", ended.text);
+}
+
+async fn tokio_sleep(ms: u64) {
+    actix_rt::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// A service that runs no tasks (the workers do), and a step over `n` persons of the
+/// newsletter benchmark data; the step's id.
+async fn worker_world(backend: Backend, n: i64) -> Option<(TestApp, i64)> {
+    let app = TestApp::spawn_with(backend, |c| c.tasks.run = false).await?;
+    {
+        let mut conn = app.pool.get().unwrap();
+        mailbaar_store::testing::newsletter_data(&mut conn, n, mailbaar_store::now());
+    }
+    let query = ok(
+        app.admin(
+            "POST",
+            "/api/v1/queries",
+            Some(json!({"name": "nieuwsbrief", "conditions": {"all": [
+                {"field": "consent.1", "op": "eq", "value": true},
+                {"field": "mailable", "op": "eq", "value": true}]}})),
+        )
+        .await,
+        201,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let campaign = ok(
+        app.admin("POST", "/api/v1/campaigns", Some(json!({"name": "Crash"})))
+            .await,
+        201,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let step = ok(
+        app.admin(
+            "POST",
+            "/api/v1/campaign-steps",
+            Some(json!({"campaign_id": campaign, "name": "Nieuwsbrief",
+                "from_name": "Stichting Voorbeeld", "from_email": "nieuws@example.org",
+                "subject": "Hallo {{ person.first_name }}",
+                "html": mailbaar_e2e::mailing::HTML, "query_id": query, "opt_in_type_id": 1})),
+        )
+        .await,
+        201,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    Some((app, step))
+}
+
+fn worker_env(sink: &SmtpSink, ehlo: &str, connections: usize, rate: f64) -> Vec<(&'static str, String)> {
+    vec![
+        ("MAILBAAR_SMTP_URL", format!("{}/{ehlo}", sink.url())),
+        ("MAILBAAR_SMTP_CONNECTIONS", connections.to_string()),
+        ("MAILBAAR_SMTP_RATE", rate.to_string()),
+        ("MAILBAAR_SEND_BATCH", "25".into()),
+        ("MAILBAAR_SEND_LEASE_SECONDS", "2".into()),
+        ("MAILBAAR_TASK_LEASE_SECONDS", "2".into()),
+        ("MAILBAAR_TASK_POLL_MS", "50".into()),
+        ("MAILBAAR_PUBLIC_URL", "http://127.0.0.1".into()),
+        ("MAILBAAR_DB_POOL_SIZE", "4".into()),
+    ]
+}
+
+struct Recipients {
+    /// person id → (address, in doubt)
+    rows: BTreeMap<i64, (String, bool)>,
+}
+
+fn recipients(app: &TestApp, job: i64) -> Recipients {
+    let mut conn = app.pool.get().unwrap();
+    let rows = mail_job_recipients::table
+        .inner_join(persons::table.on(persons::id.eq(mail_job_recipients::person_id)))
+        .filter(mail_job_recipients::mail_job_id.eq(job))
+        .select((
+            persons::id,
+            persons::email,
+            mail_job_recipients::in_doubt,
+        ))
+        .load::<(i64, Option<String>, bool)>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|(id, email, doubt)| (id, (email.unwrap_or_default(), doubt)))
+        .collect();
+    Recipients { rows }
+}
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting: {what}");
+        tokio_sleep(25).await;
+    }
+}
+
+async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: Backend) {
+    const KILLS: usize = 5;
+    const CONNECTIONS: usize = 4;
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some((app, step)) = worker_world(backend, 400).await else {
+        return;
+    };
+    let id = send(&app, step).await;
+    let env = worker_env(&sink, "crash", CONNECTIONS, 150.0);
+    let url = app.db.url_string();
+    let mut worker = start_worker(&url, &env);
+    for kill in 0..KILLS {
+        let before = sink.received().len();
+        // Kill once a few more messages arrived: mid-job, with hand-overs in flight.
+        wait_until("messages arrive", Duration::from_secs(60), || {
+            sink.received().len() >= before + 25
+        })
+        .await;
+        let status = job(&app, id).await;
+        assert_eq!(status["status"], "sending", "kill {kill} is mid-job: {status}");
+        nix_kill(&mut worker);
+        worker = start_worker(&url, &env);
+    }
+    let done = {
+        let started = Instant::now();
+        loop {
+            let j = job(&app, id).await;
+            if j["status"] != "sending" && j["status"] != "prepared" {
+                break j;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "the job ends: {j}");
+            tokio_sleep(100).await;
+        }
+    };
+    nix_kill(&mut worker);
+    assert_eq!(done["status"], "sent", "{done}");
+    let r = recipients(&app, id);
+    let received = sink.received();
+    let total = r.rows.len();
+    assert!(total > 200, "a job of some size ({total})");
+    assert_eq!(done["progress"]["sent"].as_i64(), Some(total as i64), "{done}");
+    let by_to = by_recipient(&received);
+    let mut duplicated = 0;
+    for (person, (email, doubt)) in &r.rows {
+        let got = by_to.get(email).map_or(0, Vec::len);
+        assert!(got >= 1, "recipient {person} ({email}) got nothing");
+        if got > 1 {
+            duplicated += got - 1;
+            assert!(doubt, "{email} got {got} copies but was never in doubt");
+            let ids: BTreeSet<&str> = by_to[email].iter().map(|m| m.message_id.as_str()).collect();
+            assert_eq!(ids.len(), 1, "a resend carries the same Message-ID");
+        }
+    }
+    let distinct: BTreeSet<&str> = received.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(distinct.len(), total, "one Message-ID per recipient");
+    let flagged = r.rows.values().filter(|(_, d)| *d).count();
+    let in_doubt = done["progress"]["in_doubt"].as_i64().unwrap() as usize;
+    assert_eq!(in_doubt, flagged, "the job's in-doubt count is its flagged recipients");
+    assert!(
+        in_doubt <= KILLS * CONNECTIONS,
+        "at most the connections in flight per kill are in doubt: {in_doubt}"
+    );
+    assert!(duplicated <= in_doubt, "{duplicated} copies, {in_doubt} in doubt");
+    eprintln!(
+        "{}: {total} recipients, {} messages received, {duplicated} duplicates, {in_doubt} in doubt after {KILLS} kills",
+        backend.name(),
+        received.len()
+    );
+}
+
+fn nix_kill(child: &mut std::process::Child) {
+    // SIGKILL: no chance to finish anything.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[actix_rt::test]
+async fn two_workers_share_a_job_on_postgres_with_exactly_one_message_each() {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some((app, step)) = worker_world(Backend::Postgres, 400).await else {
+        return;
+    };
+    let id = send(&app, step).await;
+    let url = app.db.url_string();
+    let mut a = start_worker(&url, &worker_env(&sink, "worker-a", 4, 200.0));
+    let mut b = start_worker(&url, &worker_env(&sink, "worker-b", 4, 200.0));
+    let started = Instant::now();
+    let done = loop {
+        let j = job(&app, id).await;
+        if j["status"] == "sent" || j["status"] == "failed" {
+            break j;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the job ends: {j}");
+        tokio_sleep(100).await;
+    };
+    nix_kill(&mut a);
+    nix_kill(&mut b);
+    assert_eq!(done["status"], "sent", "{done}");
+    let r = recipients(&app, id);
+    let received = sink.received();
+    assert_eq!(received.len(), r.rows.len(), "exactly one message per recipient");
+    let by_to = by_recipient(&received);
+    for (email, _) in r.rows.values() {
+        assert_eq!(by_to.get(email).map_or(0, Vec::len), 1, "{email}");
+    }
+    let senders: BTreeSet<&str> = received.iter().map(|m| m.ehlo.as_str()).collect();
+    assert_eq!(
+        senders,
+        BTreeSet::from(["worker-a", "worker-b"]),
+        "both workers sent part of the job"
+    );
+    assert_eq!(done["progress"]["in_doubt"], 0);
+}
