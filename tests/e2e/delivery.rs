@@ -307,6 +307,19 @@ async fn worker_world(backend: Backend, n: i64) -> Option<(TestApp, i64)> {
     .await["id"]
         .as_i64()
         .unwrap();
+    // The data's contact moments belong to steps 1 to 5 (earlier mailings).
+    for i in 1..=5 {
+        ok(
+            app.admin(
+                "POST",
+                "/api/v1/campaign-steps",
+                Some(json!({"campaign_id": campaign, "name": format!("eerder {i}")})),
+            )
+            .await,
+            201,
+        )
+        .await;
+    }
     let step = ok(
         app.admin(
             "POST",
@@ -314,7 +327,9 @@ async fn worker_world(backend: Backend, n: i64) -> Option<(TestApp, i64)> {
             Some(json!({"campaign_id": campaign, "name": "Nieuwsbrief",
                 "from_name": "Stichting Voorbeeld", "from_email": "nieuws@example.org",
                 "subject": "Hallo {{ person.first_name }}",
-                "html": mailbaar_e2e::mailing::HTML, "query_id": query, "opt_in_type_id": 1})),
+                "html": mailbaar_e2e::mailing::HTML, "query_id": query, "opt_in_type_id": 1,
+                "blocks": [{"name": "donors", "condition":
+                    {"field": "city", "op": "eq", "value": "Utrecht"}}]})),
         )
         .await,
         201,
@@ -392,7 +407,7 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
         .await;
         let status = job(&app, id).await;
         assert_eq!(status["status"], "sending", "kill {kill} is mid-job: {status}");
-        nix_kill(&mut worker);
+        worker.kill();
         worker = start_worker(&url, &env);
     }
     let done = {
@@ -406,7 +421,7 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
             tokio_sleep(100).await;
         }
     };
-    nix_kill(&mut worker);
+    worker.kill();
     assert_eq!(done["status"], "sent", "{done}");
     let r = recipients(&app, id);
     let received = sink.received();
@@ -429,23 +444,22 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
     assert_eq!(distinct.len(), total, "one Message-ID per recipient");
     let flagged = r.rows.values().filter(|(_, d)| *d).count();
     let in_doubt = done["progress"]["in_doubt"].as_i64().unwrap() as usize;
-    assert_eq!(in_doubt, flagged, "the job's in-doubt count is its flagged recipients");
+    // Each extra copy is a hand-over cut off by a kill and taken over; each kill cuts off
+    // at most the connections in flight.
+    assert!(
+        duplicated <= in_doubt,
+        "{duplicated} extra copies, {in_doubt} hand-overs in doubt"
+    );
+    assert!(flagged <= in_doubt, "{flagged} recipients flagged, {in_doubt} in doubt");
     assert!(
         in_doubt <= KILLS * CONNECTIONS,
         "at most the connections in flight per kill are in doubt: {in_doubt}"
     );
-    assert!(duplicated <= in_doubt, "{duplicated} copies, {in_doubt} in doubt");
     eprintln!(
         "{}: {total} recipients, {} messages received, {duplicated} duplicates, {in_doubt} in doubt after {KILLS} kills",
         backend.name(),
         received.len()
     );
-}
-
-fn nix_kill(child: &mut std::process::Child) {
-    // SIGKILL: no chance to finish anything.
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[actix_rt::test]
@@ -469,8 +483,8 @@ async fn two_workers_share_a_job_on_postgres_with_exactly_one_message_each() {
         assert!(started.elapsed() < Duration::from_secs(120), "the job ends: {j}");
         tokio_sleep(100).await;
     };
-    nix_kill(&mut a);
-    nix_kill(&mut b);
+    a.kill();
+    b.kill();
     assert_eq!(done["status"], "sent", "{done}");
     let r = recipients(&app, id);
     let received = sink.received();

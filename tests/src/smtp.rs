@@ -151,16 +151,42 @@ pub fn mailbaar_binary() -> PathBuf {
     bin
 }
 
+/// A `mailbaar worker` process, killed with SIGKILL when dropped (also when a test fails).
+pub struct Worker(Child);
+
+impl Worker {
+    /// Kills it with SIGKILL: it gets no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts `mailbaar worker` over `database_url` with the extra environment `env`.
-pub fn start_worker(database_url: &str, env: &[(&str, String)]) -> Child {
+pub fn start_worker(database_url: &str, env: &[(&str, String)]) -> Worker {
     let mut cmd = Command::new(mailbaar_binary());
     cmd.arg("worker")
         .env("MAILBAAR_DATABASE_URL", database_url)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(match std::env::var_os("MAILBAAR_TEST_WORKER_LOG") {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("the worker log"),
+            ),
+            None => Stdio::inherit(),
+        });
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("mailbaar worker starts")
+    Worker(cmd.spawn().expect("mailbaar worker starts"))
 }

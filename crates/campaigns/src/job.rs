@@ -99,9 +99,9 @@ pub struct MailJobProgress {
     pub skipped: i64,
     /// Being handed over right now.
     pub sending: i64,
-    /// Hand-overs cut off by a stopped worker (each sent once more, with the same
-    /// Message-ID, so such a recipient may have two copies), including those waiting to be
-    /// taken over.
+    /// Hand-overs cut off by a stopped worker, each sent once more with the same
+    /// Message-ID: the most extra copies the job can have made. Includes those waiting to
+    /// be taken over.
     pub in_doubt: i64,
     /// Not yet handled: pending, deferred or being handed over.
     pub remaining: i64,

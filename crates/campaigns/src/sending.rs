@@ -571,6 +571,7 @@ fn claim(
             )
             .set(mail_job_recipients::in_doubt.eq(true))
             .execute(conn)?;
+            // Counted per hand-over taken over: each may have made one extra copy.
             diesel::update(mail_jobs::table.find(id))
                 .set(mail_jobs::in_doubt.eq(mail_jobs::in_doubt + abandoned as i64))
                 .execute(conn)?;

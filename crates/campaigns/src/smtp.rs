@@ -37,7 +37,8 @@ pub enum SmtpSettingsError {
 /// [`Handover::Rejected`]; a connection that fails, drops or times out is
 /// [`Handover::NotDelivered`], never a bounce.
 pub struct SmtpTransport {
-    smtp: Arc<AsyncSmtpTransport<Tokio1Executor>>,
+    /// `None` only while being dropped.
+    smtp: Option<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
     runtime: tokio::runtime::Handle,
     connections: usize,
     server: String,
@@ -91,6 +92,11 @@ impl SmtpTransport {
             url.query_pairs_mut().clear().extend_pairs(pairs);
         }
         let connections = settings.connections.max(1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // The pool spawns its housekeeping onto the runtime it is built in: this one.
+        let entered = runtime.enter();
         let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
             .map_err(|e| SmtpSettingsError::Url {
                 url: server.clone(),
@@ -103,9 +109,7 @@ impl SmtpTransport {
                     .min_idle(0),
             )
             .build();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        drop(entered);
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -115,12 +119,20 @@ impl SmtpTransport {
                 let _ = runtime.block_on(stopped);
             })?;
         Ok(SmtpTransport {
-            smtp: Arc::new(smtp),
+            smtp: Some(Arc::new(smtp)),
             runtime: handle,
             connections,
             server,
             _stop: stop,
         })
+    }
+}
+
+impl Drop for SmtpTransport {
+    fn drop(&mut self) {
+        // The pool closes its connections through the runtime it runs on.
+        let _entered = self.runtime.enter();
+        drop(self.smtp.take());
     }
 }
 
@@ -157,7 +169,9 @@ impl Transport for SmtpTransport {
             Ok(e) => e,
             Err(why) => return done(Handover::Rejected(why)),
         };
-        let smtp = self.smtp.clone();
+        let Some(smtp) = self.smtp.clone() else {
+            return done(Handover::NotDelivered("the SMTP transport is stopping".into()));
+        };
         self.runtime.spawn(async move {
             let result = smtp.send_raw(&envelope, &message.bytes).await;
             done(verdict(result));
