@@ -37,6 +37,7 @@ macro_rules! engine_tests {
 engine_tests!(
     smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection,
     pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
+    cancel_while_sending_stops_starting_messages_at_once,
     killed_workers_lose_nobody_and_double_only_what_was_in_flight
 );
 
@@ -271,6 +272,62 @@ async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend
         .admin("POST", &format!("/api/v1/mailjobs/{id}/pause"), None)
         .await;
     assert_eq!(ended.status, 409, "{}", ended.text);
+}
+
+async fn cancel_while_sending_stops_starting_messages_at_once(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let url = sink.url();
+    let Some(app) = TestApp::spawn_with(backend, move |c| {
+        c.delivery.smtp_url = Some(url);
+        c.delivery.smtp_connections = 2;
+        c.delivery.batch = 5;
+        c.delivery.rate = Some(25.0);
+    })
+    .await
+    else {
+        return;
+    };
+    let w = world(&app).await;
+    for i in 0..35 {
+        let id = person(
+            &app,
+            json!({"email": format!("lid{i}@example.nl"), "first_name": format!("Lid{i}")}),
+        )
+        .await;
+        opt_in(&app, id, w.type_id).await;
+    }
+    let step = ready_step(&app, &w).await;
+    let id = send(&app, step).await;
+    let started = Instant::now();
+    while sink.received().len() < 5 {
+        assert!(started.elapsed() < Duration::from_secs(30), "sending starts");
+        tokio_sleep(20).await;
+    }
+    let cancelled = ok(
+        app.admin("POST", &format!("/api/v1/mailjobs/{id}/cancel"), None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    tokio_sleep(700).await;
+    let at_cancel = sink.received().len();
+    tokio_sleep(800).await;
+    assert_eq!(sink.received().len(), at_cancel, "a cancelled job starts no message");
+    let after = job(&app, id).await;
+    assert_eq!(after["progress"]["sent"].as_i64(), Some(at_cancel as i64), "{after}");
+    assert!(after["progress"]["remaining"].as_i64().unwrap() > 0, "{after}");
+    // What was sent stays sent: the one-time step stays blocked.
+    let again = app
+        .admin("POST", &format!("/api/v1/campaign-steps/{step}/send"), None)
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    let resumed = app
+        .admin("POST", &format!("/api/v1/mailjobs/{id}/resume"), None)
+        .await;
+    assert_eq!(resumed.status, 409, "{}", resumed.text);
 }
 
 async fn tokio_sleep(ms: u64) {
