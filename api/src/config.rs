@@ -149,14 +149,17 @@ impl Config {
                         .map_or(d.smtp_connections, |n| n as usize)
                         .clamp(1, 256),
                     smtp_timeout: num("MAILBAAR_SMTP_TIMEOUT_SECONDS")
-                        .map_or(d.smtp_timeout, |s| Duration::from_secs_f64(s.clamp(1.0, 3600.0))),
+                        .map_or(d.smtp_timeout, |s| {
+                            Duration::from_secs_f64(s.clamp(1.0, 3600.0))
+                        }),
                     rate: num("MAILBAAR_SMTP_RATE"),
                     rate_total: num("MAILBAAR_SMTP_RATE_TOTAL"),
                     max_attempts: num("MAILBAAR_SMTP_MAX_ATTEMPTS")
                         .map_or(d.max_attempts, |n| n as i32)
                         .clamp(1, 100),
-                    retry_first: num("MAILBAAR_SMTP_RETRY_SECONDS")
-                        .map_or(d.retry_first, |s| Duration::from_secs_f64(s.clamp(0.1, 86_400.0))),
+                    retry_first: num("MAILBAAR_SMTP_RETRY_SECONDS").map_or(d.retry_first, |s| {
+                        Duration::from_secs_f64(s.clamp(0.1, 86_400.0))
+                    }),
                     lease: num("MAILBAAR_SEND_LEASE_SECONDS")
                         .map_or(d.lease, |s| Duration::from_secs_f64(s.clamp(1.0, 86_400.0))),
                     runs: num("MAILBAAR_SEND_RUNS")

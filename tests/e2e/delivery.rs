@@ -64,7 +64,12 @@ async fn send(app: &TestApp, step: i64) -> i64 {
 }
 
 async fn job(app: &TestApp, id: i64) -> Value {
-    ok(app.admin("GET", &format!("/api/v1/mailjobs/{id}"), None).await, 200).await
+    ok(
+        app.admin("GET", &format!("/api/v1/mailjobs/{id}"), None)
+            .await,
+        200,
+    )
+    .await
 }
 
 fn by_recipient(received: &[Received]) -> BTreeMap<String, Vec<Received>> {
@@ -105,7 +110,11 @@ async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_
     assert_eq!(done["status"], "sent", "{done}");
     let p = &done["progress"];
     assert_eq!(
-        (p["sent"].as_i64(), p["bounced"].as_i64(), p["deferred"].as_i64()),
+        (
+            p["sent"].as_i64(),
+            p["bounced"].as_i64(),
+            p["deferred"].as_i64()
+        ),
         (Some(7), Some(1), Some(0)),
         "{done}"
     );
@@ -149,7 +158,10 @@ async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_
             .parse(m.raw.as_bytes())
             .expect("a message");
         assert_eq!(
-            parsed.to().and_then(|t| t.first()).and_then(|a| a.address()),
+            parsed
+                .to()
+                .and_then(|t| t.first())
+                .and_then(|a| a.address()),
             Some(to.as_str())
         );
         let from = parsed.from().and_then(|f| f.first()).unwrap();
@@ -179,14 +191,20 @@ async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_
         .select(persons::bouncer_reason)
         .first(&mut conn)
         .unwrap();
-    assert!(reason.as_deref().unwrap_or("").contains("550"), "{reason:?}");
-    assert!(moments[&rob].1.as_deref().unwrap_or("").contains("User unknown"));
+    assert!(
+        reason.as_deref().unwrap_or("").contains("550"),
+        "{reason:?}"
+    );
+    assert!(moments[&rob]
+        .1
+        .as_deref()
+        .unwrap_or("")
+        .contains("User unknown"));
     for email in ["defer.frits@example.nl", "drop.dora@example.nl"] {
         let pid = special[email];
         let (bouncer, attempts): (bool, i32) = persons::table
             .inner_join(
-                mail_job_recipients::table
-                    .on(mail_job_recipients::person_id.eq(persons::id)),
+                mail_job_recipients::table.on(mail_job_recipients::person_id.eq(persons::id)),
             )
             .filter(persons::id.eq(pid))
             .filter(mail_job_recipients::mail_job_id.eq(id))
@@ -227,7 +245,10 @@ async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend
     let id = send(&app, step).await;
     let started = Instant::now();
     while sink.received().len() < 5 {
-        assert!(started.elapsed() < Duration::from_secs(30), "sending starts");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "sending starts"
+        );
         tokio_sleep(20).await;
     }
     let paused = ok(
@@ -246,7 +267,11 @@ async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend
     tokio_sleep(700).await;
     let at_pause = sink.received().len();
     tokio_sleep(800).await;
-    assert_eq!(sink.received().len(), at_pause, "a paused job starts no message");
+    assert_eq!(
+        sink.received().len(),
+        at_pause,
+        "a paused job starts no message"
+    );
     let halfway = job(&app, id).await;
     assert_eq!(halfway["status"], "sending", "{halfway}");
     assert_eq!(halfway["progress"]["sent"].as_i64(), Some(at_pause as i64));
@@ -302,7 +327,10 @@ async fn cancel_while_sending_stops_starting_messages_at_once(backend: Backend) 
     let id = send(&app, step).await;
     let started = Instant::now();
     while sink.received().len() < 5 {
-        assert!(started.elapsed() < Duration::from_secs(30), "sending starts");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "sending starts"
+        );
         tokio_sleep(20).await;
     }
     let cancelled = ok(
@@ -315,10 +343,21 @@ async fn cancel_while_sending_stops_starting_messages_at_once(backend: Backend) 
     tokio_sleep(700).await;
     let at_cancel = sink.received().len();
     tokio_sleep(800).await;
-    assert_eq!(sink.received().len(), at_cancel, "a cancelled job starts no message");
+    assert_eq!(
+        sink.received().len(),
+        at_cancel,
+        "a cancelled job starts no message"
+    );
     let after = job(&app, id).await;
-    assert_eq!(after["progress"]["sent"].as_i64(), Some(at_cancel as i64), "{after}");
-    assert!(after["progress"]["remaining"].as_i64().unwrap() > 0, "{after}");
+    assert_eq!(
+        after["progress"]["sent"].as_i64(),
+        Some(at_cancel as i64),
+        "{after}"
+    );
+    assert!(
+        after["progress"]["remaining"].as_i64().unwrap() > 0,
+        "{after}"
+    );
     // What was sent stays sent: the one-time step stays blocked.
     let again = app
         .admin("POST", &format!("/api/v1/campaign-steps/{step}/send"), None)
@@ -397,7 +436,12 @@ async fn worker_world(backend: Backend, n: i64) -> Option<(TestApp, i64)> {
     Some((app, step))
 }
 
-fn worker_env(sink: &SmtpSink, ehlo: &str, connections: usize, rate: f64) -> Vec<(&'static str, String)> {
+fn worker_env(
+    sink: &SmtpSink,
+    ehlo: &str,
+    connections: usize,
+    rate: f64,
+) -> Vec<(&'static str, String)> {
     vec![
         ("MAILBAAR_SMTP_URL", format!("{}/{ehlo}", sink.url())),
         ("MAILBAAR_SMTP_CONNECTIONS", connections.to_string()),
@@ -421,11 +465,7 @@ fn recipients(app: &TestApp, job: i64) -> Recipients {
     let rows = mail_job_recipients::table
         .inner_join(persons::table.on(persons::id.eq(mail_job_recipients::person_id)))
         .filter(mail_job_recipients::mail_job_id.eq(job))
-        .select((
-            persons::id,
-            persons::email,
-            mail_job_recipients::in_doubt,
-        ))
+        .select((persons::id, persons::email, mail_job_recipients::in_doubt))
         .load::<(i64, Option<String>, bool)>(&mut conn)
         .unwrap()
         .into_iter()
@@ -463,7 +503,10 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
         })
         .await;
         let status = job(&app, id).await;
-        assert_eq!(status["status"], "sending", "kill {kill} is mid-job: {status}");
+        assert_eq!(
+            status["status"], "sending",
+            "kill {kill} is mid-job: {status}"
+        );
         worker.kill();
         worker = start_worker(&url, &env);
     }
@@ -474,7 +517,10 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
             if j["status"] != "sending" && j["status"] != "prepared" {
                 break j;
             }
-            assert!(started.elapsed() < Duration::from_secs(120), "the job ends: {j}");
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the job ends: {j}"
+            );
             tokio_sleep(100).await;
         }
     };
@@ -484,7 +530,11 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
     let received = sink.received();
     let total = r.rows.len();
     assert!(total > 200, "a job of some size ({total})");
-    assert_eq!(done["progress"]["sent"].as_i64(), Some(total as i64), "{done}");
+    assert_eq!(
+        done["progress"]["sent"].as_i64(),
+        Some(total as i64),
+        "{done}"
+    );
     let by_to = by_recipient(&received);
     let mut duplicated = 0;
     for (person, (email, doubt)) in &r.rows {
@@ -507,7 +557,10 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
         duplicated <= in_doubt,
         "{duplicated} extra copies, {in_doubt} hand-overs in doubt"
     );
-    assert!(flagged <= in_doubt, "{flagged} recipients flagged, {in_doubt} in doubt");
+    assert!(
+        flagged <= in_doubt,
+        "{flagged} recipients flagged, {in_doubt} in doubt"
+    );
     assert!(
         in_doubt <= KILLS * CONNECTIONS,
         "at most the connections in flight per kill are in doubt: {in_doubt}"
@@ -537,7 +590,10 @@ async fn two_workers_share_a_job_on_postgres_with_exactly_one_message_each() {
         if j["status"] == "sent" || j["status"] == "failed" {
             break j;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the job ends: {j}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job ends: {j}"
+        );
         tokio_sleep(100).await;
     };
     a.kill();
@@ -545,7 +601,11 @@ async fn two_workers_share_a_job_on_postgres_with_exactly_one_message_each() {
     assert_eq!(done["status"], "sent", "{done}");
     let r = recipients(&app, id);
     let received = sink.received();
-    assert_eq!(received.len(), r.rows.len(), "exactly one message per recipient");
+    assert_eq!(
+        received.len(),
+        r.rows.len(),
+        "exactly one message per recipient"
+    );
     let by_to = by_recipient(&received);
     for (email, _) in r.rows.values() {
         assert_eq!(by_to.get(email).map_or(0, Vec::len), 1, "{email}");

@@ -48,10 +48,7 @@ impl TestApp {
 
     /// The same with the configuration changed by `adjust` first (an SMTP server, short
     /// leases, no task runners).
-    pub async fn spawn_with(
-        backend: Backend,
-        adjust: impl FnOnce(&mut Config),
-    ) -> Option<TestApp> {
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let db = TestDatabase::new(backend)?;
         let admin_token = format!("mb_test_{}", uuid::Uuid::new_v4().simple());
         let outbox = tempfile::tempdir().expect("outbox directory");

@@ -252,8 +252,10 @@ struct Live {
 
 fn live(conn: &mut DbConnection, row: &JobRow) -> Result<Live, CampaignError> {
     use mailbaar_store::schema::mail_job_recipients as r;
-    if !matches!(row.status(), MailJobStatus::Sending | MailJobStatus::Prepared)
-        && row.status() != MailJobStatus::Cancelled
+    if !matches!(
+        row.status(),
+        MailJobStatus::Sending | MailJobStatus::Prepared
+    ) && row.status() != MailJobStatus::Cancelled
     {
         return Ok(Live::default());
     }
@@ -599,7 +601,11 @@ pub fn cancel_mail_job(
 /// Pauses a job that has not ended: no run starts a message of it until it is resumed
 /// (those in flight finish and are recorded). Errors: `NotFound`; `Refused` when it ended
 /// or is paused already.
-pub fn pause_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<MailJob, CampaignError> {
+pub fn pause_mail_job(
+    conn: &mut DbConnection,
+    id: i64,
+    by: &str,
+) -> Result<MailJob, CampaignError> {
     mailbaar_store::write_transaction(conn, |conn| {
         let job = lock_job(conn, id)?;
         if !job.status().is_active() {
@@ -626,7 +632,11 @@ pub fn pause_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<Mail
 
 /// Resumes a paused job: its send carries on with exactly the recipients not yet handled.
 /// Errors: `NotFound`; `Refused` when it is not paused or has ended.
-pub fn resume_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<MailJob, CampaignError> {
+pub fn resume_mail_job(
+    conn: &mut DbConnection,
+    id: i64,
+    by: &str,
+) -> Result<MailJob, CampaignError> {
     mailbaar_store::write_transaction(conn, |conn| {
         let job = lock_job(conn, id)?;
         if !job.status().is_active() {
@@ -645,7 +655,10 @@ pub fn resume_mail_job(conn: &mut DbConnection, id: i64, by: &str) -> Result<Mai
                 mail_jobs::updated_at.eq(at),
             ))
             .execute(conn)?;
-        if matches!(job.status(), MailJobStatus::Prepared | MailJobStatus::Sending) {
+        if matches!(
+            job.status(),
+            MailJobStatus::Prepared | MailJobStatus::Sending
+        ) {
             let task = crate::sending::ensure_send_task(conn, &job)?;
             diesel::update(mail_jobs::table.find(id))
                 .set(mail_jobs::task_id.eq(task))

@@ -20,11 +20,11 @@ mod error;
 mod job;
 mod links;
 mod mailing;
+mod pace;
 mod readiness;
 mod recipient;
 mod results;
 mod search;
-mod pace;
 mod sending;
 mod smtp;
 mod step;
@@ -39,15 +39,14 @@ pub use campaign::{
 };
 pub use error::CampaignError;
 pub use job::{
-    cancel_mail_job, get_mail_job, list_mail_jobs, pause_mail_job, reschedule_mail_job,
-    reset_step, resume_mail_job, send_step,
-    MailJob, MailJobChanges, MailJobFilter, MailJobProgress, MailJobStatus, SendRequest, PREPARE,
-    SEND,
+    cancel_mail_job, get_mail_job, list_mail_jobs, pause_mail_job, reschedule_mail_job, reset_step,
+    resume_mail_job, send_step, MailJob, MailJobChanges, MailJobFilter, MailJobProgress,
+    MailJobStatus, SendRequest, PREPARE, SEND,
 };
 pub use links::{LinkError, LinkPurpose, Links, LINK_LIFETIME_DAYS};
 pub use mailbaar_render::TrackedLink;
 pub use mailing::{
-    preview, send_test_mail, Delivery, Header, Retry, Preview, PreviewRequest, TestMailRequest,
+    preview, send_test_mail, Delivery, Header, Preview, PreviewRequest, Retry, TestMailRequest,
     TestMailSent,
 };
 pub use readiness::{readiness, Readiness, Requirement, RequirementCode, PERSON_FIELDS};
@@ -60,11 +59,11 @@ pub use results::{
     CURVE_HOURS,
 };
 pub use sending::{preparation_work, SendWork};
+pub use smtp::{SmtpSettings, SmtpSettingsError, SmtpTransport};
 pub use step::{
     create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
     StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,
 };
-pub use smtp::{SmtpSettings, SmtpSettingsError, SmtpTransport};
 pub use transport::{
     EmlTransport, Handover, HandoverDone, OutgoingMessage, Transport, TransportError,
 };

@@ -84,7 +84,10 @@ fn release_if_nothing_sent(conn: &mut DbConnection, id: i64) -> Result<(), Campa
 
 /// Queues the first send run of a prepared job unless one is already active; its id. On
 /// PostgreSQL that run queues the job's other runs when it starts.
-pub(crate) fn ensure_send_task(conn: &mut DbConnection, job: &JobRow) -> Result<i64, CampaignError> {
+pub(crate) fn ensure_send_task(
+    conn: &mut DbConnection,
+    job: &JobRow,
+) -> Result<i64, CampaignError> {
     ensure_send_tasks(conn, job, 1)
 }
 
@@ -377,7 +380,10 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
     };
     // This run's name on the recipients it claims: unique, so a run that lost its claim
     // (its lease ran out while it was slow) cannot start a message another run now holds.
-    let run = format!("{task_id}.{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let run = format!(
+        "{task_id}.{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let job = JobContent {
         id,
         step_id,
@@ -729,9 +735,9 @@ fn deliver(
             }
             continue;
         }
-        let first = rx.recv().map_err(|_| {
-            CampaignError::Refused("the transport stopped before answering".into())
-        })?;
+        let first = rx
+            .recv()
+            .map_err(|_| CampaignError::Refused("the transport stopped before answering".into()))?;
         for (i, handover) in std::iter::once(first).chain(rx.try_iter()) {
             in_flight -= 1;
             verdicts.push((i, verdict_of(handover, &claimed[i], delivery)));
@@ -942,24 +948,27 @@ fn commit(
                 .execute(conn)?;
         }
         if status != MailJobStatus::Sending.as_str() {
-            return Ok(Committed::Stop(format!("the job is {status}; stopped sending")));
+            return Ok(Committed::Stop(format!(
+                "the job is {status}; stopped sending"
+            )));
         }
         if paused.is_some() {
-            return Ok(Committed::Stop("the job was paused; stopped sending".into()));
+            return Ok(Committed::Stop(
+                "the job was paused; stopped sending".into(),
+            ));
         }
         if starts.is_empty() {
             return Ok(Committed::Started(BTreeSet::new()));
         }
-        let owned: Vec<i64> = diesel::update(
-            rows(starts.to_vec()).filter(mail_job_recipients::claimed_by.eq(run)),
-        )
-        .set((
-            mail_job_recipients::state.eq("sending"),
-            mail_job_recipients::attempts.eq(mail_job_recipients::attempts + 1),
-            mail_job_recipients::lease_until.eq(at + delivery.lease),
-        ))
-        .returning(mail_job_recipients::person_id)
-        .get_results(conn)?;
+        let owned: Vec<i64> =
+            diesel::update(rows(starts.to_vec()).filter(mail_job_recipients::claimed_by.eq(run)))
+                .set((
+                    mail_job_recipients::state.eq("sending"),
+                    mail_job_recipients::attempts.eq(mail_job_recipients::attempts + 1),
+                    mail_job_recipients::lease_until.eq(at + delivery.lease),
+                ))
+                .returning(mail_job_recipients::person_id)
+                .get_results(conn)?;
         Ok(Committed::Started(owned.into_iter().collect()))
     })
 }

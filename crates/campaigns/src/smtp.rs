@@ -150,7 +150,9 @@ fn envelope(message: &OutgoingMessage) -> Result<Envelope, String> {
 }
 
 /// The verdict of one attempt: the reply class decides (RFC 5321 §4.2.1).
-fn verdict(result: Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>) -> Handover {
+fn verdict(
+    result: Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>,
+) -> Handover {
     match result {
         Ok(_) => Handover::Accepted,
         Err(e) if e.is_permanent() => Handover::Rejected(e.to_string()),
@@ -170,7 +172,9 @@ impl Transport for SmtpTransport {
             Err(why) => return done(Handover::Rejected(why)),
         };
         let Some(smtp) = self.smtp.clone() else {
-            return done(Handover::NotDelivered("the SMTP transport is stopping".into()));
+            return done(Handover::NotDelivered(
+                "the SMTP transport is stopping".into(),
+            ));
         };
         self.runtime.spawn(async move {
             let result = smtp.send_raw(&envelope, &message.bytes).await;
