@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::{Config, TaskConfig};
 use crate::StartError;
 use mailbaar_campaigns::{
-    Delivery, EmlTransport, Links, Retry, SendWork, SmtpSettings, SmtpTransport, Transport,
+    dkim_signing, Delivery, EmlTransport, Links, Retry, SendWork, SmtpSettings, SmtpTransport, Transport,
 };
 
 /// How this process delivers messages: over SMTP when `MAILBAAR_SMTP_URL` is set, else the
@@ -30,8 +30,7 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
         ),
         None => Arc::new(EmlTransport::new(config.outbox.clone())),
     };
-    Ok(Arc::new(
-        Delivery::new(transport, links)
+    let delivery = Delivery::new(transport, links)
             .with_batch_size(d.batch)
             .with_lease(d.lease)
             .with_retry(Retry {
@@ -39,8 +38,23 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
                 first_delay: d.retry_first,
             })
             .with_parallel_runs(d.runs)
-            .with_pace(d.rate, d.rate_total),
-    ))
+            .with_pace(d.rate, d.rate_total);
+    let delivery = match &d.dkim {
+        Some(k) => {
+            let pem = std::fs::read_to_string(&k.key_file).map_err(|e| {
+                StartError::Delivery(format!(
+                    "MAILBAAR_DKIM_KEY_FILE {}: {e}",
+                    k.key_file.display()
+                ))
+            })?;
+            let signing = dkim_signing(&k.selector, &k.domain, &pem).map_err(|e| {
+                StartError::Delivery(format!("MAILBAAR_DKIM_KEY_FILE is not a usable key: {e}"))
+            })?;
+            delivery.with_dkim(signing)
+        }
+        None => delivery,
+    };
+    Ok(Arc::new(delivery))
 }
 
 /// Every task kind this binary runs, with its work.

@@ -38,6 +38,7 @@ engine_tests!(
     smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection,
     pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
     cancel_while_sending_stops_starting_messages_at_once,
+    dkim_signs_test_mails_and_sends_when_a_key_is_configured,
     killed_workers_lose_nobody_and_double_only_what_was_in_flight
 );
 
@@ -367,6 +368,57 @@ async fn cancel_while_sending_stops_starting_messages_at_once(backend: Backend) 
         .admin("POST", &format!("/api/v1/mailjobs/{id}/resume"), None)
         .await;
     assert_eq!(resumed.status, 409, "{}", resumed.text);
+}
+
+async fn dkim_signs_test_mails_and_sends_when_a_key_is_configured(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    // An Ed25519 key: the base64 of its 32 bytes.
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("dkim.key");
+    std::fs::write(&key_file, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+    let url = sink.url();
+    let Some(app) = TestApp::spawn_with(backend, move |c| {
+        c.delivery.smtp_url = Some(url);
+        c.delivery.dkim = Some(mailbaar_api::config::DkimConfig {
+            key_file,
+            selector: "mb2026".into(),
+            domain: "example.org".into(),
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let w = world(&app).await;
+    let step = ready_step(&app, &w).await;
+    ok(
+        app.admin(
+            "POST",
+            &format!("/api/v1/campaign-steps/{step}/test-mail"),
+            Some(json!({"person_ids": [w.tester]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let id = send(&app, step).await;
+    let done = app.wait_for_mail_job(id, &["sent", "failed"]).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    let received = sink.received();
+    assert_eq!(received.len(), 6, "a test mail and five recipients");
+    for m in &received {
+        let head = m.raw.split("\r\n\r\n").next().unwrap();
+        let dkim = head
+            .split("\r\n")
+            .position(|l| l.to_ascii_lowercase().starts_with("dkim-signature:"))
+            .map(|i| head.split("\r\n").skip(i).take(8).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no DKIM-Signature: {head}"));
+        for tag in ["a=ed25519-sha256", "d=example.org", "s=mb2026", "bh="] {
+            assert!(dkim.contains(tag), "{tag} in {dkim}");
+        }
+    }
 }
 
 async fn tokio_sleep(ms: u64) {

@@ -59,7 +59,7 @@ pub use results::{
     CURVE_HOURS,
 };
 pub use sending::{preparation_work, SendWork};
-pub use smtp::{SmtpSettings, SmtpSettingsError, SmtpTransport};
+pub use smtp::{dkim_signing, SmtpSettings, SmtpSettingsError, SmtpTransport};
 pub use step::{
     create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
     StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,

@@ -34,6 +34,7 @@ pub struct Delivery {
     pub(crate) parallel_runs: usize,
     pub(crate) local_pace: Option<Arc<LocalPace>>,
     pub(crate) overall_rate: Option<f64>,
+    pub(crate) dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
 }
 
 /// How often and how far apart a deferred message (4xx, or no answer) is tried again.
@@ -81,6 +82,7 @@ impl Delivery {
             parallel_runs: 4,
             local_pace: None,
             overall_rate: None,
+            dkim: None,
         }
     }
 
@@ -121,6 +123,21 @@ impl Delivery {
         self.local_pace = positive(per_worker).map(|r| Arc::new(LocalPace::new(r)));
         self.overall_rate = positive(overall);
         self
+    }
+
+    /// The same with every sent message and test mail DKIM-signed (see
+    /// [`crate::dkim_signing`]).
+    pub fn with_dkim(mut self, dkim: Arc<lettre::message::dkim::DkimConfig>) -> Self {
+        self.dkim = Some(dkim);
+        self
+    }
+
+    /// A step's compiled content as this process sends it (signed when DKIM is set).
+    pub(crate) fn sending(&self, compiled: CompiledStep) -> CompiledStep {
+        match &self.dkim {
+            Some(dkim) => compiled.with_dkim(dkim.clone()),
+            None => compiled,
+        }
     }
 
     /// The link signer, for the recipient pages that check the links.
@@ -432,6 +449,7 @@ pub fn send_test_mail(
     let Some(compiled) = checked.compiled.filter(|_| blocking.is_empty()) else {
         return Err(CampaignError::NotReady(blocking));
     };
+    let compiled = delivery.sending(compiled);
     let persons = mailbaar_people::persons_by_ids(conn, &ids)?;
     if let Some(unknown) = ids.iter().find(|id| !persons.iter().any(|p| p.id == **id)) {
         return Err(CampaignError::invalid(

@@ -378,6 +378,7 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
             return Ok(Outcome::Done(message));
         }
     };
+    let compiled = delivery.sending(compiled);
     // This run's name on the recipients it claims: unique, so a run that lost its claim
     // (its lease ran out while it was slow) cannot start a message another run now holds.
     let run = format!(

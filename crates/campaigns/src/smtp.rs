@@ -24,6 +24,30 @@ pub struct SmtpSettings {
     pub timeout: Duration,
 }
 
+/// The DKIM signing of every message (RFC 6376) from a private key: an RSA key in PEM
+/// (PKCS#1, `BEGIN RSA PRIVATE KEY`) or an Ed25519 key as the base64 of its 32 bytes, with
+/// the selector and domain its public half is published under (`SELECTOR._domainkey.DOMAIN`).
+/// Errors: the key's problem, as text.
+pub fn dkim_signing(
+    selector: &str,
+    domain: &str,
+    key: &str,
+) -> Result<std::sync::Arc<lettre::message::dkim::DkimConfig>, String> {
+    use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+    let key = key.trim();
+    let algorithm = if key.starts_with("-----BEGIN") {
+        DkimSigningAlgorithm::Rsa
+    } else {
+        DkimSigningAlgorithm::Ed25519
+    };
+    let signing = DkimSigningKey::new(key, algorithm).map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(DkimConfig::default_config(
+        selector.to_owned(),
+        domain.to_owned(),
+        signing,
+    )))
+}
+
 /// Why the SMTP settings cannot be used.
 #[derive(Debug, Error)]
 pub enum SmtpSettingsError {
