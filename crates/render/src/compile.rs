@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{RenderError, TemplatePart};
 use crate::filters;
-use crate::links::{self, AfterRender, LinkTable, CLICK_VAR};
+use crate::links::{self, AfterRender, LinkTable, CLICK_HTML_VAR, CLICK_VAR};
 use crate::mime::{self, Parts, Sender};
 use crate::model::{PersonValue, Recipient, Step};
 use crate::protect::{protect, scan_tags, Mode, TagKind};
@@ -101,9 +101,9 @@ pub struct RenderedMail {
     pub message: Vec<u8>,
 }
 
-/// HTML-escapes `s`; the tracking mark becomes its (equivalent) character
-/// reference, so no person value can pose as a link to track.
-fn escape_html(out: &mut minijinja::Output<'_>, s: &str) -> std::fmt::Result {
+/// HTML-escapes `s` into `out`; the tracking mark becomes its (equivalent)
+/// character reference, so no person value can pose as a link to track.
+fn escape_into<W: std::fmt::Write>(out: &mut W, s: &str) -> std::fmt::Result {
     let bytes = s.as_bytes();
     let mut last = 0;
     let mut i = 0;
@@ -126,6 +126,15 @@ fn escape_html(out: &mut minijinja::Output<'_>, s: &str) -> std::fmt::Result {
         last = i;
     }
     out.write_str(&s[last..])
+}
+
+fn escape_html(out: &mut minijinja::Output<'_>, s: &str) -> std::fmt::Result {
+    escape_into(out, s)
+}
+
+/// `s` escaped for an HTML attribute value, appended to `out`.
+fn attr_escape_into(out: &mut String, s: &str) {
+    let _ = escape_into(out, s);
 }
 
 /// Writes a value that holds the tracking mark with the mark neutralised
@@ -477,7 +486,7 @@ impl CompiledStep {
         let mut table = LinkTable::default();
         let mut html_after = AfterRender::Nothing;
         let mut text_after = AfterRender::Nothing;
-        let mut text_template = text_template;
+        let mut text_template = text::strip_line_ends(&text_template);
         if step.track_clicks {
             // Evaluates a link that only uses `step.*`, as it renders in `name`.
             let eval_as = |name: &'static str| {
@@ -662,6 +671,12 @@ impl CompiledStep {
             )
         });
         vars.insert("__open_url", Value::from(open_url));
+        let click_html = click_prefix.as_deref().map_or(Value::from(()), |prefix| {
+            let mut escaped = String::with_capacity(prefix.len() + 16);
+            attr_escape_into(&mut escaped, prefix);
+            Value::from_safe_string(escaped)
+        });
+        vars.insert(CLICK_HTML_VAR, click_html);
         vars.insert(CLICK_VAR, Value::from(click_prefix));
         let ctx = Value::from(vars);
         let mut html = self.render_part(HTML, TemplatePart::Html, &ctx)?;
@@ -679,7 +694,7 @@ impl CompiledStep {
             );
             match self.html_after {
                 AfterRender::Nothing => {}
-                AfterRender::Marked => html = rewriter.rewrite_marked_html(&html),
+                AfterRender::Marked => html = rewriter.rewrite_marked_html(html),
                 AfterRender::Everything => html = rewriter.rewrite_html(&html),
             }
             match self.text_after {

@@ -3,8 +3,16 @@
 //! MIME messages. Takes plain data; needs no database.
 //!
 //! Compile a [`Step`] once with [`CompiledStep::compile`] (templates parsed
-//! and checked, CSS inlined, text body derived), then call
-//! [`CompiledStep::render`] per [`Recipient`].
+//! and checked, CSS inlined, text body derived, tracked links rewritten),
+//! then call [`CompiledStep::render`] per [`Recipient`].
+//!
+//! Click and open tracking signs once per message: the pixel is
+//! `{base}/o/{token}` and a click on link `i` of
+//! [`CompiledStep::link_table`] is `{base}/c/{token}/{i}` (check it with
+//! [`HmacLinkSigner::verify_click`]). Links whose target is personalised
+//! get a signed URL of their own, `{base}/c/{token}` (checked with
+//! [`HmacLinkSigner::verify`], as are the per-link URLs of older messages).
+//! [`CompiledStep::with_dkim`] adds a DKIM signature to every message.
 //!
 //! Templates are MiniJinja, strict about undefined variables. They see
 //! `person.FIELD`, `step.FIELD` (see [`STEP_FIELDS`]), `blocks.NAME` (true

@@ -1,9 +1,11 @@
 //! Click tracking prepared once per step: the links of a template whose
 //! target is the same for every recipient are replaced, at compile time, by
-//! `{{ __click }}/N`, where `__click` is the message's click prefix (one
-//! signature per recipient) and `N` the target's place in the step's link
-//! table. Links whose target is personalised are marked ([`MARK`]) so that
-//! only they are found and signed after rendering.
+//! `{{ __click }}/N` (`__click_html` in HTML), where `__click` is the
+//! message's click prefix (one signature per recipient) and `N` the
+//! target's place in the step's link table. Links whose target is
+//! personalised are marked ([`MARK`]) so that only they are found and
+//! signed after rendering; so is every expression of a text body that could
+//! print a URL.
 //!
 //! A URL counts as the same for every recipient when it is literal or uses
 //! nothing but `step.*` (evaluated here). A template whose links cannot be
@@ -16,8 +18,12 @@ use crate::compile::LINK_VARIABLES;
 use crate::protect::{scan_tags, Tag, TagKind};
 use crate::tracking::{is_trackable, starts_with_url, unescape_attr, url_len, MARK};
 
-/// The variable holding the message's click prefix (`{base}/c/{token}`).
+/// The variable holding the message's click prefix (`{base}/c/{token}`)
+/// in the text body.
 pub(crate) const CLICK_VAR: &str = "__click";
+/// The same prefix for the HTML body, attribute-escaped once per message
+/// (and so marked safe: escaping it at each of its uses costs more).
+pub(crate) const CLICK_HTML_VAR: &str = "__click_html";
 
 /// What a rendered part still needs for click tracking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +54,9 @@ impl LinkTable {
         }
     }
 
-    fn click(&mut self, out: &mut String, target: &str) {
+    fn click(&mut self, out: &mut String, var: &str, target: &str) {
         let i = self.index_of(target);
-        let _ = write!(out, "{{{{ {CLICK_VAR} }}}}/{i}");
+        let _ = write!(out, "{{{{ {var} }}}}/{i}");
     }
 }
 
@@ -64,7 +70,12 @@ fn end(tag: &Tag<'_>) -> usize {
 
 /// The inside of a tag without delimiters and whitespace control.
 fn inner<'s>(tag: &Tag<'s>) -> &'s str {
-    let s = &tag.src[2..tag.src.len().max(4) - 2];
+    let s = tag.src.get(2..).unwrap_or("");
+    // A tag left open (inside `raw`, say) runs to the end of the source.
+    let s = ["}}", "%}", "#}"]
+        .iter()
+        .find_map(|close| s.strip_suffix(close))
+        .unwrap_or(s);
     s.trim_matches(|c: char| c == '-' || c == '+' || c == '~' || c.is_whitespace())
 }
 
@@ -211,7 +222,7 @@ pub(crate) fn rewrite_html(
         match target {
             Some(target) if !value.contains('\n') => {
                 if is_trackable(&target, &[]) {
-                    table.click(&mut out, &target);
+                    table.click(&mut out, CLICK_HTML_VAR, &target);
                 } else {
                     out.push_str(value);
                 }
@@ -247,6 +258,9 @@ fn url_run(source: &Source<'_>, at: usize) -> Run {
     let src = source.src;
     let mut j = at;
     let mut has_tags = false;
+    // Which text follows a statement depends on the recipient; the URL is
+    // still followed to its end in the source, so no mark lands inside it.
+    let mut personal = false;
     loop {
         let next_tag = source.tags_in(j, src.len()).first();
         let text_end = next_tag.map_or(src.len(), |t| t.start);
@@ -263,28 +277,19 @@ fn url_run(source: &Source<'_>, at: usize) -> Run {
             return Run {
                 end: stop,
                 has_tags,
-                personal: eaten,
+                personal: personal || eaten,
             };
         }
         let Some(tag) = next_tag else {
             return Run {
                 end: src.len(),
                 has_tags,
-                personal: false,
+                personal,
             };
         };
         has_tags = true;
+        personal |= tag.kind == TagKind::Stmt;
         j = end(tag);
-        if tag.kind == TagKind::Stmt {
-            // Which text follows depends on the recipient: follow the source
-            // to the URL's end (so no mark lands inside it) and mark it.
-            let rest = url_run(source, j);
-            return Run {
-                end: rest.end,
-                has_tags,
-                personal: true,
-            };
-        }
     }
 }
 
@@ -379,7 +384,7 @@ pub(crate) fn rewrite_text(
         if !run.has_tags {
             let len = url_len(span);
             out.push_str(&src[copied..at]);
-            table.click(&mut out, &span[..len]);
+            table.click(&mut out, CLICK_VAR, &span[..len]);
             copied = at + len;
             continue;
         }
@@ -387,7 +392,7 @@ pub(crate) fn rewrite_text(
             Some(rendered) if !rendered[url_len(&rendered)..].contains(['{', '}']) => {
                 let len = url_len(&rendered);
                 out.push_str(&src[copied..at]);
-                table.click(&mut out, &rendered[..len]);
+                table.click(&mut out, CLICK_VAR, &rendered[..len]);
                 out.push_str(&rendered[len..]);
                 copied = run.end;
             }
@@ -433,9 +438,9 @@ mod tests {
         );
         assert_eq!(
             out,
-            "<a href=\"{{ __click }}/0\">x</a><a class=\"b\" href=\"{{ __click }}/0\">y</a>\
+            "<a href=\"{{ __click_html }}/0\">x</a><a class=\"b\" href=\"{{ __click_html }}/0\">y</a>\
              <a href=\"mailto:x@e.org\">m</a><link href=\"https://e.org/s.css\"><a href=\"#top\">t</a>\
-             <area shape=\"rect\" href=\"{{ __click }}/1\">"
+             <area shape=\"rect\" href=\"{{ __click_html }}/1\">"
         );
         assert_eq!(after, AfterRender::Nothing);
         assert_eq!(table, ["https://e.org/?a=1&b=2", "https://e.org/Okt"]);
@@ -469,7 +474,8 @@ mod tests {
             assert_eq!((out.as_str(), after), (src, AfterRender::Everything));
             assert!(table.is_empty());
         }
-        let (_, after, _) = html("{% for step in steps %}<a href=\"https://e/{{ step.name }}\">{% endfor %}");
+        let (_, after, _) =
+            html("{% for step in steps %}<a href=\"https://e/{{ step.name }}\">{% endfor %}");
         assert_eq!(after, AfterRender::Marked);
     }
 
@@ -502,7 +508,23 @@ mod tests {
         assert_eq!(after, AfterRender::Marked);
         assert!(table.is_empty());
         let (out, after, _) = text("Zie http://e.org{{ \"https\" }}");
-        assert_eq!((out.as_str(), after), ("Zie http://e.org{{ \"https\" }}", AfterRender::Everything));
+        assert_eq!(
+            (out.as_str(), after),
+            ("Zie http://e.org{{ \"https\" }}", AfterRender::Everything)
+        );
+    }
+
+    #[test]
+    fn tags_left_open_do_not_trip_the_reader() {
+        for src in [
+            "{% raw %}{{é{% endraw %}x\u{e9}",
+            "{% raw %}{{ {% endraw %}é",
+            "a {{",
+        ] {
+            let (_, after, _) = text(src);
+            assert_ne!(after, AfterRender::Nothing, "{src}");
+            let _ = html(src);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use html2text::render::{TaggedLine, TextDecorator};
 
 use crate::error::{RenderError, TemplatePart};
-use crate::protect::{protect, Mode};
+use crate::protect::{protect, scan_tags, Mode};
 
 /// Line width of generated text bodies.
 const WIDTH: usize = 78;
@@ -142,24 +142,100 @@ pub(crate) fn text_template_from_html(html_template: &str) -> Result<String, Ren
     Ok(protected.restore_lenient(&out))
 }
 
+/// Drops the spaces and tabs that end lines of a text template outside its
+/// tags: [`tidy`] would drop them from every rendered message anyway (a
+/// tag's whitespace control that eats the line end eats them too), and
+/// generated text pads many lines.
+pub(crate) fn strip_line_ends(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut pos = 0;
+    let strip = |out: &mut String, text: &str| {
+        let mut rest = text;
+        while let Some(nl) = rest.find('\n') {
+            let line = &rest[..nl];
+            let (line, cr) = match line.strip_suffix('\r') {
+                Some(l) => (l, "\r"),
+                None => (line, ""),
+            };
+            out.push_str(line.trim_end_matches([' ', '\t']));
+            out.push_str(cr);
+            out.push('\n');
+            rest = &rest[nl + 1..];
+        }
+        out.push_str(rest);
+    };
+    for tag in scan_tags(template) {
+        strip(&mut out, &template[pos..tag.start]);
+        out.push_str(tag.src);
+        pos = tag.start + tag.src.len();
+    }
+    strip(&mut out, &template[pos..]);
+    out
+}
+
+/// `s` without trailing white space; ASCII is the fast path.
+fn trim_end(s: &str) -> &str {
+    let trimmed = s.trim_end_matches([' ', '\t', '\r', '\x0b', '\x0c']);
+    match trimmed.as_bytes().last() {
+        Some(&b) if b >= 0x80 => trimmed.trim_end(),
+        _ => trimmed,
+    }
+}
+
+/// Positions of `\n` in `text`, 8 bytes at a time.
+fn newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let b = text.as_bytes();
+    let chunks = b.chunks_exact(8);
+    let tail_at = b.len() - chunks.remainder().len();
+    let in_chunks = chunks.enumerate().flat_map(|(c, chunk)| {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ (u64::from(b'\n') * ONES);
+        // High bit set exactly where a byte of `x` is zero.
+        let mut mask = !(((x & LOW7) + LOW7) | x | LOW7);
+        std::iter::from_fn(move || {
+            (mask != 0).then(|| {
+                let at = c * 8 + (mask.trailing_zeros() / 8) as usize;
+                mask &= mask - 1;
+                at
+            })
+        })
+    });
+    let in_tail = (tail_at..b.len()).filter(move |&i| b[i] == b'\n');
+    in_chunks.chain(in_tail)
+}
+
 /// Tidies a rendered text body: no trailing spaces, at most one empty line
-/// in a row (blocks that are off leave gaps), CRLF-free.
+/// in a row (blocks that are off leave gaps), CRLF-free. Copies the text
+/// in spans between the places that change.
 pub(crate) fn tidy(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+    let text = text.trim();
+    let mut out = String::with_capacity(text.len() + 1);
+    if text.is_empty() {
+        return out;
+    }
+    let mut copied = 0;
+    let mut line_start = 0;
     let mut empty_run = 0;
-    for line in text.trim().lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
+    for nl in newlines(text) {
+        let line = &text[line_start..nl];
+        let kept = trim_end(line).len();
+        if kept == 0 {
             empty_run += 1;
-            if empty_run > 1 {
-                continue;
-            }
         } else {
             empty_run = 0;
         }
-        out.push_str(line);
-        out.push('\n');
+        if empty_run > 1 {
+            out.push_str(&text[copied..line_start]);
+            copied = nl + 1;
+        } else if kept < line.len() {
+            out.push_str(&text[copied..line_start + kept]);
+            copied = nl;
+        }
+        line_start = nl + 1;
     }
+    out.push_str(&text[copied..]);
+    out.push('\n');
     out
 }
 
@@ -201,5 +277,45 @@ mod tests {
     #[test]
     fn tidy_collapses_gaps() {
         assert_eq!(tidy("\n\na  \n\n\n\nb\n\n"), "a\n\nb\n");
+        assert_eq!(tidy("a\u{a0} \r\n \t\r\nb\u{3000}"), "a\n\nb\n");
+        assert_eq!(tidy(" \n "), "");
+    }
+
+    #[test]
+    fn tidy_is_line_by_line_trimming() {
+        // The plain statement of what `tidy` does, line by line.
+        fn plain(text: &str) -> String {
+            let mut out = String::new();
+            let mut empty_run = 0;
+            for line in text.trim().lines() {
+                let line = line.trim_end();
+                empty_run = if line.is_empty() { empty_run + 1 } else { 0 };
+                if empty_run <= 1 {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            out
+        }
+        let alphabet: Vec<char> = " \n\n\r\ta.\u{a0}\u{3000}bcdefgh".chars().collect();
+        let mut seed = 99u64;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..seed % 70 {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                text.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            assert_eq!(tidy(&text), plain(&text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn line_ends_are_stripped_outside_tags_only() {
+        assert_eq!(
+            strip_line_ends("a  \n{{ \"x  \n\" }}  \r\nb\t\n  {%- if y %}  \n{% endif %}"),
+            "a\n{{ \"x  \n\" }}\r\nb\n  {%- if y %}\n{% endif %}"
+        );
     }
 }

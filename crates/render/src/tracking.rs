@@ -47,8 +47,9 @@ pub enum TrackedLink {
 /// `m␟{tracking_id}`: the open pixel is `{base}/o/{token}` and a click on
 /// link `i` of the step's link table is `{base}/c/{token}/{i}`. Links whose
 /// target is only known per recipient get a token of their own, payload
-/// `c␟{tracking_id}␟{target}`: `{base}/c/{token}`. Tokens of the older
-/// per-link form (`c␟…` clicks, `o␟{tracking_id}` opens) keep verifying.
+/// `c␟{tracking_id}␟{target}`: `{base}/c/{token}`, the form every click
+/// had before; those and the open tokens of then (`o␟{tracking_id}`) keep
+/// verifying, so messages already sent keep working.
 #[derive(Clone)]
 pub struct HmacLinkSigner {
     base: String,
@@ -249,6 +250,7 @@ pub(crate) fn url_len(tail: &str) -> usize {
 /// can only be tracked once rendered (its target is personalised). Never
 /// left in a message: person values that hold it are escaped or cleaned.
 pub(crate) const MARK: char = '\u{E010}';
+const MARK_STR: &str = "\u{E010}";
 
 /// Per-message memo so each distinct URL is signed once per recipient.
 pub(crate) struct Rewriter<'a> {
@@ -323,9 +325,14 @@ impl<'a> Rewriter<'a> {
 
     /// Tracks the links marked with [`MARK`] right after their `href="`,
     /// and takes every mark out.
-    pub(crate) fn rewrite_marked_html(&mut self, html: &str) -> String {
+    pub(crate) fn rewrite_marked_html(&mut self, html: String) -> String {
+        // The links marked sit in blocks that are often off: most messages
+        // have none, and a substring search is the fastest way to tell.
+        if !html.contains(MARK_STR) {
+            return html;
+        }
         let mut out = String::with_capacity(html.len() + 512);
-        let mut rest = html;
+        let mut rest = html.as_str();
         while let Some(at) = rest.find(MARK) {
             out.push_str(&rest[..at]);
             let after = &rest[at + MARK.len_utf8()..];
@@ -437,6 +444,111 @@ mod tests {
                 tracking_id: "cm-42".into()
             }
         );
+    }
+
+    #[test]
+    fn message_tokens_open_and_click() {
+        let s = signer();
+        let token = s.message_token("cm-42");
+        let urls = s.message_urls("cm-42");
+        assert_eq!(urls.open_url, format!("https://t.example.org/t/o/{token}"));
+        assert_eq!(
+            urls.click_prefix,
+            format!("https://t.example.org/t/c/{token}")
+        );
+        assert_eq!(s.open_url("cm-42"), urls.open_url);
+        // On the pixel's path the token is an open; with an index, a click.
+        assert_eq!(
+            s.verify(&token),
+            Ok(TrackedLink::Open {
+                tracking_id: "cm-42".into()
+            })
+        );
+        assert_eq!(s.verify_click(&token, "0"), Ok(("cm-42".into(), 0)));
+        assert_eq!(s.verify_click(&token, "17"), Ok(("cm-42".into(), 17)));
+        for bad in ["", "01", "+1", "-1", "1x", "1234567890", " 1"] {
+            assert_eq!(
+                s.verify_click(&token, bad),
+                Err(RenderError::InvalidLink),
+                "{bad:?}"
+            );
+        }
+        assert_ne!(token, s.message_token("cm-43"));
+    }
+
+    #[test]
+    fn old_per_link_tokens_still_verify() {
+        let s = signer();
+        // Tokens as messages sent before per-message tokens carried them.
+        let open = s.token(&format!("o{SEP}cm-42"));
+        assert_eq!(
+            s.verify(&open),
+            Ok(TrackedLink::Open {
+                tracking_id: "cm-42".into()
+            })
+        );
+        let click = s.token(&format!("c{SEP}cm-42{SEP}https://example.org/x"));
+        assert_eq!(
+            s.verify(&click),
+            Ok(TrackedLink::Click {
+                tracking_id: "cm-42".into(),
+                target: "https://example.org/x".into()
+            })
+        );
+        // Neither is a message token, so neither takes a link index.
+        assert_eq!(s.verify_click(&open, "0"), Err(RenderError::InvalidLink));
+        assert_eq!(s.verify_click(&click, "0"), Err(RenderError::InvalidLink));
+    }
+
+    #[test]
+    fn tampered_message_tokens_are_refused() {
+        let s = signer();
+        let token = s.message_token("cm-42");
+        let (payload, tag) = token.split_once('.').unwrap();
+        let forged = URL_SAFE_NO_PAD.encode(format!("m{SEP}cm-43"));
+        assert_eq!(
+            s.verify_click(&format!("{forged}.{tag}"), "0"),
+            Err(RenderError::InvalidLink)
+        );
+        let mut bad_tag = tag.to_owned();
+        bad_tag.replace_range(0..1, if tag.starts_with('A') { "B" } else { "A" });
+        assert_eq!(
+            s.verify_click(&format!("{payload}.{bad_tag}"), "0"),
+            Err(RenderError::InvalidLink)
+        );
+        let other = HmacLinkSigner::new(b"another key", "https://t.example.org/t");
+        assert_eq!(
+            other.verify_click(&token, "0"),
+            Err(RenderError::InvalidLink)
+        );
+    }
+
+    #[test]
+    fn marked_links_are_signed_and_marks_removed() {
+        let s = signer();
+        let mut rw = Rewriter::new(&s, "cm-1", ["https://p.example/prefs", "", ""]);
+        let html = format!(
+            "<a href=\"{MARK}https://e.org/p?id=7&amp;x=1\">a</a><a href=\"{MARK}https://p.example/prefs\">p</a><a href=\"{MARK}mailto:a@e.org\">m</a>"
+        );
+        let out = rw.rewrite_marked_html(html);
+        assert!(!out.contains(MARK), "{out}");
+        let first = out.split('"').nth(1).unwrap();
+        assert_eq!(
+            s.verify(token_of(first)).unwrap(),
+            TrackedLink::Click {
+                tracking_id: "cm-1".into(),
+                target: "https://e.org/p?id=7&x=1".into()
+            }
+        );
+        assert!(out.contains("href=\"https://p.example/prefs\""));
+        assert!(out.contains("href=\"mailto:a@e.org\""));
+        let text =
+            format!("Zie {MARK}https://e.org/p?id=7. Hoi {MARK}Anna, x{MARK}https://e.org/q");
+        let out = rw.rewrite_marked_text(&text);
+        let signed = s.click_url("cm-1", "https://e.org/p?id=7");
+        assert_eq!(out, format!("Zie {signed}. Hoi Anna, xhttps://e.org/q"));
+        let unmarked = "<a href=\"https://e.org/\">x</a>".to_owned();
+        assert_eq!(rw.rewrite_marked_html(unmarked.clone()), unmarked);
     }
 
     #[test]
