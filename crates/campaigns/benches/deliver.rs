@@ -10,7 +10,9 @@
 //! `smtp-source`, Debian package `postfix`; PostgreSQL through
 //! `MAILBAAR_TEST_POSTGRES_URL`). `MAILBAAR_BENCH_RECIPIENTS` sets the size (default
 //! 100,000), `MAILBAAR_BENCH_BACKENDS=sqlite` or `postgres` runs one engine,
-//! `MAILBAAR_BENCH_CONNECTIONS` the SMTP connections (default 8, as `smtp-source -s`).
+//! `MAILBAAR_BENCH_CONNECTIONS` the SMTP connections (default 8, as `smtp-source -s`),
+//! `MAILBAAR_BENCH_RUNNERS` the runner threads sharing them (default 1, as one
+//! `mailbaar worker`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,7 +126,7 @@ struct Row {
     peak_after: f64,
 }
 
-fn bench(backend: Backend, recipients: i64, connections: usize) -> Option<Row> {
+fn bench(backend: Backend, recipients: i64, connections: usize, runners: usize) -> Option<Row> {
     let db = TestDatabase::new(backend)?;
     let Some((_sink, port)) = sink() else {
         eprintln!("smtp-sink is not installed (Debian package postfix): skipped");
@@ -238,7 +240,8 @@ fn bench(backend: Backend, recipients: i64, connections: usize) -> Option<Row> {
             mailbaar_campaigns::preparation_work,
         )
         .register(mailbaar_campaigns::SEND, SendWork::new(delivery));
-    let runner = Runner::new(pool.clone(), Arc::new(registry), RunnerOptions::default());
+    let registry = Arc::new(registry);
+    let runner = Runner::new(pool.clone(), registry.clone(), RunnerOptions::default());
     let job = mailbaar_campaigns::send_step(&mut conn, step.id, &SendRequest::default(), "bench")
         .expect("mail job");
     runner.run_next().expect("preparation").expect("due");
@@ -250,14 +253,33 @@ fn bench(backend: Backend, recipients: i64, connections: usize) -> Option<Row> {
     );
     let peak_before = peak_memory_mb();
     let t = Instant::now();
+    // As a `mailbaar worker` with `runners` runner threads: on PostgreSQL each takes one of
+    // the job's send runs, sharing the transport's connections.
+    let handles: Vec<_> = (0..runners)
+        .map(|_| {
+            Runner::new(
+                pool.clone(),
+                registry.clone(),
+                RunnerOptions {
+                    poll: Duration::from_millis(20),
+                    ..RunnerOptions::default()
+                },
+            )
+            .spawn()
+            .expect("runner")
+        })
+        .collect();
     loop {
-        runner.run_next().expect("send");
         let j = mailbaar_campaigns::get_mail_job(&mut conn, job.id).expect("job");
         if !j.status.is_active() {
             break;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
     let send = t.elapsed();
+    for h in handles {
+        h.stop();
+    }
     let done = mailbaar_campaigns::get_mail_job(&mut conn, job.id).expect("job");
     assert_eq!(done.progress.sent, frozen.progress.recipients, "all sent");
     let n = messages.load(Ordering::Relaxed).max(1);
@@ -283,20 +305,24 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
+    let runners: usize = std::env::var("MAILBAAR_BENCH_RUNNERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let only = std::env::var("MAILBAAR_BENCH_BACKENDS").unwrap_or_default();
     let mut rows = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         if !only.is_empty() && !only.contains(backend.name()) {
             continue;
         }
-        match bench(backend, recipients, connections) {
+        match bench(backend, recipients, connections, runners) {
             Some(row) => rows.push(row),
             None => eprintln!("{}: skipped", backend.name()),
         }
     }
     println!();
     println!(
-        "SMTP delivery of a tracked, personalised newsletter with blocks to smtp-sink on loopback, {connections} connections; reference: smtp-source, same count, size and sessions, same run"
+        "SMTP delivery of a tracked, personalised newsletter with blocks to smtp-sink on loopback, {connections} connections, {runners} runner threads; reference: smtp-source, same count, size and sessions, same run"
     );
     println!("| engine | messages | average size | mailbaar | smtp-source | ratio | peak memory before → after |");
     println!("|---|---|---|---|---|---|---|");

@@ -736,12 +736,26 @@ fn deliver(
             }
             continue;
         }
-        let first = rx
-            .recv()
-            .map_err(|_| CampaignError::Refused("the transport stopped before answering".into()))?;
-        for (i, handover) in std::iter::once(first).chain(rx.try_iter()) {
+        // Verdicts are committed in groups: wait until at least half the window is free
+        // (or nothing is left to start), so one commit records several hand-overs.
+        let more_to_start = stop.is_none() && next < claimed.len();
+        let refill_at = if more_to_start { window.div_ceil(2) } else { 1 };
+        let mut freed = 0;
+        while freed < refill_at.min(in_flight) || freed == 0 {
+            let (i, handover) = rx.recv().map_err(|_| {
+                CampaignError::Refused("the transport stopped before answering".into())
+            })?;
             in_flight -= 1;
+            freed += 1;
             verdicts.push((i, verdict_of(handover, &claimed[i], delivery)));
+            for (i, handover) in rx.try_iter() {
+                in_flight -= 1;
+                freed += 1;
+                verdicts.push((i, verdict_of(handover, &claimed[i], delivery)));
+            }
+            if in_flight == 0 {
+                break;
+            }
         }
     }
     if stop.is_some() {
