@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::config::{Config, TaskConfig};
 use crate::StartError;
 use mailbaar_campaigns::{
-    dkim_signing, Delivery, EmlTransport, Links, Retry, SendWork, SmtpSettings, SmtpTransport, Transport,
+    dkim_signing, Delivery, EmlTransport, Links, Retry, SendWork, SmtpSettings, SmtpTransport,
+    Transport,
 };
 
 /// How this process delivers messages: over SMTP when `MAILBAAR_SMTP_URL` is set, else the
@@ -31,14 +32,14 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
         None => Arc::new(EmlTransport::new(config.outbox.clone())),
     };
     let delivery = Delivery::new(transport, links)
-            .with_batch_size(d.batch)
-            .with_lease(d.lease)
-            .with_retry(Retry {
-                max_attempts: d.max_attempts,
-                first_delay: d.retry_first,
-            })
-            .with_parallel_runs(d.runs)
-            .with_pace(d.rate, d.rate_total);
+        .with_batch_size(d.batch)
+        .with_lease(d.lease)
+        .with_retry(Retry {
+            max_attempts: d.max_attempts,
+            first_delay: d.retry_first,
+        })
+        .with_parallel_runs(d.runs)
+        .with_pace(d.rate, d.rate_total);
     let delivery = match &d.dkim {
         Some(k) => {
             let pem = std::fs::read_to_string(&k.key_file).map_err(|e| {

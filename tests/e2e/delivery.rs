@@ -413,7 +413,13 @@ async fn dkim_signs_test_mails_and_sends_when_a_key_is_configured(backend: Backe
         let dkim = head
             .split("\r\n")
             .position(|l| l.to_ascii_lowercase().starts_with("dkim-signature:"))
-            .map(|i| head.split("\r\n").skip(i).take(8).collect::<Vec<_>>().join(" "))
+            .map(|i| {
+                head.split("\r\n")
+                    .skip(i)
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .unwrap_or_else(|| panic!("no DKIM-Signature: {head}"));
         for tag in ["a=ed25519-sha256", "d=example.org", "s=mb2026", "bh="] {
             assert!(dkim.contains(tag), "{tag} in {dkim}");

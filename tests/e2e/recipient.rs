@@ -54,7 +54,8 @@ fn moment_of(app: &TestApp, person: i64) -> (i64, Option<String>, i32, i32, bool
 /// A path with one character of its token changed.
 fn tampered(path: &str) -> String {
     let mut chars: Vec<char> = path.chars().collect();
-    let i = path.rfind('/').unwrap() + 3;
+    // The token follows `/r/{page}/` (a click path ends in `/{index}` after it).
+    let i = path.match_indices('/').nth(2).unwrap().0 + 3;
     chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
     chars.into_iter().collect()
 }
@@ -228,6 +229,16 @@ async fn links_pages_and_tracking(app: TestApp) {
     );
     let r = app.send("GET", &tampered(click), None, None).await;
     assert_eq!(r.status, 404);
+    // One signature per message, the link by its place in the job's link table: an index
+    // outside the table, or not a number, redirects nowhere.
+    let (prefix, _) = click.rsplit_once('/').expect("/r/c/{token}/{index}");
+    for index in ["999", "-1", "x", "1e3"] {
+        let r = app
+            .send("GET", &format!("{prefix}/{index}"), None, None)
+            .await;
+        assert_eq!(r.status, 404, "index {index}: {}", r.text);
+        assert!(r.location.is_none());
+    }
     assert!(
         r.location.is_none(),
         "no redirect for a foreign or changed target"

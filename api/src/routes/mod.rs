@@ -36,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(recipient::unsubscribe)
         .service(recipient::open_pixel)
         .service(recipient::click)
+        .service(recipient::table_click)
         .service(recipient::view_online)
         .service(
             web::scope("/api/v1")

@@ -576,6 +576,35 @@ pub async fn click(state: web::Data<AppState>, token: web::Path<String>) -> Http
     }
 }
 
+/// The click redirect of a link in a message's link table: one signature per message,
+/// the index names the link of the content it was sent with (no open redirect either).
+#[get("/r/c/{token}/{index}")]
+pub async fn table_click(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let delivery = state.delivery.clone();
+    let (token, index) = path.into_inner();
+    let tracked = state
+        .db(move |conn| {
+            mailbaar_campaigns::track_click(conn, &delivery, &token, &index, mailbaar_store::now())
+        })
+        .await;
+    match tracked {
+        Ok(Some(target)) => HttpResponse::Found()
+            .insert_header((header::LOCATION, target))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::REFERRER_POLICY, "no-referrer"))
+            .finish(),
+        other => {
+            if let Err(e) = other {
+                tracing::warn!(error = %e, "a click was not recorded");
+            }
+            refusal(&state, LinkRefusal::Invalid).await
+        }
+    }
+}
+
 /// The web version: the message as that recipient got it.
 #[get("/r/view/{token}")]
 pub async fn view_online(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
@@ -621,6 +650,9 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
             Some("GET, POST")
         }
         (Some("r"), Some("view" | "o" | "c"), Some(t), None) if !t.is_empty() => Some("GET"),
+        (Some("r"), Some("c"), Some(t), Some(i)) if !t.is_empty() && !i.is_empty() => {
+            parts.next().is_none().then_some("GET")
+        }
         _ => None,
     }
 }

@@ -51,8 +51,9 @@ pub use mailing::{
 };
 pub use readiness::{readiness, Readiness, Requirement, RequirementCode, PERSON_FIELDS};
 pub use recipient::{
-    choice_label, preferences, reach, save_preferences, track, unsubscribe, unsubscribe_target,
-    view_online, LinkRefusal, PreferenceChoice, Preferences, Reached, Unsubscribed, RECIPIENT,
+    choice_label, preferences, reach, save_preferences, track, track_click, unsubscribe,
+    unsubscribe_target, view_online, LinkRefusal, PreferenceChoice, Preferences, Reached,
+    Unsubscribed, RECIPIENT,
 };
 pub use results::{
     delete_test_contact_moments, step_results, HourBucket, Rate, StepResults, TestResults,

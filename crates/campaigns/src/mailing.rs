@@ -35,6 +35,8 @@ pub struct Delivery {
     pub(crate) local_pace: Option<Arc<LocalPace>>,
     pub(crate) overall_rate: Option<f64>,
     pub(crate) dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    /// The link tables of frozen mail jobs' content, by job (they never change).
+    link_tables: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<Vec<String>>>>>,
 }
 
 /// How often and how far apart a deferred message (4xx, or no answer) is tried again.
@@ -83,6 +85,7 @@ impl Delivery {
             local_pace: None,
             overall_rate: None,
             dkim: None,
+            link_tables: Arc::default(),
         }
     }
 
@@ -137,6 +140,57 @@ impl Delivery {
         match &self.dkim {
             Some(dkim) => compiled.with_dkim(dkim.clone()),
             None => compiled,
+        }
+    }
+
+    /// The link table a message's click indexes point into: that of the job's frozen
+    /// content, or of the step as it is now for a test mail. `None` when it cannot be
+    /// compiled any more.
+    pub(crate) fn link_table(
+        &self,
+        conn: &mut DbConnection,
+        job: Option<i64>,
+        step: Option<i64>,
+    ) -> Result<Option<Arc<Vec<String>>>, CampaignError> {
+        const KEPT: usize = 256;
+        let compile = |step: &mailbaar_render::Step| {
+            CompiledStep::compile(step, &crate::PERSON_FIELDS)
+                .ok()
+                .map(|c| Arc::new(c.link_table().to_vec()))
+        };
+        match (job, step) {
+            (Some(job), _) => {
+                let cache = || self.link_tables.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(t) = cache().get(&job) {
+                    return Ok(Some(t.clone()));
+                }
+                let content: Option<String> = mailbaar_store::schema::mail_jobs::table
+                    .find(job)
+                    .select(mailbaar_store::schema::mail_jobs::content)
+                    .first::<Option<String>>(conn)
+                    .optional()?
+                    .flatten();
+                let Some(frozen) =
+                    content.and_then(|c| serde_json::from_str::<crate::sending::Frozen>(&c).ok())
+                else {
+                    return Ok(None);
+                };
+                let table = compile(&frozen.step);
+                if let Some(t) = &table {
+                    let mut kept = cache();
+                    if kept.len() >= KEPT {
+                        kept.clear();
+                    }
+                    kept.insert(job, t.clone());
+                }
+                Ok(table)
+            }
+            (None, Some(step)) => match step_row(conn, step) {
+                Ok(row) => Ok(compile(&row.render_step())),
+                Err(CampaignError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+            (None, None) => Ok(None),
         }
     }
 

@@ -382,35 +382,76 @@ pub fn track(
     let Some(id) = id else {
         return Ok(None);
     };
+    let click = matches!(link, TrackedLink::Click { .. });
+    Ok((record_tracking(conn, id, click, now)? == 1).then_some(link))
+}
+
+/// Counts an open or a click (a click is an open too when none was seen, images being
+/// blocked) on a contact moment; the rows changed (0 for an unknown one).
+fn record_tracking(
+    conn: &mut DbConnection,
+    id: i64,
+    click: bool,
+    now: NaiveDateTime,
+) -> Result<usize, CampaignError> {
     let target = contact_moments::table.find(id);
-    let changed = match &link {
-        TrackedLink::Open { .. } => diesel::update(target)
+    let first = |column: &'static str| {
+        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>(&format!(
+            "COALESCE({column}, "
+        ))
+        .bind::<diesel::sql_types::Timestamp, _>(now)
+        .sql(")")
+    };
+    Ok(if click {
+        diesel::update(target)
             .set((
-                contact_moments::opened_at.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
-                >("COALESCE(opened_at, ")
-                .bind::<diesel::sql_types::Timestamp, _>(now)
-                .sql(")")),
-                contact_moments::open_count.eq(contact_moments::open_count + 1),
-            ))
-            .execute(conn)?,
-        TrackedLink::Click { .. } => diesel::update(target)
-            .set((
-                contact_moments::clicked_at.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
-                >("COALESCE(clicked_at, ")
-                .bind::<diesel::sql_types::Timestamp, _>(now)
-                .sql(")")),
-                contact_moments::opened_at.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamp>,
-                >("COALESCE(opened_at, ")
-                .bind::<diesel::sql_types::Timestamp, _>(now)
-                .sql(")")),
+                contact_moments::clicked_at.eq(first("clicked_at")),
+                contact_moments::opened_at.eq(first("opened_at")),
                 contact_moments::click_count.eq(contact_moments::click_count + 1),
             ))
-            .execute(conn)?,
+            .execute(conn)?
+    } else {
+        diesel::update(target)
+            .set((
+                contact_moments::opened_at.eq(first("opened_at")),
+                contact_moments::open_count.eq(contact_moments::open_count + 1),
+            ))
+            .execute(conn)?
+    })
+}
+
+/// Records a click on a link of a message's link table (`/r/c/{token}/{index}`: one
+/// signature per message, the link's place in the table of the content it was sent
+/// with) and returns the link's target; `None` when the token does not verify, the index
+/// is outside the table, or the target may not be redirected to.
+pub fn track_click(
+    conn: &mut DbConnection,
+    delivery: &Delivery,
+    token: &str,
+    index: &str,
+    now: NaiveDateTime,
+) -> Result<Option<String>, CampaignError> {
+    let Ok((tracking_id, index)) = delivery.links.tracking().verify_click(token, index) else {
+        return Ok(None);
     };
-    Ok((changed == 1).then_some(link))
+    let Ok(id) = tracking_id.parse::<i64>() else {
+        return Ok(None);
+    };
+    let Some((job, step)) = contact_moments::table
+        .find(id)
+        .select((contact_moments::mail_job_id, contact_moments::step_id))
+        .first::<(Option<i64>, Option<i64>)>(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let Some(table) = delivery.link_table(conn, job, step)? else {
+        return Ok(None);
+    };
+    let Some(target) = table.get(index).and_then(|t| redirect_target(t)) else {
+        return Ok(None);
+    };
+    Ok((record_tracking(conn, id, true, now)? == 1).then_some(target))
 }
 
 /// The message of a contact moment as its recipient got it (same content, blocks, links

@@ -155,13 +155,14 @@ impl ConnectionPool {
             }
             None => self.connect().await?,
         };
-        let result = match tokio::time::timeout(self.connector.timeout, conn.send(envelope, bytes)).await {
-            Ok(r) => r.map_err(Failure::from),
-            Err(_) => Err(io_error(
-                std::io::ErrorKind::TimedOut,
-                "the server did not answer in time",
-            )),
-        };
+        let result =
+            match tokio::time::timeout(self.connector.timeout, conn.send(envelope, bytes)).await {
+                Ok(r) => r.map_err(Failure::from),
+                Err(_) => Err(io_error(
+                    std::io::ErrorKind::TimedOut,
+                    "the server did not answer in time",
+                )),
+            };
         if !conn.has_broken() {
             self.idle
                 .lock()
@@ -251,9 +252,7 @@ impl SmtpTransport {
                     name => ClientId::Domain(name.to_owned()),
                 };
                 let credentials = (!url.username().is_empty()).then(|| {
-                    let decode = |s: &str| {
-                        percent_decode(s)
-                    };
+                    let decode = |s: &str| percent_decode(s);
                     Credentials::new(
                         decode(url.username()),
                         decode(url.password().unwrap_or_default()),
