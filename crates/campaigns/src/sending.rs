@@ -242,6 +242,12 @@ fn freeze(conn: &mut DbConnection, id: i64, at: NaiveDateTime) -> Result<String,
             "{recipients} recipients frozen, {skipped_previous} earlier recipients skipped"
         ))
     })?;
+    // The send's statements find recipients by (job, state) and (job, person): without
+    // fresh statistics PostgreSQL plans them for the empty table it last saw and scans
+    // every recipient per statement (802 instead of 1,430 messages a second at 100,000).
+    if let DbConnection::Pg(_) = conn {
+        diesel::sql_query("ANALYZE mail_job_recipients").execute(conn)?;
+    }
     Ok(summary)
 }
 
@@ -501,6 +507,8 @@ struct Candidate {
     blocks: i64,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    contact_moment_id: Option<i64>,
 }
 
 fn literal(t: NaiveDateTime) -> String {
@@ -529,7 +537,7 @@ fn candidates(
         DbConnection::Sqlite(_) => "",
     };
     Ok(diesel::sql_query(format!(
-        "SELECT person_id, blocks, attempts FROM mail_job_recipients
+        "SELECT person_id, blocks, attempts, contact_moment_id FROM mail_job_recipients
          WHERE mail_job_id = {id} AND {filter}
          ORDER BY person_id LIMIT {size}{lock}"
     ))
@@ -594,11 +602,29 @@ fn claim(
                 mail_job_recipients::lease_until.eq(at + delivery.lease),
             ))
             .execute(conn)?;
-        let mut moments = moments_of(conn, id, &ids)?;
-        let missing: Vec<i64> = ids
+        // Contact moments are found by their id (kept with the recipient), never by
+        // (job, person): PostgreSQL plans that lookup on statistics taken before the job's
+        // moments existed and scans them all, each claim slower than the last.
+        let known: Vec<i64> = picked.iter().filter_map(|c| c.contact_moment_id).collect();
+        let mut moments: BTreeMap<i64, (i64, String)> = if known.is_empty() {
+            BTreeMap::new()
+        } else {
+            contact_moments::table
+                .filter(contact_moments::id.eq_any(&known))
+                .select((
+                    contact_moments::person_id,
+                    contact_moments::id,
+                    contact_moments::message_id,
+                ))
+                .load::<(i64, i64, Option<String>)>(conn)?
+                .into_iter()
+                .map(|(p, cm, m)| (p, (cm, m.unwrap_or_default())))
+                .collect()
+        };
+        let missing: Vec<i64> = picked
             .iter()
-            .copied()
-            .filter(|p| !moments.contains_key(p))
+            .filter(|c| c.contact_moment_id.is_none())
+            .map(|c| c.person_id)
             .collect();
         if !missing.is_empty() {
             let rows: Vec<_> = missing
@@ -617,12 +643,33 @@ fn claim(
                 .collect();
             // One multi-row INSERT, on each engine's own connection (the multi-backend
             // connection does not batch).
-            let insert = diesel::insert_into(contact_moments::table).values(&rows);
-            match conn {
-                DbConnection::Pg(c) => insert.execute(c)?,
-                DbConnection::Sqlite(c) => insert.execute(c)?,
+            let insert = diesel::insert_into(contact_moments::table)
+                .values(&rows)
+                .returning((
+                    contact_moments::person_id,
+                    contact_moments::id,
+                    contact_moments::message_id,
+                ));
+            let made: Vec<(i64, i64, Option<String>)> = match conn {
+                DbConnection::Pg(c) => insert.get_results(c)?,
+                DbConnection::Sqlite(c) => insert.get_results(c)?,
             };
-            moments.extend(moments_of(conn, id, &missing)?);
+            // Every value is an integer made here, so they are literals.
+            let cases: String = made
+                .iter()
+                .map(|(p, cm, _)| format!(" WHEN {p} THEN {cm}"))
+                .collect();
+            let persons: Vec<String> = made.iter().map(|(p, _, _)| p.to_string()).collect();
+            diesel::sql_query(format!(
+                "UPDATE mail_job_recipients SET contact_moment_id = CASE person_id{cases} END
+                 WHERE mail_job_id = {id} AND person_id IN ({})",
+                persons.join(", ")
+            ))
+            .execute(conn)?;
+            moments.extend(
+                made.into_iter()
+                    .map(|(p, cm, m)| (p, (cm, m.unwrap_or_default()))),
+            );
         }
         Ok(picked
             .into_iter()
@@ -638,25 +685,6 @@ fn claim(
             })
             .collect())
     })
-}
-
-fn moments_of(
-    conn: &mut DbConnection,
-    id: i64,
-    persons: &[i64],
-) -> Result<BTreeMap<i64, (i64, String)>, CampaignError> {
-    Ok(contact_moments::table
-        .filter(contact_moments::mail_job_id.eq(id))
-        .filter(contact_moments::person_id.eq_any(persons))
-        .select((
-            contact_moments::person_id,
-            contact_moments::id,
-            contact_moments::message_id,
-        ))
-        .load::<(i64, i64, Option<String>)>(conn)?
-        .into_iter()
-        .map(|(p, cm, m)| (p, (cm, m.unwrap_or_default())))
-        .collect())
 }
 
 /// Delivers a claimed batch with at most the transport's concurrency in flight. A message

@@ -304,6 +304,7 @@ diesel::table! {
         lease_until -> Nullable<Timestamp>,
         next_attempt_at -> Nullable<Timestamp>,
         in_doubt -> Bool,
+        contact_moment_id -> Nullable<BigInt>,
     }
 }
 

@@ -10,6 +10,8 @@ ALTER TABLE mail_job_recipients ADD COLUMN lease_until TIMESTAMP;
 -- A deferred recipient (4xx, or no answer) is not tried again before this time.
 ALTER TABLE mail_job_recipients ADD COLUMN next_attempt_at TIMESTAMP;
 ALTER TABLE mail_job_recipients ADD COLUMN in_doubt BOOLEAN NOT NULL DEFAULT FALSE;
+-- The recipient's contact moment (and so its Message-ID), made when first claimed.
+ALTER TABLE mail_job_recipients ADD COLUMN contact_moment_id BIGINT;
 
 ALTER TABLE mail_jobs ADD COLUMN bounced BIGINT NOT NULL DEFAULT 0;
 -- Hand-overs cut off by a stopped worker: each may have reached the recipient twice.
