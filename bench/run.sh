@@ -47,14 +47,25 @@ cargo bench --quiet -p mailbaar-profiles --bench recalculate | tee -a "$rows" >&
 cargo bench --quiet -p mailbaar-campaigns --bench prepare | tee -a "$rows" >&2
 cargo bench --quiet -p mailbaar-imports --bench import | tee -a "$rows" >&2
 
+step "SMTP delivery to smtp-sink beside smtp-source"
+if command -v smtp-sink >/dev/null && command -v smtp-source >/dev/null; then
+    MAILBAAR_BENCH_RECIPIENTS="${MAILBAAR_BENCH_RECIPIENTS:-100000}" \
+        cargo bench --quiet -p mailbaar-campaigns --bench deliver | tee -a "$rows" >&2
+else
+    echo "skipped: SMTP delivery needs smtp-sink and smtp-source (apt-get install postfix)" >&2
+fi
+
 step "rendering"
-cargo bench --quiet -p mailbaar-render --bench render -- message_untracked >/dev/null 2>&1
-python3 - "$rows" <<'PY'
-import json, sys
-est = json.load(open("target/criterion/newsletter_30kb_3_blocks/message_untracked/new/estimates.json"))
-ns = est["median"]["point_estimate"]
+summary=$(cargo bench --quiet -p mailbaar-render --bench render 2>/dev/null | grep '^summary')
+echo "$summary" >&2
+python3 - "$rows" "$summary" <<'PY'
+import re, sys
+s = sys.argv[2]
+rate = lambda name: float(re.search(name + r": (\d+) msg/s", s).group(1))
+ref = rate("lettre reference")
 with open(sys.argv[1], "a") as f:
-    f.write(f"bench-row\trendering: complete messages per second (28 KB newsletter, one core)\t-\t{1e9 / ns:,.0f} msg/s\t-\t-\n")
+    for kind in ("tracked", "untracked"):
+        f.write(f"bench-row\trendering: complete {kind} messages per second (30 KB newsletter, one core)\t-\t{rate(kind):,.0f} msg/s\t{ref:,.0f} msg/s (lettre's MessageBuilder)\t{rate(kind) / ref:.2f}×\n")
 PY
 
 bin=target/release/mailbaar
