@@ -584,3 +584,21 @@ pub fn send_test_mail(
     }
     Ok(sent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Retry;
+    use std::time::Duration;
+
+    #[test]
+    fn retries_wait_twice_as_long_each_time_and_at_most_a_day() {
+        let retry = Retry {
+            max_attempts: 6,
+            first_delay: Duration::from_secs(300),
+        };
+        let minutes: Vec<i64> = (1..=5).map(|a| retry.delay(a).num_minutes()).collect();
+        assert_eq!(minutes, [5, 10, 20, 40, 80]);
+        assert_eq!(retry.delay(40).num_hours(), 24);
+        assert_eq!(retry.delay(0).num_minutes(), 5, "a first attempt counts as one");
+    }
+}
