@@ -241,60 +241,90 @@ pub(crate) fn lock_job(conn: &mut DbConnection, id: i64) -> Result<JobRow, Campa
     job_row(conn, id)
 }
 
-/// Live counts of a job's recipients by state, for the ones that change while it sends.
+/// A job's recipients by state. While a job sends, its counts are read from here, so
+/// no send run writes a shared counter row per commit (several workers would queue on it);
+/// the job's own columns are written when a run stops and when the job ends.
 #[derive(Debug, Default, Clone, Copy)]
-struct Live {
-    deferred: i64,
-    sending: i64,
+pub(crate) struct StateCounts {
+    pub sent: i64,
+    pub deferred: i64,
+    pub bounced: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub sending: i64,
     /// `sending` under an expired lease: not yet taken over.
-    abandoned: i64,
+    pub abandoned: i64,
 }
 
-fn live(conn: &mut DbConnection, row: &JobRow) -> Result<Live, CampaignError> {
+/// Counts a job's recipients by state (one index-only scan).
+pub(crate) fn state_counts(conn: &mut DbConnection, id: i64) -> Result<StateCounts, CampaignError> {
     use mailbaar_store::schema::mail_job_recipients as r;
-    if !matches!(
-        row.status(),
-        MailJobStatus::Sending | MailJobStatus::Prepared
-    ) && row.status() != MailJobStatus::Cancelled
-    {
-        return Ok(Live::default());
+    let rows: Vec<(String, i64)> = r::table
+        .filter(r::mail_job_id.eq(id))
+        .group_by(r::state)
+        .select((r::state, diesel::dsl::count_star()))
+        .load(conn)?;
+    let mut c = StateCounts::default();
+    for (state, n) in rows {
+        match state.as_str() {
+            "sent" => c.sent = n,
+            "deferred" => c.deferred = n,
+            "bounced" => c.bounced = n,
+            "failed" => c.failed = n,
+            "skipped" => c.skipped = n,
+            "sending" => c.sending = n,
+            _ => {}
+        }
     }
-    let at = now();
-    let count = |conn: &mut DbConnection, state: &str| -> Result<i64, CampaignError> {
-        Ok(r::table
-            .filter(r::mail_job_id.eq(row.id))
-            .filter(r::state.eq(state))
-            .count()
-            .get_result(conn)?)
-    };
-    let deferred = count(conn, "deferred")?;
-    let sending = count(conn, "sending")?;
-    let abandoned = if sending > 0 {
-        r::table
-            .filter(r::mail_job_id.eq(row.id))
+    if c.sending > 0 {
+        c.abandoned = r::table
+            .filter(r::mail_job_id.eq(id))
             .filter(r::state.eq("sending"))
-            .filter(r::lease_until.lt(at))
+            .filter(r::lease_until.lt(now()))
             .count()
-            .get_result(conn)?
-    } else {
-        0
-    };
-    Ok(Live {
-        deferred,
-        sending,
-        abandoned,
+            .get_result(conn)?;
+    }
+    Ok(c)
+}
+
+/// Writes a job's counts from its recipients' states into its own columns.
+pub(crate) fn store_counts(conn: &mut DbConnection, id: i64) -> Result<StateCounts, CampaignError> {
+    let c = state_counts(conn, id)?;
+    diesel::update(mail_jobs::table.find(id))
+        .set((
+            mail_jobs::sent.eq(c.sent),
+            mail_jobs::bounced.eq(c.bounced),
+            mail_jobs::failed.eq(c.failed),
+            mail_jobs::skipped.eq(c.skipped),
+        ))
+        .execute(conn)?;
+    Ok(c)
+}
+
+/// The counts to show: live from the recipients while the job can still send, else the
+/// job's stored ones.
+fn counts_of(conn: &mut DbConnection, row: &JobRow) -> Result<StateCounts, CampaignError> {
+    if matches!(row.status(), MailJobStatus::Sending | MailJobStatus::Prepared) {
+        return state_counts(conn, row.id);
+    }
+    Ok(StateCounts {
+        sent: row.sent,
+        bounced: row.bounced,
+        failed: row.failed,
+        skipped: row.skipped,
+        ..Default::default()
     })
 }
 
-fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz, live: Live) -> MailJob {
+fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz, live: StateCounts) -> MailJob {
     let local = |t: NaiveDateTime| t.and_utc().with_timezone(&tz).fixed_offset();
-    let done = row.sent + row.failed + row.skipped + row.bounced;
+    let done = live.sent + live.failed + live.skipped + live.bounced;
     let rate = match row.started_at {
         Some(start) => {
             let end = row.finished_at.unwrap_or_else(now);
             let seconds = (end - start).num_milliseconds() as f64 / 1000.0;
             if seconds > 0.0 {
-                (row.sent as f64 / seconds * 10.0).round() / 10.0
+                (live.sent as f64 / seconds * 10.0).round() / 10.0
             } else {
                 0.0
             }
@@ -315,11 +345,11 @@ fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz, live: Live) -> Ma
         include_previous_recipients: row.include_previous_recipients,
         progress: MailJobProgress {
             recipients: row.recipients,
-            sent: row.sent,
+            sent: live.sent,
             deferred: live.deferred,
-            bounced: row.bounced,
-            failed: row.failed,
-            skipped: row.skipped,
+            bounced: live.bounced,
+            failed: live.failed,
+            skipped: live.skipped,
             sending: live.sending,
             in_doubt: row.in_doubt + live.abandoned,
             remaining: (row.recipients - done).max(0),
@@ -349,7 +379,7 @@ pub fn get_mail_job(conn: &mut DbConnection, id: i64) -> Result<MailJob, Campaig
     let row = job_row(conn, id)?;
     let tz = mailbaar_settings::load(conn)?.tz();
     let names = step_names(conn, row.step_id)?;
-    let live = live(conn, &row)?;
+    let live = counts_of(conn, &row)?;
     Ok(to_job(row, names, tz, live))
 }
 
@@ -380,7 +410,7 @@ pub fn list_mail_jobs(
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let names = step_names(conn, row.step_id)?;
-        let live = live(conn, &row)?;
+        let live = counts_of(conn, &row)?;
         items.push(to_job(row, names, tz, live));
     }
     Ok(Page::new(items, total, page))
@@ -583,9 +613,10 @@ pub fn cancel_mail_job(
                 mail_jobs::updated_at.eq(at),
             ))
             .execute(conn)?;
+        let counts = store_counts(conn, id)?;
         let step = lock_step(conn, job.step_id)?;
         if step.send_kind() == SendKind::OneTime
-            && job.sent == 0
+            && counts.sent == 0
             && !step_has_other_jobs(conn, step.id, id)?
         {
             diesel::update(campaign_steps::table.find(step.id))

@@ -60,6 +60,7 @@ pub(crate) fn fail_job(
             mail_jobs::updated_at.eq(at),
         ))
         .execute(conn)?;
+    crate::job::store_counts(conn, id)?;
     release_if_nothing_sent(conn, id)
 }
 
@@ -399,18 +400,20 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
         compiled,
         frozen,
     };
+    let mut handled = 0i64;
     loop {
         ctx.check_lease()?;
         let claimed = claim(&mut conn, &job, delivery, &run)?;
         if claimed.is_empty() {
             break;
         }
+        let claimed_count = claimed.len() as i64;
         if let Some(reason) = deliver(&mut conn, &job, delivery, &run, claimed)? {
             return Ok(Outcome::Done(format!("mail job {id}: {reason}")));
         }
-        let row = crate::job::job_row(&mut conn, id)?;
-        let done = row.sent + row.failed + row.skipped + row.bounced;
-        ctx.progress(done, total, &format!("{} of {total} sent", row.sent))?;
+        // The task's progress is this run's: the job's live counts are its recipients'.
+        handled += claimed_count;
+        ctx.progress(handled.min(total), total, &format!("{handled} handled by this run"))?;
     }
     finish(&mut conn, id)
 }
@@ -463,6 +466,16 @@ fn finish(conn: &mut DbConnection, id: i64) -> Result<Outcome, CampaignError> {
             });
         }
         let at = mailbaar_store::now();
+        let job = {
+            let c = crate::job::store_counts(conn, id)?;
+            JobRow {
+                sent: c.sent,
+                bounced: c.bounced,
+                failed: c.failed,
+                skipped: c.skipped,
+                ..job
+            }
+        };
         // Every message failing is a failed job, not a sent one.
         let status = if job.sent == 0 && job.failed + job.bounced > 0 {
             MailJobStatus::Failed
@@ -880,16 +893,15 @@ fn commit(
                 .filter(mail_job_recipients::mail_job_id.eq(id))
                 .filter(mail_job_recipients::person_id.eq_any(persons))
         };
-        let (mut sent, mut bounced, mut failed, mut skipped) = (0i64, 0i64, 0i64, 0i64);
         let delivered: Vec<&Claimed> = verdicts
             .iter()
             .filter(|(_, v)| matches!(v, Verdict::Sent))
             .map(|(i, _)| &claimed[*i])
             .collect();
         if !delivered.is_empty() {
-            // Only rows still `sending` count: a run that took over an abandoned hand-over
-            // and finished first has counted it already.
-            sent = diesel::update(
+            // Only rows still `sending`: a run that took over an abandoned hand-over and
+            // finished first has recorded it already.
+            diesel::update(
                 rows(delivered.iter().map(|c| c.person_id).collect())
                     .filter(mail_job_recipients::state.eq("sending")),
             )
@@ -899,7 +911,7 @@ fn commit(
                 mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
                 mail_job_recipients::last_error.eq(None::<String>),
             ))
-            .execute(conn)? as i64;
+            .execute(conn)?;
             let moments: Vec<i64> = delivered.iter().map(|c| c.contact_moment_id).collect();
             diesel::update(contact_moments::table.filter(contact_moments::id.eq_any(&moments)))
                 .set((
@@ -926,14 +938,14 @@ fn commit(
                         .execute(conn)?;
                 }
                 Verdict::Bounced(reply) => {
-                    bounced += diesel::update(row)
+                    diesel::update(row)
                         .set((
                             mail_job_recipients::state.eq("bounced"),
                             mail_job_recipients::claimed_by.eq(None::<String>),
                             mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
                             mail_job_recipients::last_error.eq(clip(reply)),
                         ))
-                        .execute(conn)? as i64;
+                        .execute(conn)?;
                     diesel::update(contact_moments::table.find(c.contact_moment_id))
                         .set((
                             contact_moments::bounced_at.eq(at),
@@ -955,14 +967,14 @@ fn commit(
                     } else {
                         "skipped"
                     };
-                    let n = diesel::update(row)
+                    diesel::update(row)
                         .set((
                             mail_job_recipients::state.eq(state),
                             mail_job_recipients::claimed_by.eq(None::<String>),
                             mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
                             mail_job_recipients::last_error.eq(clip(reason)),
                         ))
-                        .execute(conn)? as i64;
+                        .execute(conn)?;
                     // No message went out: no contact moment, unless an earlier attempt
                     // may have delivered it.
                     diesel::delete(
@@ -971,24 +983,8 @@ fn commit(
                             .filter(contact_moments::sent_at.is_null()),
                     )
                     .execute(conn)?;
-                    if state == "failed" {
-                        failed += n;
-                    } else {
-                        skipped += n;
-                    }
                 }
             }
-        }
-        if sent + bounced + failed + skipped > 0 {
-            diesel::update(mail_jobs::table.find(id))
-                .set((
-                    mail_jobs::sent.eq(mail_jobs::sent + sent),
-                    mail_jobs::bounced.eq(mail_jobs::bounced + bounced),
-                    mail_jobs::failed.eq(mail_jobs::failed + failed),
-                    mail_jobs::skipped.eq(mail_jobs::skipped + skipped),
-                    mail_jobs::updated_at.eq(at),
-                ))
-                .execute(conn)?;
         }
         if status != MailJobStatus::Sending.as_str() {
             return Ok(Committed::Stop(format!(
@@ -1029,6 +1025,7 @@ fn release(conn: &mut DbConnection, id: i64, run: &str) -> Result<(), CampaignEr
         mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
     ))
     .execute(conn)?;
+    crate::job::store_counts(conn, id)?;
     Ok(())
 }
 
