@@ -38,6 +38,7 @@ engine_tests!(
     smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection,
     pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
     cancel_while_sending_stops_starting_messages_at_once,
+    a_refused_sender_or_message_fails_without_making_anyone_a_bouncer,
     dkim_signs_test_mails_and_sends_when_a_key_is_configured,
     killed_workers_lose_nobody_and_double_only_what_was_in_flight
 );
@@ -425,6 +426,89 @@ async fn dkim_signs_test_mails_and_sends_when_a_key_is_configured(backend: Backe
             assert!(dkim.contains(tag), "{tag} in {dkim}");
         }
     }
+}
+
+async fn a_refused_sender_or_message_fails_without_making_anyone_a_bouncer(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(app) = smtp_app(backend, &sink, 2).await else {
+        return;
+    };
+    let w = world(&app).await;
+    let spam = person(
+        &app,
+        json!({"email": "spam.sander@example.nl", "first_name": "Sander"}),
+    )
+    .await;
+    opt_in(&app, spam, w.type_id).await;
+    // 554 at the end of DATA for one recipient: that recipient fails, is no bouncer.
+    let step = ready_step(&app, &w).await;
+    let id = send(&app, step).await;
+    let done = app.wait_for_mail_job(id, &["sent", "failed"]).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    assert_eq!(
+        (
+            done["progress"]["sent"].as_i64(),
+            done["progress"]["failed"].as_i64()
+        ),
+        (Some(5), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["progress"]["bounced"], 0);
+    // 550 at MAIL FROM, for everyone: the job fails, and nobody becomes a bouncer.
+    ok(
+        app.admin(
+            "POST",
+            &format!("/api/v1/campaign-steps/{step}/reset"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    ok(
+        app.admin(
+            "PATCH",
+            &format!("/api/v1/campaign-steps/{step}"),
+            Some(json!({"from_email": "blocked@example.org"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let again = ok(
+        app.admin(
+            "POST",
+            &format!("/api/v1/campaign-steps/{step}/send"),
+            Some(json!({"include_previous_recipients": true})),
+        )
+        .await,
+        202,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let refused = app.wait_for_mail_job(again, &["sent", "failed"]).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert_eq!(refused["progress"]["bounced"], 0, "{refused}");
+    assert_eq!(refused["progress"]["sent"], 0, "{refused}");
+    let mut conn = app.pool.get().unwrap();
+    let bouncers: i64 = persons::table
+        .filter(persons::bouncer.eq(true))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(bouncers, 1, "only the world's own bouncer");
+    let reason: Option<String> = mail_job_recipients::table
+        .filter(mail_job_recipients::mail_job_id.eq(again))
+        .select(mail_job_recipients::last_error)
+        .first(&mut conn)
+        .unwrap();
+    assert!(
+        reason.as_deref().unwrap_or("").contains("MAIL FROM"),
+        "{reason:?}"
+    );
 }
 
 async fn tokio_sleep(ms: u64) {

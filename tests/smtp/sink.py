@@ -9,7 +9,10 @@ temporary name, then renamed). The recipient's local part steers the answer to R
 - `defer...`  : 451 the first time this address is seen, accepted afterwards;
 - `reject...` : 550 5.1.1 every time;
 - `drop...`   : the connection is closed without an answer the first time, accepted
-                afterwards.
+                afterwards;
+- `spam...`   : 554 at the end of DATA (the message refused, not the address).
+
+A sender whose local part starts with `blocked` is refused at MAIL FROM (550 5.7.1).
 """
 
 import asyncio
@@ -27,6 +30,13 @@ class Handler:
     def __init__(self, directory):
         self.directory = directory
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address.split("@", 1)[0].lower().startswith("blocked"):
+            return "550 5.7.1 <%s>: Sender address rejected: Access denied" % address
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@", 1)[0].lower()
         first = address.lower() not in SEEN
@@ -42,6 +52,8 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.split("@", 1)[0].lower().startswith("spam") for r in envelope.rcpt_tos):
+            return "554 5.7.1 Message rejected as spam"
         n = next(COUNTER)
         name = os.path.join(self.directory, "%06d.eml" % n)
         partial = os.path.join(self.directory, ".%06d.partial" % n)

@@ -304,7 +304,10 @@ pub(crate) fn store_counts(conn: &mut DbConnection, id: i64) -> Result<StateCoun
 /// The counts to show: live from the recipients while the job can still send, else the
 /// job's stored ones.
 fn counts_of(conn: &mut DbConnection, row: &JobRow) -> Result<StateCounts, CampaignError> {
-    if matches!(row.status(), MailJobStatus::Sending | MailJobStatus::Prepared) {
+    if matches!(
+        row.status(),
+        MailJobStatus::Sending | MailJobStatus::Prepared
+    ) {
         return state_counts(conn, row.id);
     }
     Ok(StateCounts {

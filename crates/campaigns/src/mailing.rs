@@ -599,6 +599,10 @@ mod tests {
         let minutes: Vec<i64> = (1..=5).map(|a| retry.delay(a).num_minutes()).collect();
         assert_eq!(minutes, [5, 10, 20, 40, 80]);
         assert_eq!(retry.delay(40).num_hours(), 24);
-        assert_eq!(retry.delay(0).num_minutes(), 5, "a first attempt counts as one");
+        assert_eq!(
+            retry.delay(0).num_minutes(),
+            5,
+            "a first attempt counts as one"
+        );
     }
 }

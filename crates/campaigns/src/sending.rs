@@ -413,7 +413,11 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
         }
         // The task's progress is this run's: the job's live counts are its recipients'.
         handled += claimed_count;
-        ctx.progress(handled.min(total), total, &format!("{handled} handled by this run"))?;
+        ctx.progress(
+            handled.min(total),
+            total,
+            &format!("{handled} handled by this run"),
+        )?;
     }
     finish(&mut conn, id)
 }
@@ -861,6 +865,7 @@ fn verdict_of(handover: Handover, c: &Claimed, delivery: &Delivery) -> Verdict {
         Handover::Accepted => Verdict::Sent,
         Handover::Deferred(reply) | Handover::NotDelivered(reply) => retry(reply),
         Handover::Rejected(reply) => Verdict::Bounced(reply),
+        Handover::Refused(reason) => Verdict::Failed(format!("refused: {reason}")),
     }
 }
 

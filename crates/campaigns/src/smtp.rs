@@ -155,14 +155,22 @@ impl ConnectionPool {
             }
             None => self.connect().await?,
         };
-        let result =
-            match tokio::time::timeout(self.connector.timeout, conn.send(envelope, bytes)).await {
-                Ok(r) => r.map_err(Failure::from),
-                Err(_) => Err(io_error(
+        let result = match tokio::time::timeout(
+            self.connector.timeout,
+            transaction(&mut conn, envelope, bytes),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                // Cut off mid-transaction: the connection is not reused.
+                conn.abort().await;
+                Err(io_error(
                     std::io::ErrorKind::TimedOut,
                     "the server did not answer in time",
-                )),
-            };
+                ))
+            }
+        };
         if !conn.has_broken() {
             self.idle
                 .lock()
@@ -176,7 +184,13 @@ impl ConnectionPool {
 /// Why an attempt got no reply: lettre's error (which carries the server's reply when
 /// there was one), or a socket problem of the pool's own.
 enum Failure {
+    /// lettre's error at `RCPT TO`, or one without a reply (connection, TLS, timeout).
     Smtp(SmtpError),
+    /// A reply refusing the sender (`MAIL FROM`) or the message (`DATA`, its end): not
+    /// the recipient's doing.
+    Phase(String, SmtpError),
+    /// Refused before it was sent, by what the server supports.
+    Refused(String),
     Socket(String),
 }
 
@@ -184,6 +198,63 @@ impl From<SmtpError> for Failure {
     fn from(e: SmtpError) -> Self {
         Failure::Smtp(e)
     }
+}
+
+/// One mail transaction (RFC 5321 §3.3), phase by phase, so that only a refusal of the
+/// recipient (at `RCPT TO`) counts as the recipient's: a refusal of the sender or of the
+/// message is [`Failure::Phase`]. After a refusal the transaction is reset (`RSET`) and
+/// the connection kept; when that fails too, or there was no reply, it is dropped.
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<Response, Failure> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
+    let mut options = Vec::new();
+    if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let non_ascii = envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(Failure::Refused(
+                "the address is not ASCII and the server does not take SMTPUTF8".into(),
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    let refused = |phase: &str, e: SmtpError| {
+        if e.status().is_some() {
+            Failure::Phase(phase.to_owned(), e)
+        } else {
+            Failure::Smtp(e)
+        }
+    };
+    let result = async {
+        conn.command(Mail::new(envelope.from().cloned(), options))
+            .await
+            .map_err(|e| refused("MAIL FROM", e))?;
+        for to in envelope.to() {
+            conn.command(Rcpt::new(to.clone(), vec![])).await?;
+        }
+        conn.command(Data).await.map_err(|e| refused("DATA", e))?;
+        conn.message(bytes)
+            .await
+            .map_err(|e| refused("the message", e))
+    }
+    .await;
+    if let Err(Failure::Smtp(e) | Failure::Phase(_, e)) = &result {
+        // A reply leaves the connection usable after RSET; anything else does not.
+        if e.status().is_none() || conn.command(Rset).await.is_err() {
+            conn.abort().await;
+        }
+    }
+    result
 }
 
 fn io_error(_kind: std::io::ErrorKind, what: &str) -> Failure {
@@ -341,6 +412,11 @@ fn verdict(result: Result<Response, Failure>) -> Handover {
         Err(Failure::Smtp(e)) if e.is_permanent() => Handover::Rejected(e.to_string()),
         Err(Failure::Smtp(e)) if e.is_transient() => Handover::Deferred(e.to_string()),
         Err(Failure::Smtp(e)) => Handover::NotDelivered(e.to_string()),
+        Err(Failure::Phase(phase, e)) if e.is_permanent() => {
+            Handover::Refused(format!("{phase}: {e}"))
+        }
+        Err(Failure::Phase(phase, e)) => Handover::Deferred(format!("{phase}: {e}")),
+        Err(Failure::Refused(why)) => Handover::Refused(why),
         Err(Failure::Socket(why)) => Handover::NotDelivered(why),
     }
 }

@@ -33,8 +33,13 @@ pub enum Handover {
     Accepted,
     /// A 4xx reply: refused for now; worth another try later. The reply text.
     Deferred(String),
-    /// A 5xx reply for this recipient: refused for good, a hard bounce. The reply text.
+    /// A 5xx reply for this recipient (at `RCPT TO`): refused for good, a hard bounce. The
+    /// reply text.
     Rejected(String),
+    /// Refused for good, but not for the recipient's address: the sender (`MAIL FROM`) or
+    /// the message (`DATA`) was refused with 5xx, or the address cannot be sent to this
+    /// server. The recipient fails without being marked as bouncing.
+    Refused(String),
     /// No verdict on this message: the connection was refused or dropped, timed out, or a
     /// file could not be written. Worth another try; nobody is marked as bouncing for it.
     NotDelivered(String),
@@ -80,7 +85,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         match rx.recv() {
             Ok(Handover::Accepted) => Ok(()),
             Ok(Handover::Deferred(reply)) => Err(TransportError::Deferred(reply)),
-            Ok(Handover::Rejected(reply)) => Err(TransportError::Refused(reply)),
+            Ok(Handover::Rejected(reply) | Handover::Refused(reply)) => {
+                Err(TransportError::Refused(reply))
+            }
             Ok(Handover::NotDelivered(why)) => Err(TransportError::NotDelivered(why)),
             Err(_) => Err(TransportError::NotDelivered(
                 "the transport stopped before answering".into(),
