@@ -53,14 +53,19 @@ pub struct DeliveryConfig {
     /// (default 300).
     pub retry_first: Duration,
     /// `MAILBAAR_SEND_LEASE_SECONDS`: how long a claimed recipient is held without a sign
-    /// of life before another run takes it over (default 120).
+    /// of life before another run takes it over (default 120; at least the SMTP timeout
+    /// plus a second, so a live attempt is never taken over).
     pub lease: Duration,
     /// `MAILBAAR_SEND_RUNS`: send runs per job on PostgreSQL, for that many workers to
     /// share it (default 4).
     pub runs: usize,
     /// `MAILBAAR_DKIM_KEY_FILE`, `MAILBAAR_DKIM_SELECTOR`, `MAILBAAR_DKIM_DOMAIN`: sign
-    /// every message with this private key (PEM, RSA or Ed25519) when all three are set.
+    /// every message with this private key when all three are set: RSA in PKCS#1 PEM
+    /// (`BEGIN RSA PRIVATE KEY`), or Ed25519 as the base64 of its 32 bytes.
     pub dkim: Option<DkimConfig>,
+    /// Set when only some of the `MAILBAAR_DKIM_*` variables are: the process refuses to
+    /// start rather than send unsigned mail.
+    pub dkim_incomplete: Option<String>,
 }
 
 /// A DKIM signing key and where its public half is published (RFC 6376).
@@ -85,6 +90,7 @@ impl Default for DeliveryConfig {
             lease: Duration::from_secs(120),
             runs: 4,
             dkim: None,
+            dkim_incomplete: None,
         }
     }
 }
@@ -165,6 +171,22 @@ impl Config {
                     runs: num("MAILBAAR_SEND_RUNS")
                         .map_or(d.runs, |n| n as usize)
                         .clamp(1, 64),
+                    dkim_incomplete: {
+                        let names = [
+                            "MAILBAAR_DKIM_KEY_FILE",
+                            "MAILBAAR_DKIM_SELECTOR",
+                            "MAILBAAR_DKIM_DOMAIN",
+                        ];
+                        let set: Vec<&str> =
+                            names.into_iter().filter(|n| var(n).is_some()).collect();
+                        (!set.is_empty() && set.len() < names.len()).then(|| {
+                            format!(
+                                "{} set without the others: DKIM needs all of {}",
+                                set.join(" and "),
+                                names.join(", ")
+                            )
+                        })
+                    },
                     dkim: match (
                         var("MAILBAAR_DKIM_KEY_FILE"),
                         var("MAILBAAR_DKIM_SELECTOR"),

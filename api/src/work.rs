@@ -20,6 +20,23 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
         .map_err(mailbaar_store::StoreError::from)?;
     let links = Links::new(&key, &config.public_url);
     let d = &config.delivery;
+    if let Some(why) = &d.dkim_incomplete {
+        return Err(StartError::Delivery(why.clone()));
+    }
+    // A lease shorter than one attempt may run out under a live hand-over and have it sent
+    // twice: every attempt is bounded by the SMTP timeout, so the lease outlasts it.
+    let lease = match &d.smtp_url {
+        Some(_) if d.lease <= d.smtp_timeout => {
+            let raised = d.smtp_timeout + std::time::Duration::from_secs(1);
+            tracing::warn!(
+                lease_seconds = d.lease.as_secs_f64(),
+                raised_to = raised.as_secs_f64(),
+                "MAILBAAR_SEND_LEASE_SECONDS is not longer than MAILBAAR_SMTP_TIMEOUT_SECONDS; raised"
+            );
+            raised
+        }
+        _ => d.lease,
+    };
     let transport: Arc<dyn Transport> = match &d.smtp_url {
         Some(url) => Arc::new(
             SmtpTransport::new(&SmtpSettings {
@@ -33,7 +50,7 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
     };
     let delivery = Delivery::new(transport, links)
         .with_batch_size(d.batch)
-        .with_lease(d.lease)
+        .with_lease(lease)
         .with_retry(Retry {
             max_attempts: d.max_attempts,
             first_delay: d.retry_first,

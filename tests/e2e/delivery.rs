@@ -590,6 +590,7 @@ fn worker_env(
         ("MAILBAAR_SMTP_RATE", rate.to_string()),
         ("MAILBAAR_SEND_BATCH", "25".into()),
         ("MAILBAAR_SEND_LEASE_SECONDS", "2".into()),
+        ("MAILBAAR_SMTP_TIMEOUT_SECONDS", "1".into()),
         ("MAILBAAR_TASK_LEASE_SECONDS", "2".into()),
         ("MAILBAAR_TASK_POLL_MS", "50".into()),
         ("MAILBAAR_PUBLIC_URL", "http://127.0.0.1".into()),

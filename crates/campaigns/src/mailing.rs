@@ -199,8 +199,13 @@ impl Delivery {
         &self.links
     }
 
-    /// Waits until `n` more messages may start under this process's and the overall pace.
-    pub(crate) fn pace(&self, conn: &mut DbConnection, n: usize) -> Result<(), CampaignError> {
+    /// Reserves `n` more messages under this process's and the overall pace; how long to
+    /// wait before starting them.
+    pub(crate) fn reserve(
+        &self,
+        conn: &mut DbConnection,
+        n: usize,
+    ) -> Result<std::time::Duration, CampaignError> {
         let mut wait = self
             .local_pace
             .as_ref()
@@ -208,10 +213,19 @@ impl Delivery {
         if let Some(rate) = self.overall_rate {
             wait = wait.max(crate::pace::reserve_overall(conn, n, rate)?);
         }
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-        Ok(())
+        Ok(wait)
+    }
+
+    /// Under a pace, how many messages start together: about 50 ms worth, at least one.
+    pub(crate) fn pace_group(&self) -> Option<usize> {
+        let rate = [
+            self.local_pace.as_ref().map(|p| p.rate()),
+            self.overall_rate,
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min)?;
+        Some(((rate / 20.0).ceil() as usize).max(1))
     }
 }
 

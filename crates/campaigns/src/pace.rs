@@ -41,6 +41,11 @@ impl LocalPace {
         }
     }
 
+    /// Messages per second.
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
+    }
+
     /// How long to wait before starting `n` more messages.
     pub(crate) fn reserve(&self, n: usize) -> Duration {
         let mut next = self.next_free_us.lock().unwrap_or_else(|e| e.into_inner());

@@ -736,6 +736,8 @@ fn deliver(
         None => BTreeSet::new(),
     };
     let window = delivery.transport.concurrency().max(1);
+    // Under a pace, messages start in small groups (about 50 ms worth), not a window at once.
+    let group = delivery.pace_group().unwrap_or(window);
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Handover)>();
     let mut next = 0usize;
     let mut in_flight = 0usize;
@@ -743,7 +745,11 @@ fn deliver(
     let mut stop: Option<String> = None;
     loop {
         let mut starts: Vec<(usize, OutgoingMessage)> = Vec::new();
-        while stop.is_none() && in_flight + starts.len() < window && next < claimed.len() {
+        while stop.is_none()
+            && in_flight + starts.len() < window
+            && starts.len() < group
+            && next < claimed.len()
+        {
             let i = next;
             next += 1;
             match message_for(job, delivery, &claimed[i], &persons, &opted_out) {
@@ -751,15 +757,22 @@ fn deliver(
                 Err(verdict) => verdicts.push((i, verdict)),
             }
         }
-        if !starts.is_empty() {
-            delivery.pace(conn, starts.len())?;
-        }
+        // The pace is reserved now and waited for after the commit, so the verdicts that
+        // came in are recorded at once.
+        let wait = if starts.is_empty() {
+            std::time::Duration::ZERO
+        } else {
+            delivery.reserve(conn, starts.len())?
+        };
         let started: Vec<i64> = starts.iter().map(|(i, _)| claimed[*i].person_id).collect();
         let step = commit(conn, job.id, delivery, run, &claimed, &verdicts, &started)?;
         verdicts.clear();
         match step {
             Committed::Stop(reason) => stop = stop.or(Some(reason)),
             Committed::Started(owned) => {
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
                 for (i, message) in starts {
                     if !owned.contains(&claimed[i].person_id) {
                         continue;
@@ -927,7 +940,9 @@ fn commit(
         }
         for (i, verdict) in verdicts {
             let c = &claimed[*i];
-            let row = rows(vec![c.person_id]);
+            // Only a row this run still holds: one another run took over (and perhaps
+            // finished) is that run's to record.
+            let row = rows(vec![c.person_id]).filter(mail_job_recipients::claimed_by.eq(run));
             match verdict {
                 Verdict::Sent => {}
                 Verdict::Deferred(reply) => {

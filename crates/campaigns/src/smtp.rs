@@ -126,26 +126,71 @@ impl ConnectionPool {
         .map_err(|e| io_error(e.kind(), &e.to_string()))?;
         tcp.set_nodelay(true)
             .map_err(|e| io_error(e.kind(), &e.to_string()))?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &c.hello).await?;
+        // A refusal while connecting (greeting, EHLO, STARTTLS, AUTH) is about this
+        // service or the server, never the recipient: no verdict, tried again later.
+        let refused = |step: &str| {
+            let step = step.to_owned();
+            move |e: SmtpError| Failure::Socket(format!("{step}: {e}"))
+        };
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &c.hello)
+            .await
+            .map_err(refused("greeting"))?;
         if c.starttls {
-            let tls = TlsParameters::new(c.host.clone())?;
-            conn.starttls(tls, &c.hello).await?;
+            let tls = TlsParameters::new(c.host.clone()).map_err(refused("TLS"))?;
+            conn.starttls(tls, &c.hello)
+                .await
+                .map_err(refused("STARTTLS"))?;
         }
         if let Some(credentials) = &c.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await?;
+                .await
+                .map_err(refused("AUTH"))?;
         }
         Ok(conn)
     }
 
+    /// One attempt, bounded as a whole (waiting for a connection, connecting, greeting,
+    /// EHLO, STARTTLS, AUTH and the transaction) by the timeout, so that the recipients'
+    /// lease, which is longer, never runs out under a live attempt.
     async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, Failure> {
+        let mut conn = None;
+        let attempt = tokio::time::timeout(
+            self.connector.timeout,
+            self.attempt(&mut conn, envelope, bytes),
+        )
+        .await;
+        let result = match attempt {
+            Ok(r) => r,
+            Err(_) => Err(io_error(
+                std::io::ErrorKind::TimedOut,
+                "the server did not answer in time",
+            )),
+        };
+        // A connection cut off mid-attempt is not reused.
+        if let Some(conn) = conn.filter(|c: &AsyncSmtpConnection| !c.has_broken()) {
+            if attempt_finished(&result) {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((conn, std::time::Instant::now()));
+            }
+        }
+        result
+    }
+
+    async fn attempt(
+        &self,
+        slot: &mut Option<AsyncSmtpConnection>,
+        envelope: &Envelope,
+        bytes: &[u8],
+    ) -> Result<Response, Failure> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| io_error(std::io::ErrorKind::Other, "the pool is closed"))?;
         let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match kept {
+        let conn = match kept {
             Some((mut conn, since)) => {
                 if since.elapsed() < IDLE_CHECK || conn.test_connected().await {
                     conn
@@ -155,30 +200,18 @@ impl ConnectionPool {
             }
             None => self.connect().await?,
         };
-        let result = match tokio::time::timeout(
-            self.connector.timeout,
-            transaction(&mut conn, envelope, bytes),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => {
-                // Cut off mid-transaction: the connection is not reused.
-                conn.abort().await;
-                Err(io_error(
-                    std::io::ErrorKind::TimedOut,
-                    "the server did not answer in time",
-                ))
-            }
-        };
-        if !conn.has_broken() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((conn, std::time::Instant::now()));
+        let conn = slot.insert(conn);
+        let result = transaction(conn, envelope, bytes).await;
+        if result.is_err() && conn.has_broken() {
+            *slot = None;
         }
         result
     }
+}
+
+/// Whether an attempt ended with the connection in a known state (not cut off).
+fn attempt_finished(result: &Result<Response, Failure>) -> bool {
+    !matches!(result, Err(Failure::Socket(_)))
 }
 
 /// Why an attempt got no reply: lettre's error (which carries the server's reply when
@@ -341,6 +374,12 @@ impl SmtpTransport {
                     idle: std::sync::Mutex::new(Vec::new()),
                     permits: tokio::sync::Semaphore::new(connections),
                 }))
+            }
+            "smtps" if tls.is_some() => {
+                return Err(bad(
+                    "smtps:// is implicit TLS: leave out tls= (or use smtp://…?tls=starttls)"
+                        .into(),
+                ))
             }
             "smtps" => {
                 // The pool spawns its housekeeping onto the runtime it is built in: this one.
