@@ -39,6 +39,7 @@ engine_tests!(
     pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
     cancel_while_sending_stops_starting_messages_at_once,
     a_refused_sender_or_message_fails_without_making_anyone_a_bouncer,
+    a_server_that_never_answers_times_out_and_bounces_nobody,
     dkim_signs_test_mails_and_sends_when_a_key_is_configured,
     killed_workers_lose_nobody_and_double_only_what_was_in_flight
 );
@@ -509,6 +510,47 @@ async fn a_refused_sender_or_message_fails_without_making_anyone_a_bouncer(backe
         reason.as_deref().unwrap_or("").contains("MAIL FROM"),
         "{reason:?}"
     );
+}
+
+async fn a_server_that_never_answers_times_out_and_bounces_nobody(backend: Backend) {
+    // Takes connections and never greets.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let Some(app) = TestApp::spawn_with(backend, move |c| {
+        c.delivery.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.delivery.smtp_timeout = Duration::from_secs(1);
+        c.delivery.max_attempts = 2;
+        c.delivery.retry_first = Duration::from_millis(200);
+    })
+    .await
+    else {
+        return;
+    };
+    let w = world(&app).await;
+    let step = ready_step(&app, &w).await;
+    let id = send(&app, step).await;
+    let started = Instant::now();
+    let done = app.wait_for_mail_job(id, &["sent", "failed"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "timeouts end the attempts"
+    );
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["progress"]["failed"], 5, "{done}");
+    assert_eq!(done["progress"]["bounced"], 0, "{done}");
+    let mut conn = app.pool.get().unwrap();
+    let bouncers: i64 = persons::table
+        .filter(persons::bouncer.eq(true))
+        .count()
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(bouncers, 1, "only the world's own bouncer");
 }
 
 async fn tokio_sleep(ms: u64) {
