@@ -219,22 +219,20 @@ async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_
     }
 }
 
-async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend: Backend) {
-    let Some(sink) = SmtpSink::start() else {
-        return;
-    };
+/// A service sending at 25 messages a second to 40 recipients (the world's five and 35
+/// members) of a one-time step; the sink, the service, the step and the job, once the
+/// first 5 messages arrived.
+async fn paced_job_under_way(backend: Backend) -> Option<(SmtpSink, TestApp, i64, i64)> {
+    let sink = SmtpSink::start()?;
     let url = sink.url();
-    let Some(app) = TestApp::spawn_with(backend, move |c| {
+    let app = TestApp::spawn_with(backend, move |c| {
         c.delivery.smtp_url = Some(url);
         c.delivery.smtp_connections = 2;
         c.delivery.batch = 5;
         // 25 a second: 40 recipients take well over a second.
         c.delivery.rate = Some(25.0);
     })
-    .await
-    else {
-        return;
-    };
+    .await?;
     let w = world(&app).await;
     for i in 0..35 {
         let id = person(
@@ -254,6 +252,13 @@ async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend
         );
         tokio_sleep(20).await;
     }
+    Some((sink, app, step, id))
+}
+
+async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend: Backend) {
+    let Some((sink, app, _step, id)) = paced_job_under_way(backend).await else {
+        return;
+    };
     let paused = ok(
         app.admin("POST", &format!("/api/v1/mailjobs/{id}/pause"), None)
             .await,
@@ -303,39 +308,9 @@ async fn pause_stops_starting_messages_and_resume_sends_exactly_the_rest(backend
 }
 
 async fn cancel_while_sending_stops_starting_messages_at_once(backend: Backend) {
-    let Some(sink) = SmtpSink::start() else {
+    let Some((sink, app, step, id)) = paced_job_under_way(backend).await else {
         return;
     };
-    let url = sink.url();
-    let Some(app) = TestApp::spawn_with(backend, move |c| {
-        c.delivery.smtp_url = Some(url);
-        c.delivery.smtp_connections = 2;
-        c.delivery.batch = 5;
-        c.delivery.rate = Some(25.0);
-    })
-    .await
-    else {
-        return;
-    };
-    let w = world(&app).await;
-    for i in 0..35 {
-        let id = person(
-            &app,
-            json!({"email": format!("lid{i}@example.nl"), "first_name": format!("Lid{i}")}),
-        )
-        .await;
-        opt_in(&app, id, w.type_id).await;
-    }
-    let step = ready_step(&app, &w).await;
-    let id = send(&app, step).await;
-    let started = Instant::now();
-    while sink.received().len() < 5 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "sending starts"
-        );
-        tokio_sleep(20).await;
-    }
     let cancelled = ok(
         app.admin("POST", &format!("/api/v1/mailjobs/{id}/cancel"), None)
             .await,

@@ -561,8 +561,21 @@ pub async fn click(state: web::Data<AppState>, token: web::Path<String>) -> Http
             mailbaar_campaigns::track(conn, &delivery, &token, true, mailbaar_store::now())
         })
         .await;
-    match tracked {
-        Ok(Some(TrackedLink::Click { target, .. })) => HttpResponse::Found()
+    let target = tracked.map(|t| match t {
+        Some(TrackedLink::Click { target, .. }) => Some(target),
+        _ => None,
+    });
+    click_answer(&state, target).await
+}
+
+/// The answer to a click: a redirect to its verified target, else the invalid-link page
+/// (a failure to record it is logged).
+async fn click_answer(
+    state: &AppState,
+    target: Result<Option<String>, crate::error::ApiError>,
+) -> HttpResponse {
+    match target {
+        Ok(Some(target)) => HttpResponse::Found()
             .insert_header((header::LOCATION, target))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::REFERRER_POLICY, "no-referrer"))
@@ -571,7 +584,7 @@ pub async fn click(state: web::Data<AppState>, token: web::Path<String>) -> Http
             if let Err(e) = other {
                 tracing::warn!(error = %e, "a click was not recorded");
             }
-            refusal(&state, LinkRefusal::Invalid).await
+            refusal(state, LinkRefusal::Invalid).await
         }
     }
 }
@@ -590,19 +603,7 @@ pub async fn table_click(
             mailbaar_campaigns::track_click(conn, &delivery, &token, &index, mailbaar_store::now())
         })
         .await;
-    match tracked {
-        Ok(Some(target)) => HttpResponse::Found()
-            .insert_header((header::LOCATION, target))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::REFERRER_POLICY, "no-referrer"))
-            .finish(),
-        other => {
-            if let Err(e) = other {
-                tracing::warn!(error = %e, "a click was not recorded");
-            }
-            refusal(&state, LinkRefusal::Invalid).await
-        }
-    }
+    click_answer(&state, tracked).await
 }
 
 /// The web version: the message as that recipient got it.
