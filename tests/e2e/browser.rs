@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use fantoccini::{ClientBuilder, Locator};
 use mailbaar_e2e::mailing::{links_in, message_to, ok, opt_in, ready_step, send_and_wait, world};
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use mailbaar_store::schema::contact_moments;
 use serde_json::{json, Value};
 
-backend_tests!(preference_centre_in_a_browser);
+mailbaar_store::both_engines!(async with mailbaar_e2e::on: preference_centre_in_a_browser);
 
 /// A chromedriver process on a free port, stopped on drop.
 struct Driver {

@@ -1,9 +1,9 @@
 //! The person card and profile recalculation over HTTP, on both engines.
 
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::json;
 
-backend_tests!(card_and_recalculation_job, card_refusals);
+mailbaar_store::both_engines!(async with mailbaar_e2e::on: card_and_recalculation_job, card_refusals);
 
 async fn card_and_recalculation_job(app: TestApp) {
     let r = app

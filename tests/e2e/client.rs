@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 
-backend_tests!(generated_python_client_saves_and_runs_a_selection);
+mailbaar_store::both_engines!(async with mailbaar_e2e::on: generated_python_client_saves_and_runs_a_selection);
 
 const VENV_ENV: &str = "MAILBAAR_TEST_PYTHON_CLIENT_VENV";
 

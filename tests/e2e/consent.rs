@@ -1,9 +1,9 @@
 //! The consent ledger over HTTP, on both engines.
 
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::{json, Value};
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     history_and_current_state_after_flips,
     ledger_records_cannot_be_changed,
     unsubscribe_all_over_http,

@@ -14,27 +14,7 @@ use mailbaar_e2e::{Backend, TestApp};
 use mailbaar_store::schema::{contact_moments, mail_job_recipients, persons};
 use serde_json::{json, Value};
 
-/// Like `backend_tests!`, for tests that start their service themselves (with an SMTP
-/// server's URL in its configuration).
-macro_rules! engine_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[actix_rt::test]
-                async fn sqlite() {
-                    super::$name(mailbaar_e2e::Backend::Sqlite).await;
-                }
-
-                #[actix_rt::test]
-                async fn postgres() {
-                    super::$name(mailbaar_e2e::Backend::Postgres).await;
-                }
-            }
-        )*
-    };
-}
-
-engine_tests!(
+mailbaar_store::both_engines!(async backend:
     smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection,
     pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
     cancel_while_sending_stops_starting_messages_at_once,
@@ -733,6 +713,7 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
 }
 
 #[actix_rt::test]
+#[cfg_attr(mailbaar_no_postgres, ignore = "MAILBAAR_TEST_POSTGRES_URL is not set")]
 async fn two_workers_share_a_job_on_postgres_with_exactly_one_message_each() {
     let Some(sink) = SmtpSink::start() else {
         return;

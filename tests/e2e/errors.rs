@@ -6,9 +6,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use diesel::prelude::*;
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     unreadable_settings_are_a_500_with_its_request_id_in_the_log,
     unknown_stored_role_is_refused_not_downgraded,
     an_authenticated_request_takes_one_connection,

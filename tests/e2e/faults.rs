@@ -2,10 +2,10 @@
 //! and a table of inputs of the same kind through every place the kind touches, on both
 //! engines.
 
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::{json, Value};
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     non_ascii_case_inputs_from_the_report,
     folding_table_through_every_place,
     full_unsubscribe_is_never_undone_by_automation,

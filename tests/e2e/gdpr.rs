@@ -1,11 +1,11 @@
 //! Anonymization, bouncers and the audit log over HTTP, on both engines.
 
 use diesel::prelude::*;
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use mailbaar_store::schema::persons;
 use serde_json::{json, Value};
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     anonymize_over_http,
     bouncer_and_audit_log,
     retention_over_http

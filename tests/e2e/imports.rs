@@ -3,10 +3,10 @@
 //! streamed out in the column names the import takes, and who may do what.
 
 use mailbaar_e2e::mailing::ok;
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::{json, Value};
 
-backend_tests!(import_and_export_over_http);
+mailbaar_store::both_engines!(async with mailbaar_e2e::on: import_and_export_over_http);
 
 fn encoded(mapping: &Value) -> String {
     url::form_urlencoded::byte_serialize(mapping.to_string().as_bytes()).collect()

@@ -6,10 +6,10 @@
 use diesel::prelude::*;
 use mail_parser::MessageParser;
 use mailbaar_e2e::mailing::{codes, local, ok, opt_in, person, send_now, world, HTML};
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::json;
 
-backend_tests!(manual_walkthrough, refusals_change_nothing);
+mailbaar_store::both_engines!(async with mailbaar_e2e::on: manual_walkthrough, refusals_change_nothing);
 
 async fn manual_walkthrough(app: TestApp) {
     let w = world(&app).await;

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use mailbaar_e2e::{backend_tests, Reply, TestApp};
+use mailbaar_e2e::{Reply, TestApp};
 use serde_json::{json, Value};
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     paging_out_of_range_is_refused_on_every_list_route,
     optional_bodies_are_read_never_ignored,
 );

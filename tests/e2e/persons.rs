@@ -1,9 +1,9 @@
 //! Persons, transactions, tokens and error documents over HTTP, on both engines.
 
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::json;
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     create_read_update_list_search,
     duplicate_email_in_any_case_is_a_conflict,
     bad_input_is_refused_and_writes_nothing,

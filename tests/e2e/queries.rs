@@ -1,9 +1,9 @@
 //! The query engine over HTTP, on both engines: registry, runs, saved queries, settings.
 
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use serde_json::{json, Value};
 
-backend_tests!(
+mailbaar_store::both_engines!(async with mailbaar_e2e::on:
     registry_lists_fields_with_operators,
     run_counts_and_pages_with_columns,
     invalid_trees_answer_422_with_paths,

@@ -5,11 +5,11 @@
 
 use diesel::prelude::*;
 use mailbaar_e2e::mailing::{links_in, message_to, ok, ready_step, send_and_wait, world};
-use mailbaar_e2e::{backend_tests, TestApp};
+use mailbaar_e2e::TestApp;
 use mailbaar_store::schema::{consent_records, contact_moments, persons};
 use serde_json::json;
 
-backend_tests!(links_pages_and_tracking, bounce_reports);
+mailbaar_store::both_engines!(async with mailbaar_e2e::on: links_pages_and_tracking, bounce_reports);
 
 fn records(app: &TestApp) -> i64 {
     let mut conn = app.pool.get().unwrap();

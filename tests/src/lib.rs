@@ -1,12 +1,23 @@
 //! The end-to-end harness: each test starts its own service on port 0 over its own fresh
 //! database and talks to it over real HTTP.
 //!
-//! [`backend_tests!`] turns one async test function into a SQLite and a PostgreSQL test.
+//! `mailbaar_store::both_engines!(async with mailbaar_e2e::on: NAME, …)` turns each
+//! `async fn NAME(TestApp)` into a SQLite and a PostgreSQL test; a test that starts its
+//! service itself takes the engine instead (`both_engines!(async backend: NAME, …)`).
+//!
+//! A test ends with a look at the service's `tasks` table: a failed task, or one still
+//! queued or running (other than the recurring schedules), fails the test unless the test
+//! said it expects that ([`TestApp::allow_failed_tasks`],
+//! [`TestApp::expect_leftover_tasks`]).
 
 pub mod mailing;
 pub mod smtp;
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix_web::dev::ServerHandle;
+use diesel::prelude::*;
 use mailbaar_api::{Application, Config};
 use mailbaar_store::testing::TestDatabase;
 pub use mailbaar_store::Backend;
@@ -25,6 +36,30 @@ pub struct TestApp {
     pub pool: mailbaar_store::Pool,
     /// Where the `.eml` transport writes this service's messages.
     pub outbox: tempfile::TempDir,
+    /// Whether the test expects failed tasks when it ends (see [`TestApp::allow_failed_tasks`]).
+    failed_tasks_allowed: AtomicBool,
+    /// Whether the test expects unfinished tasks when it ends.
+    leftover_tasks_expected: AtomicBool,
+}
+
+/// The kinds of the recurring schedules every service queues at start: always queued, so
+/// never a leftover.
+const RECURRING_KINDS: [&str; 2] = [
+    mailbaar_profiles::SCHEDULE,
+    mailbaar_gdpr::RETENTION_SCHEDULE,
+];
+
+/// Starts a service on the engine and runs a test against it; what
+/// `both_engines!(async with mailbaar_e2e::on: …)` calls for each engine. Does nothing when
+/// PostgreSQL is not configured (outside CI), where the test is ignored.
+pub async fn on<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(app) = TestApp::spawn(backend).await {
+        test(app).await;
+    }
 }
 
 /// A response read to the end.
@@ -92,6 +127,8 @@ impl TestApp {
             runners,
             pool,
             outbox,
+            failed_tasks_allowed: AtomicBool::new(false),
+            leftover_tasks_expected: AtomicBool::new(false),
         })
     }
 
@@ -223,6 +260,50 @@ impl TestApp {
             .for_each(mailbaar_tasks::RunnerHandle::stop);
     }
 
+    /// Says that this test leaves failed tasks on purpose (a fault it provokes), so they
+    /// do not fail it when it ends.
+    pub fn allow_failed_tasks(&self) {
+        self.failed_tasks_allowed.store(true, Ordering::Relaxed);
+    }
+
+    /// Says that this test ends with tasks still queued or running on purpose (a paused
+    /// job, a task for a process it killed), so they do not fail it when it ends.
+    pub fn expect_leftover_tasks(&self) {
+        self.leftover_tasks_expected.store(true, Ordering::Relaxed);
+    }
+
+    /// The tasks that fail the test when it ends: failed ones, and ones still queued or
+    /// running other than the recurring schedules, unless the test said it expects them.
+    /// Each is described as `task ID (KIND) STATE: MESSAGE`.
+    fn unexpected_tasks(&self) -> Vec<String> {
+        use mailbaar_store::schema::tasks;
+        let mut states = Vec::new();
+        if !self.failed_tasks_allowed.load(Ordering::Relaxed) {
+            states.push("failed");
+        }
+        if !self.leftover_tasks_expected.load(Ordering::Relaxed) {
+            states.extend(["queued", "running"]);
+        }
+        let Ok(mut conn) = self.pool.get() else {
+            return vec!["the tasks table could not be read: no database connection".into()];
+        };
+        let rows: Vec<(i64, String, String, String)> = match tasks::table
+            .filter(tasks::state.eq_any(&states))
+            .order(tasks::id)
+            .select((tasks::id, tasks::kind, tasks::state, tasks::message))
+            .load(&mut conn)
+        {
+            Ok(rows) => rows,
+            Err(e) => return vec![format!("the tasks table could not be read: {e}")],
+        };
+        rows.into_iter()
+            .filter(|(_, kind, state, _)| {
+                state == "failed" || !RECURRING_KINDS.contains(&kind.as_str())
+            })
+            .map(|(id, kind, state, message)| format!("task {id} ({kind}) {state}: {message}"))
+            .collect()
+    }
+
     /// Creates a token with the role and returns its secret.
     pub async fn token(&self, role: &str) -> String {
         let r = self
@@ -245,6 +326,16 @@ impl Drop for TestApp {
         self.runners
             .drain(..)
             .for_each(mailbaar_tasks::RunnerHandle::stop);
+        if std::thread::panicking() {
+            return;
+        }
+        let unexpected = self.unexpected_tasks();
+        assert!(
+            unexpected.is_empty(),
+            "the test ended with tasks it did not expect (call allow_failed_tasks or \
+             expect_leftover_tasks if it leaves them on purpose):\n{}",
+            unexpected.join("\n")
+        );
     }
 }
 
@@ -264,28 +355,4 @@ impl Reply {
             .unwrap_or("")
             .starts_with("/problems/"));
     }
-}
-
-/// Declares each named `async fn(TestApp)` as two tests, `NAME::sqlite` and `NAME::postgres`.
-#[macro_export]
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[actix_rt::test]
-                async fn sqlite() {
-                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Sqlite).await {
-                        super::$name(app).await;
-                    }
-                }
-
-                #[actix_rt::test]
-                async fn postgres() {
-                    if let Some(app) = $crate::TestApp::spawn($crate::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )*
-    };
 }

@@ -349,15 +349,7 @@ mod tests {
         assert_eq!(again.token.id, same.token.id);
     }
 
-    #[test]
-    fn lifecycle_sqlite() {
-        lifecycle(Backend::Sqlite)
-    }
-
-    #[test]
-    fn lifecycle_postgres() {
-        lifecycle(Backend::Postgres)
-    }
+    mailbaar_store::both_engines!(backend: lifecycle);
 
     #[test]
     fn viewer_reads_only() {

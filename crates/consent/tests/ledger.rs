@@ -3,16 +3,7 @@
 use diesel::prelude::*;
 use mailbaar_consent::*;
 use mailbaar_store::schema::{consent_records, persons, saved_queries};
-use mailbaar_store::testing::TestDatabase;
-use mailbaar_store::{now, Backend, DbConnection};
-
-fn on(backend: Backend, f: impl FnOnce(&mut DbConnection)) {
-    let Some(db) = TestDatabase::new(backend) else {
-        return;
-    };
-    let pool = db.pool();
-    f(&mut pool.get().unwrap());
-}
+use mailbaar_store::{now, DbConnection};
 
 fn person(conn: &mut DbConnection) -> i64 {
     diesel::insert_into(persons::table)
@@ -349,18 +340,7 @@ fn types_crud(conn: &mut DbConnection) {
     record(conn, p, change(t.id, false), "t").expect("opting out of an inactive type is allowed");
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() { super::on(mailbaar_store::Backend::Sqlite, super::$name) }
-            #[test]
-            fn postgres() { super::on(mailbaar_store::Backend::Postgres, super::$name) }
-        }
-    )*};
-}
-
-both!(
+mailbaar_store::both_engines!(
     standard_types_exist_and_history_is_newest_first,
     records_are_append_only_in_the_database,
     unsubscribe_all_writes_exactly_the_needed_records,

@@ -119,12 +119,4 @@ fn demo(backend: Backend) {
     assert_eq!(max, Some(12_010));
 }
 
-#[test]
-fn demo_data_sqlite() {
-    demo(Backend::Sqlite);
-}
-
-#[test]
-fn demo_data_postgres() {
-    demo(Backend::Postgres);
-}
+mailbaar_store::both_engines!(backend: demo);

@@ -274,23 +274,17 @@ fn anonymize_removes_every_identifying_value(db: &TestDatabase, conn: &mut DbCon
     ));
 }
 
-fn on(backend: Backend) {
+/// Runs a test that also reads its database's URL.
+fn on_database(backend: Backend, test: fn(&TestDatabase, &mut DbConnection)) {
     let Some(db) = TestDatabase::new(backend) else {
         return;
     };
     let pool = db.pool();
-    anonymize_removes_every_identifying_value(&db, &mut pool.get().unwrap());
+    test(&db, &mut pool.get().unwrap());
 }
 
-#[test]
-fn anonymize_sqlite() {
-    on(Backend::Sqlite);
-}
-
-#[test]
-fn anonymize_postgres() {
-    on(Backend::Postgres);
-}
+mailbaar_store::both_engines!(with on_database: anonymize_removes_every_identifying_value);
+mailbaar_store::both_engines!(backend: concurrent_anonymizations_do_it_once);
 
 /// Two anonymizations of the same person at once (two retention rules, or a rule and a
 /// request): exactly one does the work and audits it; the other finds it done.
@@ -337,14 +331,4 @@ fn concurrent_anonymizations_do_it_once(backend: Backend) {
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(audited, 1);
-}
-
-#[test]
-fn concurrent_anonymizations_do_it_once_sqlite() {
-    concurrent_anonymizations_do_it_once(Backend::Sqlite);
-}
-
-#[test]
-fn concurrent_anonymizations_do_it_once_postgres() {
-    concurrent_anonymizations_do_it_once(Backend::Postgres);
 }

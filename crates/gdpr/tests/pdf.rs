@@ -12,8 +12,7 @@ use mailbaar_consent::{record, ConsentChange};
 use mailbaar_gdpr::{anonymize, personal_data_pdf};
 use mailbaar_people::{create_person, NewPerson};
 use mailbaar_store::schema::{audit_log, transactions};
-use mailbaar_store::testing::TestDatabase;
-use mailbaar_store::{now, Backend, DbConnection};
+use mailbaar_store::{now, DbConnection};
 
 /// The face the export embeds, read here independently of the code under test.
 const FONT: &[u8] = include_bytes!("../assets/fonts/LiberationSans-Regular.ttf");
@@ -390,39 +389,4 @@ fn characters(conn: &mut DbConnection) {
     );
 }
 
-fn on(backend: Backend, test: fn(&mut DbConnection)) {
-    let Some(db) = TestDatabase::new(backend) else {
-        return;
-    };
-    test(&mut db.pool().get().unwrap());
-}
-
-#[test]
-fn personal_data_pdf_sqlite() {
-    on(Backend::Sqlite, export);
-}
-
-#[test]
-fn personal_data_pdf_postgres() {
-    on(Backend::Postgres, export);
-}
-
-#[test]
-fn issue_13_sqlite() {
-    on(Backend::Sqlite, issue_13);
-}
-
-#[test]
-fn issue_13_postgres() {
-    on(Backend::Postgres, issue_13);
-}
-
-#[test]
-fn characters_read_back_sqlite() {
-    on(Backend::Sqlite, characters);
-}
-
-#[test]
-fn characters_read_back_postgres() {
-    on(Backend::Postgres, characters);
-}
+mailbaar_store::both_engines!(export, issue_13, characters);

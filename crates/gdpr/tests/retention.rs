@@ -167,12 +167,4 @@ fn retention(backend: Backend) {
     );
 }
 
-#[test]
-fn retention_sqlite() {
-    retention(Backend::Sqlite);
-}
-
-#[test]
-fn retention_postgres() {
-    retention(Backend::Postgres);
-}
+mailbaar_store::both_engines!(backend: retention);

@@ -260,15 +260,7 @@ fn import_round(backend: Backend) {
     );
 }
 
-#[test]
-fn import_export_sqlite() {
-    import_round(Backend::Sqlite);
-}
-
-#[test]
-fn import_export_postgres() {
-    import_round(Backend::Postgres);
-}
+mailbaar_store::both_engines!(backend: import_round, refused, concurrent);
 
 /// A body that is not CSV, or a mapping naming a missing column, writes nothing.
 fn refused(backend: Backend) {
@@ -316,16 +308,6 @@ fn refused(backend: Backend) {
     assert_eq!(imports, 0);
 }
 
-#[test]
-fn refused_sqlite() {
-    refused(Backend::Sqlite);
-}
-
-#[test]
-fn refused_postgres() {
-    refused(Backend::Postgres);
-}
-
 /// Two imports of the same new addresses at once: one person each, both imports done.
 fn concurrent(backend: Backend) {
     let Some(db) = TestDatabase::new(backend) else {
@@ -370,14 +352,4 @@ fn concurrent(backend: Backend) {
         6_000,
         "{counts:?}"
     );
-}
-
-#[test]
-fn concurrent_sqlite() {
-    concurrent(Backend::Sqlite);
-}
-
-#[test]
-fn concurrent_postgres() {
-    concurrent(Backend::Postgres);
 }

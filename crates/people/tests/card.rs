@@ -10,15 +10,7 @@ use diesel::prelude::*;
 use mailbaar_consent::{record, unsubscribe_all, ConsentChange, Unsubscribe};
 use mailbaar_people::*;
 use mailbaar_store::schema::{contact_moments, persons, transactions};
-use mailbaar_store::testing::TestDatabase;
-use mailbaar_store::{now, Backend, DbConnection};
-
-fn on(backend: Backend, f: fn(&mut DbConnection)) {
-    let Some(db) = TestDatabase::new(backend) else {
-        return;
-    };
-    f(&mut db.pool().get().unwrap());
-}
+use mailbaar_store::{now, DbConnection};
 
 fn new_person(conn: &mut DbConnection, email: Option<&str>) -> i64 {
     create_person(
@@ -268,32 +260,8 @@ fn statements_do_not_grow_with_history(conn: &mut DbConnection) {
     assert!(for_long <= 13, "{for_long} statements for one card");
 }
 
-#[test]
-fn card_shows_every_part_with_totals_sqlite() {
-    on(Backend::Sqlite, card_shows_every_part_with_totals);
-}
-
-#[test]
-fn card_shows_every_part_with_totals_postgres() {
-    on(Backend::Postgres, card_shows_every_part_with_totals);
-}
-
-#[test]
-fn every_not_mailable_reason_appears_sqlite() {
-    on(Backend::Sqlite, every_not_mailable_reason_appears);
-}
-
-#[test]
-fn every_not_mailable_reason_appears_postgres() {
-    on(Backend::Postgres, every_not_mailable_reason_appears);
-}
-
-#[test]
-fn statements_do_not_grow_with_history_sqlite() {
-    on(Backend::Sqlite, statements_do_not_grow_with_history);
-}
-
-#[test]
-fn statements_do_not_grow_with_history_postgres() {
-    on(Backend::Postgres, statements_do_not_grow_with_history);
-}
+mailbaar_store::both_engines!(
+    card_shows_every_part_with_totals,
+    every_not_mailable_reason_appears,
+    statements_do_not_grow_with_history
+);

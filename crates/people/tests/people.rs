@@ -1,16 +1,7 @@
 //! The people domain on both engines, without HTTP.
 
 use mailbaar_people::*;
-use mailbaar_store::testing::TestDatabase;
-use mailbaar_store::{Backend, PageRequest};
-
-fn on(backend: Backend, f: impl FnOnce(&mut mailbaar_store::DbConnection)) {
-    let Some(db) = TestDatabase::new(backend) else {
-        return;
-    };
-    let pool = db.pool();
-    f(&mut pool.get().unwrap());
-}
+use mailbaar_store::PageRequest;
 
 fn create_and_update(conn: &mut mailbaar_store::DbConnection) {
     let p = create_person(
@@ -48,15 +39,7 @@ fn create_and_update(conn: &mut mailbaar_store::DbConnection) {
     assert_eq!(page.total, 1);
 }
 
-#[test]
-fn create_and_update_sqlite() {
-    on(Backend::Sqlite, create_and_update)
-}
-
-#[test]
-fn create_and_update_postgres() {
-    on(Backend::Postgres, create_and_update)
-}
+mailbaar_store::both_engines!(create_and_update, mailable_rule_agrees_in_rust_and_sql);
 
 /// The Rust and the SQL side of the mailability rule agree for every combination of the
 /// values it depends on.
@@ -103,14 +86,4 @@ fn mailable_rule_agrees_in_rust_and_sql(conn: &mut mailbaar_store::DbConnection)
         .unwrap();
     assert_eq!(selected, expected);
     assert_eq!(expected.len(), 1);
-}
-
-#[test]
-fn mailable_rule_agrees_in_rust_and_sql_sqlite() {
-    on(Backend::Sqlite, mailable_rule_agrees_in_rust_and_sql)
-}
-
-#[test]
-fn mailable_rule_agrees_in_rust_and_sql_postgres() {
-    on(Backend::Postgres, mailable_rule_agrees_in_rust_and_sql)
 }

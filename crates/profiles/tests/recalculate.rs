@@ -6,8 +6,7 @@ use diesel::prelude::*;
 use mailbaar_consent::{append_records, unsubscribe_all, NewRecord, Unsubscribe};
 use mailbaar_profiles::{get_profile, recalculate, KindTotal};
 use mailbaar_store::schema::{contact_moments, person_profiles, persons, transactions};
-use mailbaar_store::testing::TestDatabase;
-use mailbaar_store::{Backend, DbConnection};
+use mailbaar_store::DbConnection;
 
 const PROFILING: i64 = 3;
 
@@ -206,29 +205,4 @@ fn consent_decides_who_is_profiled(conn: &mut DbConnection) {
     assert_eq!(recalc(conn), 0);
 }
 
-fn on(backend: Backend, f: fn(&mut DbConnection)) {
-    let Some(db) = TestDatabase::new(backend) else {
-        return;
-    };
-    f(&mut db.pool().get().unwrap());
-}
-
-#[test]
-fn quintile_scores_are_exact_sqlite() {
-    on(Backend::Sqlite, quintile_scores_are_exact);
-}
-
-#[test]
-fn quintile_scores_are_exact_postgres() {
-    on(Backend::Postgres, quintile_scores_are_exact);
-}
-
-#[test]
-fn consent_decides_who_is_profiled_sqlite() {
-    on(Backend::Sqlite, consent_decides_who_is_profiled);
-}
-
-#[test]
-fn consent_decides_who_is_profiled_postgres() {
-    on(Backend::Postgres, consent_decides_who_is_profiled);
-}
+mailbaar_store::both_engines!(quintile_scores_are_exact, consent_decides_who_is_profiled);

@@ -732,7 +732,7 @@ fn profile_fields_select_profiled_persons(conn: &mut DbConnection) {
     );
 }
 
-on_both!(
+mailbaar_store::both_engines!(
     profile_fields_select_profiled_persons,
     person_fields_and_every_operator,
     consent_transaction_and_contact_fields,

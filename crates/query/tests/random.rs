@@ -568,4 +568,4 @@ fn sql_matches_plain_reading(conn: &mut DbConnection) {
     );
 }
 
-on_both!(sql_matches_plain_reading);
+mailbaar_store::both_engines!(sql_matches_plain_reading);

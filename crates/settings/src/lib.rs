@@ -391,13 +391,5 @@ mod tests {
         }
     }
 
-    #[test]
-    fn settings_roundtrip_sqlite() {
-        roundtrip(Backend::Sqlite);
-    }
-
-    #[test]
-    fn settings_roundtrip_postgres() {
-        roundtrip(Backend::Postgres);
-    }
+    mailbaar_store::both_engines!(backend: roundtrip);
 }

@@ -1,9 +1,13 @@
 //! Fresh databases for tests: every test gets its own SQLite file or its own PostgreSQL
-//! database, created here and dropped when the value goes out of scope.
+//! database, created here and dropped when the value goes out of scope; and
+//! [`both_engines!`](crate::both_engines), which makes one test function a SQLite and a
+//! PostgreSQL test.
 //!
 //! PostgreSQL is reached through `MAILBAAR_TEST_POSTGRES_URL` (a URL to a server where the
-//! user may create databases). When it is unset, PostgreSQL tests say they were skipped;
-//! when `CI` is set, a missing or unreachable server fails the test instead.
+//! user may create databases). When it is unset, the PostgreSQL tests report as ignored
+//! (decided when they are built, by `crates/store/build.rs`); when `CI` is set, a missing
+//! or unreachable server fails them instead. Benchmarks, which are never ignored, skip
+//! PostgreSQL with a message when the variable is unset.
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
@@ -105,6 +109,66 @@ impl Drop for TestDatabase {
             }
         }
     }
+}
+
+/// Runs a test on a fresh, migrated database of the engine, with one connection of its
+/// pool: what [`both_engines!`](crate::both_engines) calls for each engine by default.
+/// Does nothing when PostgreSQL is not configured (outside CI), where the test is ignored.
+pub fn on(backend: Backend, test: impl FnOnce(&mut DbConnection)) {
+    let Some(db) = TestDatabase::new(backend) else {
+        return;
+    };
+    let pool = db.pool();
+    test(&mut pool.get().expect("connection"));
+}
+
+/// Declares each named test function as two tests, `NAME::sqlite` and `NAME::postgres`;
+/// the PostgreSQL one is `#[ignore]`d when `MAILBAAR_TEST_POSTGRES_URL` was unset (and
+/// `CI` was not) at build time. A crate that uses it builds with `crates/store/build.rs`
+/// (`build = "../store/build.rs"` in its `Cargo.toml`), which sets that cfg.
+///
+/// - `both_engines!(a, b)`: `fn a(&mut DbConnection)`, run through [`testing::on`](on).
+/// - `both_engines!(backend: a, b)`: `fn a(Backend)`, which makes its own databases.
+/// - `both_engines!(with run: a, b)`: `run(Backend, a)` for any other signature (`run` is
+///   a function of the test file or a path).
+/// - `async backend:` and `async with run:`: the same for `async fn` tests, run on
+///   actix's runtime (`actix_rt` must be a dependency of the crate).
+#[macro_export]
+macro_rules! both_engines {
+    (backend: $($name:ident),+ $(,)?) => {
+        $($crate::both_engines!(@pair $name #[test] [] backend => super::$name(backend));)+
+    };
+    (async backend: $($name:ident),+ $(,)?) => {
+        $($crate::both_engines!(@pair $name #[actix_rt::test] [async] backend => super::$name(backend).await);)+
+    };
+    (with $run:path: $($name:ident),+ $(,)?) => {
+        $($crate::both_engines!(@pair $name #[test] [] backend => $run(backend, super::$name));)+
+    };
+    (async with $run:path: $($name:ident),+ $(,)?) => {
+        $($crate::both_engines!(@pair $name #[actix_rt::test] [async] backend => $run(backend, super::$name).await);)+
+    };
+    (@pair $name:ident #[$test:meta] [$($async:tt)?] $backend:ident => $call:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[$test]
+            $($async)? fn sqlite() {
+                let $backend = $crate::Backend::Sqlite;
+                $call
+            }
+
+            #[$test]
+            #[cfg_attr(mailbaar_no_postgres, ignore = "MAILBAAR_TEST_POSTGRES_URL is not set")]
+            $($async)? fn postgres() {
+                let $backend = $crate::Backend::Postgres;
+                $call
+            }
+        }
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::both_engines!(with $crate::testing::on: $($name),+);
+    };
 }
 
 /// For benchmarks that make their data in SQL: a `WITH g(i)` of the numbers `1..=n`, the

@@ -41,15 +41,7 @@ fn up_down_up(backend: Backend) {
     );
 }
 
-#[test]
-fn up_down_up_sqlite() {
-    up_down_up(Backend::Sqlite)
-}
-
-#[test]
-fn up_down_up_postgres() {
-    up_down_up(Backend::Postgres)
-}
+mailbaar_store::both_engines!(backend: up_down_up);
 
 #[derive(QueryableByName)]
 struct Pragma {

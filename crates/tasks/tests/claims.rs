@@ -34,6 +34,24 @@ fn on(backend: Backend, f: impl FnOnce(&TestDatabase, Pool)) {
     f(&db, pool);
 }
 
+/// Several runners on separate pools on PostgreSQL; one on SQLite, which serialises writes.
+fn runners(db: &TestDatabase) -> usize {
+    match db.url().backend() {
+        Backend::Postgres => 2,
+        Backend::Sqlite => 1,
+    }
+}
+
+mailbaar_store::both_engines!(
+    with on:
+    each_task_runs_once_with_its_runners,
+    unique_key_holds_one_active,
+    expired_leases_are_taken_again,
+    daily_schedule_fires_once_a_day_with_its_runners,
+    killed_runner_task_is_finished_by_another,
+    a_runner_that_lost_its_lease_stops,
+);
+
 /// Every task runs exactly once: with two runners on separate pools (PostgreSQL), or one
 /// (SQLite).
 fn each_task_runs_once(db: &TestDatabase, pool: Pool, runners: usize) {
@@ -71,16 +89,8 @@ fn each_task_runs_once(db: &TestDatabase, pool: Pool, runners: usize) {
     }
 }
 
-#[test]
-fn two_runners_never_run_a_task_twice_postgres() {
-    on(Backend::Postgres, |db, pool| {
-        each_task_runs_once(db, pool, 2)
-    });
-}
-
-#[test]
-fn one_runner_runs_each_task_once_sqlite() {
-    on(Backend::Sqlite, |db, pool| each_task_runs_once(db, pool, 1));
+fn each_task_runs_once_with_its_runners(db: &TestDatabase, pool: Pool) {
+    each_task_runs_once(db, pool, runners(db));
 }
 
 fn unique_key_holds_one_active(_: &TestDatabase, pool: Pool) {
@@ -124,16 +134,6 @@ fn unique_key_holds_one_active(_: &TestDatabase, pool: Pool) {
     assert!(idle.claim().unwrap().is_none());
 }
 
-#[test]
-fn unique_key_holds_one_active_sqlite() {
-    on(Backend::Sqlite, unique_key_holds_one_active);
-}
-
-#[test]
-fn unique_key_holds_one_active_postgres() {
-    on(Backend::Postgres, unique_key_holds_one_active);
-}
-
 /// A lease that expires lets another runner take the task; the first runner's late
 /// outcome is not recorded; attempts count, and the task fails after its last one.
 fn expired_leases_are_taken_again(_: &TestDatabase, pool: Pool) {
@@ -173,16 +173,6 @@ fn expired_leases_are_taken_again(_: &TestDatabase, pool: Pool) {
     let t = get(&mut conn, task.id).unwrap();
     assert_eq!(t.state, TaskState::Failed);
     assert!(t.message.contains("2 runs were cut off"), "{}", t.message);
-}
-
-#[test]
-fn expired_leases_are_taken_again_sqlite() {
-    on(Backend::Sqlite, expired_leases_are_taken_again);
-}
-
-#[test]
-fn expired_leases_are_taken_again_postgres() {
-    on(Backend::Postgres, expired_leases_are_taken_again);
 }
 
 /// An hourly tick that enqueues the daily run at 03:00, as the binary's schedules do.
@@ -262,18 +252,8 @@ fn daily_schedule_fires_once_a_day(db: &TestDatabase, pool: Pool, runners: usize
     );
 }
 
-#[test]
-fn daily_schedule_fires_once_a_day_with_two_runners_postgres() {
-    on(Backend::Postgres, |db, pool| {
-        daily_schedule_fires_once_a_day(db, pool, 2)
-    });
-}
-
-#[test]
-fn daily_schedule_fires_once_a_day_sqlite() {
-    on(Backend::Sqlite, |db, pool| {
-        daily_schedule_fires_once_a_day(db, pool, 1)
-    });
+fn daily_schedule_fires_once_a_day_with_its_runners(db: &TestDatabase, pool: Pool) {
+    daily_schedule_fires_once_a_day(db, pool, runners(db));
 }
 
 const CHILD_DB: &str = "MAILBAAR_TASKS_TEST_CHILD_DB";
@@ -347,16 +327,6 @@ fn killed_runner_task_is_finished_by_another(db: &TestDatabase, pool: Pool) {
     assert_eq!(done.message, "finished by the survivor");
 }
 
-#[test]
-fn killed_runner_task_is_finished_by_another_sqlite() {
-    on(Backend::Sqlite, killed_runner_task_is_finished_by_another);
-}
-
-#[test]
-fn killed_runner_task_is_finished_by_another_postgres() {
-    on(Backend::Postgres, killed_runner_task_is_finished_by_another);
-}
-
 /// A runner that loses its lease (paused past it, another runner took the task) stops at
 /// its next step and records nothing; the runner that took over finishes the task.
 fn a_runner_that_lost_its_lease_stops(_: &TestDatabase, pool: Pool) {
@@ -413,14 +383,4 @@ fn a_runner_that_lost_its_lease_stops(_: &TestDatabase, pool: Pool) {
     );
     let t = get(&mut conn, task.id).unwrap();
     assert_eq!((t.state, t.attempts), (TaskState::Succeeded, 2));
-}
-
-#[test]
-fn a_runner_that_lost_its_lease_stops_sqlite() {
-    on(Backend::Sqlite, a_runner_that_lost_its_lease_stops);
-}
-
-#[test]
-fn a_runner_that_lost_its_lease_stops_postgres() {
-    on(Backend::Postgres, a_runner_that_lost_its_lease_stops);
 }

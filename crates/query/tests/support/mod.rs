@@ -8,37 +8,11 @@ use diesel::prelude::*;
 use mailbaar_consent::{append_records, NewRecord};
 use mailbaar_query::{Node, Selection};
 use mailbaar_store::schema::{contact_moments, persons, transactions};
-use mailbaar_store::testing::TestDatabase;
-use mailbaar_store::{Backend, DbConnection};
+use mailbaar_store::DbConnection;
 use serde_json::Value;
 
 pub const NEWSLETTER: i64 = 1;
 pub const PROFILING: i64 = 3;
-
-/// Generates `NAME::sqlite` and `NAME::postgres` tests from `fn NAME(&mut DbConnection)`.
-#[macro_export]
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                $crate::support::on(mailbaar_store::Backend::Sqlite, super::$name);
-            }
-            #[test]
-            fn postgres() {
-                $crate::support::on(mailbaar_store::Backend::Postgres, super::$name);
-            }
-        }
-    )*};
-}
-
-pub fn on(backend: Backend, f: impl FnOnce(&mut DbConnection)) {
-    let Some(db) = TestDatabase::new(backend) else {
-        return;
-    };
-    let pool = db.pool();
-    f(&mut pool.get().unwrap());
-}
 
 /// A fixed clock for tests: periods count back from it.
 pub fn now() -> NaiveDateTime {
