@@ -516,6 +516,8 @@ async fn tokio_sleep(ms: u64) {
 /// newsletter benchmark data; the step's id.
 async fn worker_world(backend: Backend, n: i64) -> Option<(TestApp, i64)> {
     let app = TestApp::spawn_with(backend, |c| c.tasks.run = false).await?;
+    // Its tasks are run by `mailbaar worker` processes that the tests kill, holding them.
+    app.expect_leftover_tasks();
     {
         let mut conn = app.pool.get().unwrap();
         mailbaar_store::testing::newsletter_data(&mut conn, n, mailbaar_store::now());

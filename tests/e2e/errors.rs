@@ -134,6 +134,8 @@ async fn unreadable_settings_are_a_500_with_its_request_id_in_the_log(app: TestA
         &app,
         "INSERT INTO settings (key, value, updated_at) VALUES ('language', 'not json at all', '2026-12-01 08:00:00')",
     );
+    // The daily profile schedule reads the settings too, and fails the same way.
+    app.allow_failed_tasks();
     let r = app.admin("GET", "/api/v1/settings", None).await;
     r.assert_problem(500);
     let id = r.body["request_id"]

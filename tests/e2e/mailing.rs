@@ -512,6 +512,8 @@ async fn refusals_change_nothing(app: TestApp) {
     )
     .await;
     assert_eq!(cancelled["status"], "cancelled");
+    // Its preparation task stays queued until the job's time, then ends finding it cancelled.
+    app.expect_leftover_tasks();
     for (method, body) in [
         ("PATCH", Some(json!({"scheduled_at": local(700)}))),
         ("POST", None),

@@ -272,9 +272,37 @@ impl TestApp {
         self.leftover_tasks_expected.store(true, Ordering::Relaxed);
     }
 
+    /// Lets the task runners finish the tasks that are due (a send task looking again at an
+    /// ended job a moment later), for at most 10 s, as a service left running would; what
+    /// is due later stays and is judged by [`TestApp::unexpected_tasks`].
+    fn finish_due_tasks(&self) {
+        use mailbaar_store::schema::tasks;
+        if self.runners.is_empty() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let Ok(mut conn) = self.pool.get() else {
+                return;
+            };
+            let soon = chrono::Utc::now().naive_utc() + chrono::Duration::seconds(2);
+            let due: i64 = tasks::table
+                .filter(tasks::state.eq_any(["queued", "running"]))
+                .filter(tasks::kind.ne_all(RECURRING_KINDS))
+                .filter(tasks::run_at.le(soon))
+                .count()
+                .get_result(&mut conn)
+                .unwrap_or(0);
+            if due == 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The tasks that fail the test when it ends: failed ones, and ones still queued or
     /// running other than the recurring schedules, unless the test said it expects them.
-    /// Each is described as `task ID (KIND) STATE: MESSAGE`.
+    /// Each is described as `task ID (KIND) STATE, due RUN_AT UTC: MESSAGE`.
     fn unexpected_tasks(&self) -> Vec<String> {
         use mailbaar_store::schema::tasks;
         let mut states = Vec::new();
@@ -287,20 +315,28 @@ impl TestApp {
         let Ok(mut conn) = self.pool.get() else {
             return vec!["the tasks table could not be read: no database connection".into()];
         };
-        let rows: Vec<(i64, String, String, String)> = match tasks::table
+        let rows: Vec<(i64, String, String, chrono::NaiveDateTime, String)> = match tasks::table
             .filter(tasks::state.eq_any(&states))
             .order(tasks::id)
-            .select((tasks::id, tasks::kind, tasks::state, tasks::message))
+            .select((
+                tasks::id,
+                tasks::kind,
+                tasks::state,
+                tasks::run_at,
+                tasks::message,
+            ))
             .load(&mut conn)
         {
             Ok(rows) => rows,
             Err(e) => return vec![format!("the tasks table could not be read: {e}")],
         };
         rows.into_iter()
-            .filter(|(_, kind, state, _)| {
+            .filter(|(_, kind, state, _, _)| {
                 state == "failed" || !RECURRING_KINDS.contains(&kind.as_str())
             })
-            .map(|(id, kind, state, message)| format!("task {id} ({kind}) {state}: {message}"))
+            .map(|(id, kind, state, run_at, message)| {
+                format!("task {id} ({kind}) {state}, due {run_at} UTC: {message}")
+            })
             .collect()
     }
 
@@ -320,6 +356,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !std::thread::panicking() && !self.leftover_tasks_expected.load(Ordering::Relaxed) {
+            self.finish_due_tasks();
+        }
         // Stop accepting work, and stop the task runners (each finishes what it holds)
         // before the database is dropped.
         drop(self.handle.stop(false));
