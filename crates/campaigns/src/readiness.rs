@@ -12,6 +12,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::audience::Audience;
+use crate::message::{render_message, PERSON_FIELDS};
+use crate::status::MailJobStatus;
 use crate::step::{step_row, StepRow};
 use crate::{CampaignError, SendKind};
 
@@ -83,23 +85,6 @@ pub struct Readiness {
     pub skipped_previous: i64,
 }
 
-/// The person fields templates may use (`person.NAME`); identifying numbers (BSN, IBAN)
-/// are never offered to mail content.
-pub const PERSON_FIELDS: [&str; 12] = [
-    "id",
-    "email",
-    "first_name",
-    "infix",
-    "last_name",
-    "full_name",
-    "street",
-    "house_number",
-    "postal_code",
-    "city",
-    "country",
-    "birth_date",
-];
-
 /// The step checked: what is missing, the warnings, and the compiled content when it
 /// compiles.
 pub(crate) struct Checked {
@@ -148,7 +133,7 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
         if let Some(since) = step.blocked_since {
             let active: Option<(i64, String)> = mail_jobs::table
                 .filter(mail_jobs::step_id.eq(step.id))
-                .filter(mail_jobs::status.eq_any(["scheduled", "preparing", "prepared", "sending"]))
+                .filter(mail_jobs::status.eq_any(MailJobStatus::ACTIVE))
                 .select((mail_jobs::id, mail_jobs::status))
                 .first(conn)
                 .optional()?;
@@ -270,9 +255,9 @@ fn sample(
     };
     let person = mailbaar_people::get_person(conn, person_id)?;
     let blocks = crate::audience::blocks_of(conn, &step.blocks(), person_id, now)?;
-    let links = crate::links::Links::new(b"readiness sample", "https://readiness.invalid");
+    let links = mailbaar_render::Links::new(b"readiness sample", "https://readiness.invalid");
     let expected = links.for_moment(0, now).preferences_url;
-    match crate::mailing::render_for(compiled, &links, &person, blocks, 0, "sample@readiness.invalid", now) {
+    match render_message(compiled, &links, &person, blocks, 0, "sample@readiness.invalid", now) {
         Err(reason) => Ok(Some(Requirement::new(
             RequirementCode::Template,
             format!("rendering for person {person_id} fails: {reason}"),
