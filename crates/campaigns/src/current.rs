@@ -8,7 +8,8 @@ use mailbaar_render::CompiledStep;
 use mailbaar_store::DbConnection;
 
 use crate::audience::blocks_of;
-use crate::readiness::{check, Requirement, RequirementCode};
+use crate::readiness::check;
+use crate::requirement::{Requirement, RequirementCode};
 use crate::step::{step_row, StepBlock};
 use crate::CampaignError;
 

@@ -13,8 +13,9 @@
 //!   one-time step is blocked after its send until [`reset_step`].
 //! - [`step_results`] counts what the sends reached.
 //!
-//! Modules depend one way: `status` and `step` below `audience`, `message` and `job`;
-//! `readiness` above those; `preview`, `current`, `preparation` and `sending` on top.
+//! Modules depend one way: `status`, `requirement` and `step` below `audience`,
+//! `message` and `job`; `readiness` above those; `preview`, `current`, `preparation` and
+//! `sending` on top.
 
 mod audience;
 mod campaign;
@@ -25,6 +26,7 @@ mod message;
 mod preparation;
 mod preview;
 mod readiness;
+mod requirement;
 mod results;
 mod search;
 mod sending;
@@ -45,7 +47,9 @@ pub use job::{
 pub use message::{new_message_id, render_message, PERSON_FIELDS};
 pub use preparation::preparation_work;
 pub use preview::{preview, Header, Preview, PreviewRequest};
-pub use readiness::{readiness, Readiness, Requirement, RequirementCode};
+pub use readiness::readiness;
+pub use readiness::Readiness;
+pub use requirement::{Requirement, RequirementCode};
 pub use results::{
     delete_test_contact_moments, step_results, HourBucket, Rate, StepResults, TestResults,
     CURVE_HOURS,

@@ -12,7 +12,8 @@ use mailbaar_tasks::{Outcome, TaskContext, WorkError};
 
 use crate::audience::{mark_block, Audience};
 use crate::job::{ensure_send_task, fail_job, lock_job, FrozenContent, MailJobPayload};
-use crate::readiness::{check, RequirementCode};
+use crate::readiness::check;
+use crate::requirement::RequirementCode;
 use crate::status::MailJobStatus;
 use crate::step::step_row;
 use crate::CampaignError;

@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 
 use crate::audience::{blocks_of, Audience};
 use crate::message::render_message;
-use crate::readiness::{check, Requirement, RequirementCode};
+use crate::readiness::check;
+use crate::requirement::{Requirement, RequirementCode};
 use crate::step::step_row;
 use crate::CampaignError;
 

@@ -684,12 +684,7 @@ pub fn update_step(
             if v != row.send_kind() {
                 let active: i64 = mail_jobs::table
                     .filter(mail_jobs::step_id.eq(id))
-                    .filter(mail_jobs::status.eq_any([
-                        "scheduled",
-                        "preparing",
-                        "prepared",
-                        "sending",
-                    ]))
+                    .filter(mail_jobs::status.eq_any(MailJobStatus::ACTIVE))
                     .count()
                     .get_result(conn)?;
                 if row.blocked_since.is_some() || active > 0 {

@@ -408,17 +408,19 @@ impl Links {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn signer() -> HmacLinkSigner {
+    /// A tracking signer under a fixed test key.
+    pub(crate) fn signer() -> HmacLinkSigner {
         HmacLinkSigner::new(
             b"0123456789abcdef0123456789abcdef",
             "https://t.example.org/t/",
         )
     }
 
-    fn token_of(url: &str) -> &str {
+    /// The token of a tracking URL: its last path segment.
+    pub(crate) fn token_of(url: &str) -> &str {
         url.rsplit('/').next().unwrap()
     }
 

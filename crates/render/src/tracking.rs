@@ -240,18 +240,8 @@ impl<'a> Rewriter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{HmacLinkSigner, TrackedLink};
-
-    fn signer() -> HmacLinkSigner {
-        HmacLinkSigner::new(
-            b"0123456789abcdef0123456789abcdef",
-            "https://t.example.org/t/",
-        )
-    }
-
-    fn token_of(url: &str) -> &str {
-        url.rsplit('/').next().unwrap()
-    }
+    use crate::tokens::tests::{signer, token_of};
+    use crate::tokens::TrackedLink;
 
     #[test]
     fn marked_links_are_signed_and_marks_removed() {
