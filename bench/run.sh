@@ -38,7 +38,7 @@ step() { printf "\n== [%ss] %s\n" "$SECONDS" "$*" >&2; }
 
 step "building"
 cargo build --release --quiet -p mailbaar-api --bin mailbaar
-cargo bench --quiet --no-run -p mailbaar-query -p mailbaar-consent -p mailbaar-profiles -p mailbaar-render -p mailbaar-campaigns -p mailbaar-imports 2>/dev/null
+cargo bench --quiet --no-run -p mailbaar-query -p mailbaar-consent -p mailbaar-profiles -p mailbaar-render -p mailbaar-campaigns -p mailbaar-delivery -p mailbaar-imports 2>/dev/null
 
 step "query, consent and profile benchmarks ($size persons)"
 cargo bench --quiet -p mailbaar-query --bench newsletter | tee -a "$rows" >&2
@@ -50,7 +50,7 @@ cargo bench --quiet -p mailbaar-imports --bench import | tee -a "$rows" >&2
 step "SMTP delivery to smtp-sink beside smtp-source"
 if command -v smtp-sink >/dev/null && command -v smtp-source >/dev/null; then
     MAILBAAR_BENCH_RECIPIENTS="${MAILBAAR_BENCH_RECIPIENTS:-100000}" \
-        cargo bench --quiet -p mailbaar-campaigns --bench deliver | tee -a "$rows" >&2
+        cargo bench --quiet -p mailbaar-delivery --bench deliver | tee -a "$rows" >&2
 else
     echo "skipped: SMTP delivery needs smtp-sink and smtp-source (apt-get install postfix)" >&2
 fi

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use mailbaar_access::AccessError;
 use mailbaar_campaigns::CampaignError;
 use mailbaar_consent::ConsentError;
+use mailbaar_delivery::DeliveryError;
 use mailbaar_gdpr::GdprError;
 use mailbaar_people::{FieldError, PeopleError};
 use mailbaar_profiles::ProfileError;
@@ -380,6 +381,21 @@ impl From<CampaignError> for ApiError {
         match e {
             NotFound { .. } => ApiError::NotFound(e.to_string()),
             Invalid { field, reason } => ApiError::invalid(field, reason),
+            DuplicateName(_) | Refused(_) => ApiError::Conflict(e.to_string()),
+            NotReady(missing) => ApiError::NotReady(missing),
+            Query(err) => err.into(),
+            People(err) => err.into(),
+            Settings(err) => err.into(),
+            Task(err) => err.into(),
+            Database(err) => err.into(),
+        }
+    }
+}
+
+impl From<DeliveryError> for ApiError {
+    fn from(e: DeliveryError) -> Self {
+        use DeliveryError::*;
+        match e {
             NotTestPersons(ref ids) => ApiError::Invalid(
                 ids.iter()
                     .map(|id| {
@@ -387,10 +403,8 @@ impl From<CampaignError> for ApiError {
                     })
                     .collect(),
             ),
-            DuplicateName(_) | Refused(_) => ApiError::Conflict(e.to_string()),
-            NotReady(missing) => ApiError::NotReady(missing),
-            Transport(_) => internal("a message could not be handed over", e),
-            Query(err) => err.into(),
+            Transport(_) | TransportGone => internal("a message could not be handed over", e),
+            Campaign(err) => err.into(),
             People(err) => err.into(),
             Settings(err) => err.into(),
             Task(err) => err.into(),
@@ -542,7 +556,7 @@ mod tests {
             ),
             (CampaignError::Refused("sent".into()).into(), 409),
             (CampaignError::NotReady(vec![]).into(), 409),
-            (CampaignError::NotTestPersons(vec![4]).into(), 422),
+            (DeliveryError::NotTestPersons(vec![4]).into(), 422),
             (CampaignError::Query(QueryError::NotFound(4)).into(), 404),
             (
                 CampaignError::Task(T::AlreadyActive {

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 pub struct AppState {
     pub pool: Pool,
     pub config: Arc<Config>,
-    pub delivery: Arc<mailbaar_campaigns::Delivery>,
+    pub delivery: Arc<mailbaar_delivery::Delivery>,
 }
 
 impl AppState {

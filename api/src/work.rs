@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, TaskConfig};
 use crate::StartError;
-use mailbaar_campaigns::{
+use mailbaar_delivery::{
     dkim_signing, Delivery, EmlTransport, Links, Retry, SendWork, SmtpSettings, SmtpTransport,
     Transport,
 };
@@ -82,6 +82,7 @@ pub fn registry(delivery: Arc<Delivery>) -> Registry {
         mailbaar_campaigns::PREPARE,
         mailbaar_campaigns::preparation_work,
     )
+    // Preparation queues the send by its kind; the delivery engine does it.
     .register(mailbaar_campaigns::SEND, SendWork::new(delivery))
     .register(mailbaar_imports::RUN, mailbaar_imports::import_work);
     r.register(

@@ -114,13 +114,13 @@ async fn links_pages_and_tracking(app: TestApp) {
         let mut conn = app.pool.get().unwrap();
         mailbaar_store::secret(&mut conn, "recipient_links").unwrap()
     };
-    let links_signer = mailbaar_campaigns::Links::new(&key, "http://127.0.0.1");
+    let links_signer = mailbaar_delivery::Links::new(&key, "http://127.0.0.1");
     let long_ago = chrono::NaiveDate::from_ymd_opt(2020, 1, 1)
         .unwrap()
         .and_hms_opt(0, 0, 0)
         .unwrap();
     let expired = links_signer.token(
-        mailbaar_campaigns::LinkPurpose::Unsubscribe,
+        mailbaar_delivery::TokenPurpose::Unsubscribe,
         moment,
         long_ago,
     );

@@ -3,7 +3,7 @@
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use mailbaar_access::Permission;
-use mailbaar_campaigns::{BounceOutcome, BounceReport, BounceWebhook};
+use mailbaar_delivery::{BounceOutcome, BounceReport, BounceWebhook};
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
@@ -71,7 +71,7 @@ pub async fn report(
         }
     };
     let outcome = auth
-        .db(move |conn| mailbaar_campaigns::report_bounce(conn, report, &by, mailbaar_store::now()))
+        .db(move |conn| mailbaar_delivery::report_bounce(conn, report, &by, mailbaar_store::now()))
         .await?;
     Ok(HttpResponse::Ok().json(outcome))
 }

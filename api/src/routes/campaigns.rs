@@ -4,9 +4,9 @@ use actix_web::{delete, get, patch, post, web, HttpResponse};
 use mailbaar_access::Permission;
 use mailbaar_campaigns::{
     Campaign, CampaignChanges, CampaignStep, MailJob, NameSearch, NewCampaign, NewStep, Preview,
-    PreviewRequest, Readiness, SendRequest, StepChanges, StepFilter, StepResults, TestMailRequest,
-    TestMailSent,
+    PreviewRequest, Readiness, SendRequest, StepChanges, StepFilter, StepResults,
 };
+use mailbaar_delivery::{TestMailRequest, TestMailSent};
 use mailbaar_store::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -271,7 +271,7 @@ pub async fn preview(
     let (id, request) = (id.into_inner(), query.into_inner());
     let delivery = state.delivery.clone();
     let p = auth
-        .db(move |conn| mailbaar_campaigns::preview(conn, &delivery, id, &request))
+        .db(move |conn| mailbaar_campaigns::preview(conn, delivery.links(), id, &request))
         .await?;
     Ok(HttpResponse::Ok().json(p))
 }
@@ -299,7 +299,7 @@ pub async fn test_mail(
     let (id, request) = (id.into_inner(), body.into_inner());
     let delivery = state.delivery.clone();
     let sent = auth
-        .db(move |conn| mailbaar_campaigns::send_test_mail(conn, &delivery, id, &request))
+        .db(move |conn| mailbaar_delivery::send_test_mail(conn, &delivery, id, &request))
         .await?;
     Ok(HttpResponse::Ok().json(sent))
 }

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse};
-use mailbaar_campaigns::TrackedLink;
-use mailbaar_campaigns::{LinkPurpose, LinkRefusal, Reached, Unsubscribed};
+use mailbaar_delivery::TrackedLink;
+use mailbaar_delivery::{LinkRefusal, Reached, TokenPurpose as LinkPurpose, Unsubscribed};
 use mailbaar_settings::Language;
 use minijinja::{context, Environment};
 use serde::Serialize;
@@ -228,7 +228,7 @@ async fn look(state: &AppState) -> (Language, String) {
 
 /// A failure behind a recipient page, for the friendly error page (the cause is logged).
 fn failed(e: impl std::fmt::Display) -> LinkRefusal {
-    LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()))
+    LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()).into())
 }
 
 async fn refusal(state: &AppState, e: LinkRefusal) -> HttpResponse {
@@ -262,7 +262,7 @@ async fn reach(
     let delivery = state.delivery.clone();
     state
         .db(move |conn| {
-            Ok::<_, crate::error::ApiError>(mailbaar_campaigns::reach(
+            Ok::<_, crate::error::ApiError>(mailbaar_delivery::reach(
                 conn,
                 &delivery,
                 purpose,
@@ -295,7 +295,7 @@ async fn preference_page(
 ) -> HttpResponse {
     let r = reached.clone();
     let shown = state
-        .db(move |conn| mailbaar_campaigns::preferences(conn, &r))
+        .db(move |conn| mailbaar_delivery::preferences(conn, &r))
         .await;
     let (language, org) = look(state).await;
     let w = words(language);
@@ -405,7 +405,7 @@ pub async fn save_preferences(
     let label = w.unsubscribe_all_label;
     let saved = state
         .db(move |conn| {
-            mailbaar_campaigns::save_preferences(conn, &r, &shown, &wanted, everything, label)
+            mailbaar_delivery::save_preferences(conn, &r, &shown, &wanted, everything, label)
         })
         .await;
     match saved {
@@ -437,7 +437,7 @@ pub async fn unsubscribe_page(
     let w = words(language);
     let r = reached.clone();
     let type_name = state
-        .db(move |conn| mailbaar_campaigns::unsubscribe_target(conn, &r))
+        .db(move |conn| mailbaar_delivery::unsubscribe_target(conn, &r))
         .await
         .ok()
         .flatten();
@@ -505,7 +505,7 @@ pub async fn unsubscribe(
     let r = reached.clone();
     let label = w.unsubscribe_label;
     let done = state
-        .db(move |conn| mailbaar_campaigns::unsubscribe(conn, &r, label))
+        .db(move |conn| mailbaar_delivery::unsubscribe(conn, &r, label))
         .await;
     let lines = match done {
         Ok(Unsubscribed::Type(name)) => vec![format!("{} “{name}”.", w.unsubscribed)],
@@ -536,7 +536,7 @@ pub async fn open_pixel(state: web::Data<AppState>, token: web::Path<String>) ->
     let token = token.into_inner();
     if let Err(e) = state
         .db(move |conn| {
-            mailbaar_campaigns::track(conn, &delivery, &token, false, mailbaar_store::now())
+            mailbaar_delivery::track(conn, &delivery, &token, false, mailbaar_store::now())
         })
         .await
     {
@@ -558,7 +558,7 @@ pub async fn click(state: web::Data<AppState>, token: web::Path<String>) -> Http
     let token = token.into_inner();
     let tracked = state
         .db(move |conn| {
-            mailbaar_campaigns::track(conn, &delivery, &token, true, mailbaar_store::now())
+            mailbaar_delivery::track(conn, &delivery, &token, true, mailbaar_store::now())
         })
         .await;
     let target = tracked.map(|t| match t {
@@ -600,7 +600,7 @@ pub async fn table_click(
     let (token, index) = path.into_inner();
     let tracked = state
         .db(move |conn| {
-            mailbaar_campaigns::track_click(conn, &delivery, &token, &index, mailbaar_store::now())
+            mailbaar_delivery::track_click(conn, &delivery, &token, &index, mailbaar_store::now())
         })
         .await;
     click_answer(&state, tracked).await
@@ -615,7 +615,7 @@ pub async fn view_online(state: web::Data<AppState>, token: web::Path<String>) -
     };
     let delivery = state.delivery.clone();
     let shown = state
-        .db(move |conn| mailbaar_campaigns::view_online(conn, &delivery, &reached))
+        .db(move |conn| mailbaar_delivery::view_online(conn, &delivery, &reached))
         .await;
     match shown {
         Ok(Some(body)) => HttpResponse::Ok()

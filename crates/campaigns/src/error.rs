@@ -22,12 +22,6 @@ pub enum CampaignError {
     /// The step may not be sent yet: every missing requirement.
     #[error("the step is not ready to send: {}", .0.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))]
     NotReady(Vec<Requirement>),
-    /// A test mail names persons that are not test persons (nothing was sent).
-    #[error("only test persons receive test mails; not a test person: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
-    NotTestPersons(Vec<i64>),
-    /// The transport did not take a message.
-    #[error("the message could not be handed over: {0}")]
-    Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
     Query(#[from] mailbaar_query::QueryError),
     #[error(transparent)]

@@ -12,70 +12,60 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::audience::Audience;
 use crate::readiness::check;
-use crate::step::{lock_step, step_row};
+use crate::status::{MailJobStatus, RecipientState};
+use crate::step::{lock_step, step_row, StepBlock};
 use crate::{CampaignError, SendKind};
 
 /// The task kind that prepares a mail job.
 pub const PREPARE: &str = "mailjob.prepare";
-/// The task kind that sends a prepared mail job.
+/// The task kind that sends a prepared mail job: preparation queues it by this name, and
+/// the worker wiring registers the delivery engine's work for it.
 pub const SEND: &str = "mailjob.send";
 
-/// Where a mail job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "scheduled")]
-pub enum MailJobStatus {
-    /// Waiting; its time can be changed and it can be cancelled.
-    Scheduled,
-    /// Content and recipients are being frozen.
-    Preparing,
-    /// Frozen, waiting for its send time.
-    Prepared,
-    /// Messages are going out.
-    Sending,
-    /// Every recipient was handled.
-    Sent,
-    /// Cancelled: before its preparation, or while sending (what was sent stays sent).
-    Cancelled,
-    /// Stopped; `message` says why.
-    Failed,
+/// The payload of a [`PREPARE`] or [`SEND`] task: the job it works on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct MailJobPayload {
+    /// The mail job's id.
+    pub mail_job_id: i64,
 }
 
-impl MailJobStatus {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MailJobStatus::Scheduled => "scheduled",
-            MailJobStatus::Preparing => "preparing",
-            MailJobStatus::Prepared => "prepared",
-            MailJobStatus::Sending => "sending",
-            MailJobStatus::Sent => "sent",
-            MailJobStatus::Cancelled => "cancelled",
-            MailJobStatus::Failed => "failed",
-        }
+/// The content of a job as frozen at preparation (stored with the job); later edits of
+/// the step do not reach it. What a send, a click's link table and the web version of a
+/// sent message are made from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrozenContent {
+    /// The step's content (sender, subject, templates) as rendering takes it.
+    pub step: mailbaar_render::Step,
+    /// The step's blocks; a recipient's block bits index into this list.
+    pub blocks: Vec<StepBlock>,
+    /// The opt-in type the step mails for; `None` for a mailing without one.
+    pub opt_in_type_id: Option<i64>,
+    /// When the content was frozen (UTC).
+    pub frozen_at: NaiveDateTime,
+}
+
+impl FrozenContent {
+    /// The frozen content of job `id`: `None` when the job does not exist, is not yet
+    /// prepared, or its stored content cannot be read.
+    pub fn of_job(conn: &mut DbConnection, id: i64) -> Result<Option<Self>, CampaignError> {
+        let content: Option<String> = mail_jobs::table
+            .find(id)
+            .select(mail_jobs::content)
+            .first::<Option<String>>(conn)
+            .optional()?
+            .flatten();
+        Ok(content.and_then(|c| serde_json::from_str(&c).ok()))
     }
 
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "preparing" => MailJobStatus::Preparing,
-            "prepared" => MailJobStatus::Prepared,
-            "sending" => MailJobStatus::Sending,
-            "sent" => MailJobStatus::Sent,
-            "cancelled" => MailJobStatus::Cancelled,
-            "failed" => MailJobStatus::Failed,
-            _ => MailJobStatus::Scheduled,
-        }
-    }
-
-    /// Whether the job still has work ahead (it holds its step).
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            MailJobStatus::Scheduled
-                | MailJobStatus::Preparing
-                | MailJobStatus::Prepared
-                | MailJobStatus::Sending
-        )
+    /// The names of the blocks a recipient sees, from the block bits marked at
+    /// preparation (bit `i` for block `i`; a block without a condition is seen by all).
+    pub fn blocks_seen(&self, bits: i64) -> std::collections::BTreeSet<String> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| b.condition.is_none() || bits & (1i64 << i) != 0)
+            .map(|(_, b)| b.name.clone())
+            .collect()
     }
 }
 
@@ -189,7 +179,8 @@ pub struct MailJobFilter {
 pub(crate) struct JobRow {
     pub id: i64,
     pub step_id: i64,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: MailJobStatus,
     pub scheduled_at: NaiveDateTime,
     pub prepare_at: NaiveDateTime,
     pub include_previous_recipients: bool,
@@ -212,7 +203,7 @@ pub(crate) struct JobRow {
 
 impl JobRow {
     pub(crate) fn status(&self) -> MailJobStatus {
-        MailJobStatus::parse(&self.status)
+        self.status
     }
 }
 
@@ -266,20 +257,23 @@ pub(crate) fn state_counts(conn: &mut DbConnection, id: i64) -> Result<StateCoun
         .load(conn)?;
     let mut c = StateCounts::default();
     for (state, n) in rows {
-        match state.as_str() {
-            "sent" => c.sent = n,
-            "deferred" => c.deferred = n,
-            "bounced" => c.bounced = n,
-            "failed" => c.failed = n,
-            "skipped" => c.skipped = n,
-            "sending" => c.sending = n,
-            _ => {}
+        let state: RecipientState = state
+            .parse()
+            .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+        match state {
+            RecipientState::Sent => c.sent = n,
+            RecipientState::Deferred => c.deferred = n,
+            RecipientState::Bounced => c.bounced = n,
+            RecipientState::Failed => c.failed = n,
+            RecipientState::Skipped => c.skipped = n,
+            RecipientState::Sending => c.sending = n,
+            RecipientState::Pending => {}
         }
     }
     if c.sending > 0 {
         c.abandoned = r::table
             .filter(r::mail_job_id.eq(id))
-            .filter(r::state.eq("sending"))
+            .filter(r::state.eq(RecipientState::Sending.as_str()))
             .filter(r::lease_until.lt(now()))
             .count()
             .get_result(conn)?;
@@ -693,7 +687,7 @@ pub fn resume_mail_job(
             job.status(),
             MailJobStatus::Prepared | MailJobStatus::Sending
         ) {
-            let task = crate::sending::ensure_send_task(conn, &job)?;
+            let task = ensure_send_task(conn, &job)?;
             diesel::update(mail_jobs::table.find(id))
                 .set(mail_jobs::task_id.eq(task))
                 .execute(conn)?;
@@ -742,7 +736,7 @@ pub fn reset_step(
         }
         let active: Option<(i64, String)> = mail_jobs::table
             .filter(mail_jobs::step_id.eq(step_id))
-            .filter(mail_jobs::status.eq_any(["scheduled", "preparing", "prepared", "sending"]))
+            .filter(mail_jobs::status.eq_any(MailJobStatus::ACTIVE))
             .select((mail_jobs::id, mail_jobs::status))
             .first(conn)
             .optional()?;
@@ -766,4 +760,89 @@ pub fn reset_step(
         )?;
         crate::get_step(conn, step_id)
     })
+}
+
+/// Ends a job as failed; a one-time step it blocked is released when nothing was sent.
+pub(crate) fn fail_job(
+    conn: &mut DbConnection,
+    id: i64,
+    message: &str,
+    at: NaiveDateTime,
+) -> Result<(), CampaignError> {
+    diesel::update(mail_jobs::table.find(id))
+        .set((
+            mail_jobs::status.eq(MailJobStatus::Failed.as_str()),
+            mail_jobs::message.eq(message),
+            mail_jobs::finished_at.eq(at),
+            mail_jobs::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    store_counts(conn, id)?;
+    release_if_nothing_sent(conn, id)
+}
+
+/// A one-time step blocked by a job that sent nothing is free again: no one received it.
+pub(crate) fn release_if_nothing_sent(
+    conn: &mut DbConnection,
+    id: i64,
+) -> Result<(), CampaignError> {
+    let (step, sent): (i64, i64) = mail_jobs::table
+        .find(id)
+        .select((mail_jobs::step_id, mail_jobs::sent))
+        .first(conn)?;
+    if sent == 0 {
+        diesel::update(
+            campaign_steps::table
+                .find(step)
+                .filter(campaign_steps::send_kind.eq(SendKind::OneTime.as_str())),
+        )
+        .set(campaign_steps::blocked_since.eq(None::<NaiveDateTime>))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Queues the first send run of a prepared job unless one is already active; its id. On
+/// PostgreSQL that run queues the job's other runs when it starts.
+pub(crate) fn ensure_send_task(
+    conn: &mut DbConnection,
+    job: &JobRow,
+) -> Result<i64, CampaignError> {
+    ensure_send_tasks(conn, job, 1)
+}
+
+/// The send runs of a job: one on SQLite (its single writer), `parallel` on PostgreSQL,
+/// where the runs of several workers share the job's recipients (`FOR UPDATE SKIP LOCKED`).
+pub(crate) fn ensure_send_tasks(
+    conn: &mut DbConnection,
+    job: &JobRow,
+    parallel: usize,
+) -> Result<i64, CampaignError> {
+    let runs = match conn {
+        DbConnection::Pg(_) => parallel.max(1),
+        DbConnection::Sqlite(_) => 1,
+    };
+    let mut first = None;
+    for k in 0..runs {
+        let key = if k == 0 {
+            format!("{SEND}:{}", job.id)
+        } else {
+            format!("{SEND}:{}:{k}", job.id)
+        };
+        let mut task = NewTask::now(SEND, &job.created_by)
+            .unique(&key)
+            .with_payload(
+                serde_json::to_value(MailJobPayload {
+                    mail_job_id: job.id,
+                })
+                .expect("a payload serializes"),
+            )
+            .at(job.scheduled_at.max(now()));
+        // A run cut off by a stopped worker is taken again by the next; the recipients'
+        // own leases, not the task's attempts, keep a crash from losing anyone.
+        task.max_attempts = 1000;
+        let task = mailbaar_tasks::ensure(conn, &task)?;
+        first.get_or_insert(task.id);
+    }
+    Ok(first.unwrap_or_default())
 }

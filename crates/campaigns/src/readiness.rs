@@ -12,55 +12,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::audience::Audience;
+use crate::message::{render_message, PERSON_FIELDS};
+pub(crate) use crate::requirement::{Requirement, RequirementCode};
+use crate::status::MailJobStatus;
 use crate::step::{step_row, StepRow};
 use crate::{CampaignError, SendKind};
-
-/// What a requirement or warning is about; stable codes for front ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "subject")]
-pub enum RequirementCode {
-    /// No sender address.
-    SenderAddress,
-    /// No subject.
-    Subject,
-    /// No selection (saved query), or it no longer runs.
-    Selection,
-    /// A template does not compile (the message names the part and line).
-    Template,
-    /// The content does not link the preference centre (`{{ preferences_url }}`).
-    PreferencesLink,
-    /// A one-time step that was sent: reset it first.
-    AlreadySent,
-    /// Warning: the step names no opt-in type, so its unsubscribe link withdraws nothing
-    /// specific (it offers the preference centre).
-    NoOptInType,
-    /// Warning: the selection does not require the step's opt-in type.
-    SelectionWithoutOptInType,
-    /// Warning: the selection does not require `mailable` (sending skips non-mailable
-    /// persons anyway).
-    SelectionWithoutMailable,
-    /// Warning: the selection reaches nobody now.
-    NoRecipients,
-}
-
-/// One missing requirement or warning.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[schema(example = json!({"code": "subject", "message": "the step has no subject"}))]
-pub struct Requirement {
-    pub code: RequirementCode,
-    /// Says what to do, in words.
-    pub message: String,
-}
-
-impl Requirement {
-    fn new(code: RequirementCode, message: impl Into<String>) -> Self {
-        Requirement {
-            code,
-            message: message.into(),
-        }
-    }
-}
 
 /// A step's readiness to send.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -82,23 +38,6 @@ pub struct Readiness {
     /// reset, without `include_previous_recipients`).
     pub skipped_previous: i64,
 }
-
-/// The person fields templates may use (`person.NAME`); identifying numbers (BSN, IBAN)
-/// are never offered to mail content.
-pub const PERSON_FIELDS: [&str; 12] = [
-    "id",
-    "email",
-    "first_name",
-    "infix",
-    "last_name",
-    "full_name",
-    "street",
-    "house_number",
-    "postal_code",
-    "city",
-    "country",
-    "birth_date",
-];
 
 /// The step checked: what is missing, the warnings, and the compiled content when it
 /// compiles.
@@ -148,7 +87,7 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
         if let Some(since) = step.blocked_since {
             let active: Option<(i64, String)> = mail_jobs::table
                 .filter(mail_jobs::step_id.eq(step.id))
-                .filter(mail_jobs::status.eq_any(["scheduled", "preparing", "prepared", "sending"]))
+                .filter(mail_jobs::status.eq_any(MailJobStatus::ACTIVE))
                 .select((mail_jobs::id, mail_jobs::status))
                 .first(conn)
                 .optional()?;
@@ -270,9 +209,9 @@ fn sample(
     };
     let person = mailbaar_people::get_person(conn, person_id)?;
     let blocks = crate::audience::blocks_of(conn, &step.blocks(), person_id, now)?;
-    let links = crate::links::Links::new(b"readiness sample", "https://readiness.invalid");
+    let links = mailbaar_render::Links::new(b"readiness sample", "https://readiness.invalid");
     let expected = links.for_moment(0, now).preferences_url;
-    match crate::mailing::render_for(compiled, &links, &person, blocks, 0, "sample@readiness.invalid", now) {
+    match render_message(compiled, &links, &person, blocks, 0, "sample@readiness.invalid", now) {
         Err(reason) => Ok(Some(Requirement::new(
             RequirementCode::Template,
             format!("rendering for person {person_id} fails: {reason}"),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::status::MailJobStatus;
 use crate::CampaignError;
 
 /// Most blocks one step may have (each is a bit of the recipient row).
@@ -311,12 +312,19 @@ fn to_step(conn: &mut DbConnection, row: StepRow) -> Result<CampaignStep, Campai
         .select((mail_jobs::id, mail_jobs::status))
         .first(conn)
         .optional()?;
-    let status = match last.as_ref().map(|(_, s)| s.as_str()) {
-        Some("scheduled") => StepStatus::Scheduled,
-        Some("preparing" | "prepared") => StepStatus::Preparing,
-        Some("sending") => StepStatus::Sending,
-        Some("sent") => StepStatus::Sent,
-        _ => StepStatus::Draft,
+    let last_status: Option<MailJobStatus> = match &last {
+        Some((_, s)) => Some(
+            s.parse()
+                .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?,
+        ),
+        None => None,
+    };
+    let status = match last_status {
+        Some(MailJobStatus::Scheduled) => StepStatus::Scheduled,
+        Some(MailJobStatus::Preparing | MailJobStatus::Prepared) => StepStatus::Preparing,
+        Some(MailJobStatus::Sending) => StepStatus::Sending,
+        Some(MailJobStatus::Sent) => StepStatus::Sent,
+        Some(MailJobStatus::Cancelled | MailJobStatus::Failed) | None => StepStatus::Draft,
     };
     let blocks = row.blocks();
     let send_kind = row.send_kind();
@@ -676,12 +684,7 @@ pub fn update_step(
             if v != row.send_kind() {
                 let active: i64 = mail_jobs::table
                     .filter(mail_jobs::step_id.eq(id))
-                    .filter(mail_jobs::status.eq_any([
-                        "scheduled",
-                        "preparing",
-                        "prepared",
-                        "sending",
-                    ]))
+                    .filter(mail_jobs::status.eq_any(MailJobStatus::ACTIVE))
                     .count()
                     .get_result(conn)?;
                 if row.blocked_since.is_some() || active > 0 {

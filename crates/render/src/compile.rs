@@ -17,7 +17,8 @@ use crate::mime::{self, Parts, Sender};
 use crate::model::{PersonValue, Recipient, Step};
 use crate::protect::{protect, scan_tags, Mode, TagKind};
 use crate::text;
-use crate::tracking::{LinkSigner, Rewriter, MARK};
+use crate::tokens::LinkSigner;
+use crate::tracking::{Rewriter, MARK};
 
 /// The links every recipient has, available as top-level variables.
 pub const LINK_VARIABLES: [&str; 3] = ["preferences_url", "unsubscribe_url", "view_online_url"];

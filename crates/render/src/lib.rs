@@ -13,6 +13,8 @@
 //! get a signed URL of their own, `{base}/c/{token}` (checked with
 //! [`HmacLinkSigner::verify`], as are the per-link URLs of older messages).
 //! [`CompiledStep::with_dkim`] adds a DKIM signature to every message.
+//! [`Links`] signs and checks every token of a message (the recipient pages
+//! and tracking) under one key, the purpose in [`TokenPurpose`].
 //!
 //! Templates are MiniJinja, strict about undefined variables. They see
 //! `person.FIELD`, `step.FIELD` (see [`STEP_FIELDS`]), `blocks.NAME` (true
@@ -29,6 +31,7 @@ mod mime;
 mod model;
 mod protect;
 mod text;
+mod tokens;
 mod tracking;
 
 pub use compile::{
@@ -36,4 +39,7 @@ pub use compile::{
 };
 pub use error::{RenderError, TemplatePart};
 pub use model::{Block, Envelope, PersonValue, PersonVars, Recipient, RecipientLinks, Step};
-pub use tracking::{HmacLinkSigner, LinkSigner, MessageUrls, TrackedLink};
+pub use tokens::{
+    HmacLinkSigner, LinkError, LinkSigner, Links, MessageUrls, TokenPurpose, TrackedLink,
+    LINK_LIFETIME_DAYS,
+};

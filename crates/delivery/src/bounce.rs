@@ -11,7 +11,7 @@ use mailbaar_store::DbConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::CampaignError;
+use crate::DeliveryError;
 
 /// Hard (the address does not exist: 5.x.x) or soft (try later: 4.x.x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -95,9 +95,9 @@ fn field(block: &str, name: &str) -> Option<String> {
 /// Reads a DSN (RFC 3464: `multipart/report` with a `message/delivery-status` part, or
 /// the report's parts given alone as `message/rfc822`). Errors: `Invalid` (`body`) when it
 /// is not a message, or has no delivery status.
-pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, CampaignError> {
+pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, DeliveryError> {
     let not_dsn = |why: &str| {
-        CampaignError::invalid(
+        DeliveryError::invalid(
             "body",
             format!("not a delivery status notification (RFC 3464): {why}"),
         )
@@ -198,7 +198,7 @@ pub fn report_bounce(
     report: BounceReport,
     by: &str,
     now: NaiveDateTime,
-) -> Result<BounceOutcome, CampaignError> {
+) -> Result<BounceOutcome, DeliveryError> {
     let (message_id, email, kind, reason, quiet) = match report {
         BounceReport::Dsn(raw) => {
             let dsn = parse_dsn(&raw)?;
@@ -218,13 +218,13 @@ pub fn report_bounce(
         BounceReport::Webhook(w) => {
             let email = w.email.trim().to_owned();
             if !mailbaar_people::is_valid_email(&email) {
-                return Err(CampaignError::invalid(
+                return Err(DeliveryError::invalid(
                     "email",
                     "not a valid e-mail address",
                 ));
             }
             let reason = mailbaar_store::clean_required_text(&w.reason, 500).map_err(|p| {
-                CampaignError::invalid("reason", format!("1 to 500 characters: {p}"))
+                DeliveryError::invalid("reason", format!("1 to 500 characters: {p}"))
             })?;
             (None, Some(email), Some(w.kind), reason, "delayed")
         }
@@ -334,7 +334,10 @@ pub fn report_bounce(
                 .execute(conn)?;
             if let (Some(j), true) = (job, hard) {
                 diesel::update(mail_job_recipients::table.find((j, person_id)))
-                    .set(mail_job_recipients::state.eq("bounced"))
+                    .set(
+                        mail_job_recipients::state
+                            .eq(mailbaar_campaigns::RecipientState::Bounced.as_str()),
+                    )
                     .execute(conn)?;
             }
         }

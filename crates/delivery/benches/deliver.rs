@@ -6,7 +6,7 @@
 //! `smtp-source`, and the process's peak memory before and after the send, which must not
 //! grow with the size of the job.
 //!
-//! `cargo bench -p mailbaar-campaigns --bench deliver` (needs `smtp-sink` and
+//! `cargo bench -p mailbaar-delivery --bench deliver` (needs `smtp-sink` and
 //! `smtp-source`, Debian package `postfix`; PostgreSQL through
 //! `MAILBAAR_TEST_POSTGRES_URL`). `MAILBAAR_BENCH_RECIPIENTS` sets the size (default
 //! 100,000), `MAILBAAR_BENCH_BACKENDS=sqlite` or `postgres` runs one engine,
@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailbaar_campaigns::{
-    Delivery, Handover, HandoverDone, Links, NewCampaign, NewStep, OutgoingMessage, SendKind,
-    SendRequest, SendWork, SmtpSettings, SmtpTransport, StepBlock, Transport,
+use mailbaar_campaigns::{NewCampaign, NewStep, SendKind, SendRequest, StepBlock};
+use mailbaar_delivery::{
+    Delivery, Handover, HandoverDone, Links, OutgoingMessage, SendWork, SmtpSettings,
+    SmtpTransport, Transport,
 };
 use mailbaar_query::SavedQueryInput;
 use mailbaar_store::testing::{newsletter_data, peak_memory_mb, TestDatabase};

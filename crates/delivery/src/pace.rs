@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use mailbaar_store::schema::delivery_pace;
 use mailbaar_store::{write_transaction, DbConnection};
 
-use crate::CampaignError;
+use crate::DeliveryError;
 
 /// Reserves `n` messages at `rate` per second: the new "next free" time and how long to
 /// wait before starting them, from the old one and the time now (both in microseconds).
@@ -63,7 +63,7 @@ pub(crate) fn reserve_overall(
     conn: &mut DbConnection,
     n: usize,
     rate: f64,
-) -> Result<Duration, CampaignError> {
+) -> Result<Duration, DeliveryError> {
     write_transaction(conn, |conn| {
         let first = diesel::insert_into(delivery_pace::table)
             .values((

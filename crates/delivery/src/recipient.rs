@@ -16,12 +16,13 @@ use mailbaar_store::schema::{
 };
 use mailbaar_store::DbConnection;
 
-use crate::links::{LinkError, LinkPurpose};
-use crate::mailing::{render_for, Delivery};
-use crate::readiness::PERSON_FIELDS;
-use crate::sending::Frozen;
-use crate::step::step_row;
-use crate::CampaignError;
+use mailbaar_campaigns::{
+    render_message, CampaignError, CurrentContent, FrozenContent, PERSON_FIELDS,
+};
+use mailbaar_render::{LinkError, TokenPurpose};
+
+use crate::delivery::Delivery;
+use crate::DeliveryError;
 
 /// Who records changes made by recipients themselves.
 pub const RECIPIENT: &str = "recipient";
@@ -47,7 +48,7 @@ pub enum LinkRefusal {
     #[error("the link has expired")]
     Expired,
     #[error(transparent)]
-    Failed(#[from] CampaignError),
+    Failed(#[from] DeliveryError),
 }
 
 impl From<diesel::result::Error> for LinkRefusal {
@@ -61,7 +62,7 @@ impl From<diesel::result::Error> for LinkRefusal {
 pub fn reach(
     conn: &mut DbConnection,
     delivery: &Delivery,
-    purpose: LinkPurpose,
+    purpose: TokenPurpose,
     token: &str,
     now: NaiveDateTime,
 ) -> Result<Reached, LinkRefusal> {
@@ -112,7 +113,7 @@ pub struct Preferences {
 pub fn preferences(
     conn: &mut DbConnection,
     reached: &Reached,
-) -> Result<Preferences, CampaignError> {
+) -> Result<Preferences, DeliveryError> {
     let settings = mailbaar_settings::load(conn)?;
     let (first_name, anonymized_at): (Option<String>, Option<NaiveDateTime>) = persons::table
         .find(reached.person_id)
@@ -179,7 +180,7 @@ pub fn save_preferences(
     wanted: &BTreeSet<i64>,
     everything: bool,
     unsubscribe_all_label: &str,
-) -> Result<usize, CampaignError> {
+) -> Result<usize, DeliveryError> {
     let on_form = shown;
     let shown = preferences(conn, reached)?;
     if shown.anonymized {
@@ -225,10 +226,10 @@ pub fn save_preferences(
     Ok(written.len())
 }
 
-fn consent_error(e: mailbaar_consent::ConsentError) -> CampaignError {
+fn consent_error(e: mailbaar_consent::ConsentError) -> DeliveryError {
     match e {
         mailbaar_consent::ConsentError::Database(d) => d.into(),
-        other => CampaignError::Refused(other.to_string()),
+        other => CampaignError::Refused(other.to_string()).into(),
     }
 }
 
@@ -245,13 +246,13 @@ pub enum Unsubscribed {
 
 /// The opt-in type a message's unsubscribe link withdraws: the one its step mailed for
 /// (as frozen with its mail job).
-fn step_type(conn: &mut DbConnection, reached: &Reached) -> Result<Option<i64>, CampaignError> {
+fn step_type(conn: &mut DbConnection, reached: &Reached) -> Result<Option<i64>, DeliveryError> {
     Ok(match (reached.mail_job_id, reached.step_id) {
         (Some(job), _) => mail_jobs::table
             .find(job)
             .select(mail_jobs::content)
             .first::<Option<String>>(conn)?
-            .and_then(|c| serde_json::from_str::<Frozen>(&c).ok())
+            .and_then(|c| serde_json::from_str::<FrozenContent>(&c).ok())
             .and_then(|f| f.opt_in_type_id),
         (None, Some(step)) => campaign_steps::table
             .find(step)
@@ -268,7 +269,7 @@ fn step_type(conn: &mut DbConnection, reached: &Reached) -> Result<Option<i64>, 
 pub fn unsubscribe_target(
     conn: &mut DbConnection,
     reached: &Reached,
-) -> Result<Option<String>, CampaignError> {
+) -> Result<Option<String>, DeliveryError> {
     let Some(type_id) = step_type(conn, reached)? else {
         return Ok(None);
     };
@@ -285,7 +286,7 @@ pub fn unsubscribe(
     conn: &mut DbConnection,
     reached: &Reached,
     label: &str,
-) -> Result<Unsubscribed, CampaignError> {
+) -> Result<Unsubscribed, DeliveryError> {
     let anonymized: Option<NaiveDateTime> = persons::table
         .find(reached.person_id)
         .select(persons::anonymized_at)
@@ -360,7 +361,7 @@ pub fn track(
     token: &str,
     click: bool,
     now: NaiveDateTime,
-) -> Result<Option<TrackedLink>, CampaignError> {
+) -> Result<Option<TrackedLink>, DeliveryError> {
     let Ok(mut link) = delivery.links.tracking().verify(token) else {
         return Ok(None);
     };
@@ -393,7 +394,7 @@ fn record_tracking(
     id: i64,
     click: bool,
     now: NaiveDateTime,
-) -> Result<usize, CampaignError> {
+) -> Result<usize, DeliveryError> {
     let target = contact_moments::table.find(id);
     let first = |column: &'static str| {
         diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>>(&format!(
@@ -430,7 +431,7 @@ pub fn track_click(
     token: &str,
     index: &str,
     now: NaiveDateTime,
-) -> Result<Option<String>, CampaignError> {
+) -> Result<Option<String>, DeliveryError> {
     let Ok((tracking_id, index)) = delivery.links.tracking().verify_click(token, index) else {
         return Ok(None);
     };
@@ -461,7 +462,7 @@ pub fn view_online(
     conn: &mut DbConnection,
     delivery: &Delivery,
     reached: &Reached,
-) -> Result<Option<String>, CampaignError> {
+) -> Result<Option<String>, DeliveryError> {
     let person = match mailbaar_people::get_person(conn, reached.person_id) {
         Ok(p) if p.anonymized_at.is_none() => p,
         Ok(_) => return Ok(None),
@@ -470,11 +471,7 @@ pub fn view_online(
     };
     let (step, blocks) = match reached.mail_job_id {
         Some(job) => {
-            let content: Option<String> = mail_jobs::table
-                .find(job)
-                .select(mail_jobs::content)
-                .first(conn)?;
-            let Some(frozen) = content.and_then(|c| serde_json::from_str::<Frozen>(&c).ok()) else {
+            let Some(frozen) = FrozenContent::of_job(conn, job)? else {
                 return Ok(None);
             };
             let bits: i64 = mail_job_recipients::table
@@ -483,32 +480,25 @@ pub fn view_online(
                 .first(conn)
                 .optional()?
                 .unwrap_or(0);
-            let blocks: BTreeSet<String> = frozen
-                .blocks
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| b.condition.is_none() || bits & (1i64 << i) != 0)
-                .map(|(_, b)| b.name.clone())
-                .collect();
+            let blocks = frozen.blocks_seen(bits);
             (frozen.step, blocks)
         }
         None => {
             let Some(step_id) = reached.step_id else {
                 return Ok(None);
             };
-            let Ok(row) = step_row(conn, step_id) else {
+            let Ok(current) = CurrentContent::of_step(conn, step_id) else {
                 return Ok(None);
             };
-            let blocks =
-                crate::audience::blocks_of(conn, &row.blocks(), person.id, reached.occurred_at)?;
-            (row.render_step(), blocks)
+            let blocks = current.blocks_seen(conn, person.id, reached.occurred_at)?;
+            (current.step, blocks)
         }
     };
     let Ok(compiled) = CompiledStep::compile(&step, &PERSON_FIELDS) else {
         return Ok(None);
     };
     let message_id = reached.message_id.clone().unwrap_or_default();
-    Ok(render_for(
+    Ok(render_message(
         &compiled,
         &delivery.links,
         &person,

@@ -1,0 +1,47 @@
+//! The one error type of the delivery crate.
+
+use thiserror::Error;
+
+use crate::transport::TransportError;
+
+/// What sending, a test mail, the bounce intake or a recipient page can fail with.
+#[derive(Debug, Error)]
+pub enum DeliveryError {
+    /// The transport did not take a message.
+    #[error("the message could not be handed over: {0}")]
+    Transport(#[from] TransportError),
+    /// A test mail names persons that are not test persons (nothing was sent).
+    #[error("only test persons receive test mails; not a test person: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    NotTestPersons(Vec<i64>),
+    /// The transport ended without answering for messages it took: the run stops, their
+    /// recipients stay `sending` and are taken over when their lease runs out.
+    #[error("the transport stopped before answering")]
+    TransportGone,
+    /// What the campaigns crate refused or failed with (not found, invalid, not ready).
+    #[error(transparent)]
+    Campaign(#[from] mailbaar_campaigns::CampaignError),
+    #[error(transparent)]
+    People(#[from] mailbaar_people::PeopleError),
+    #[error(transparent)]
+    Settings(#[from] mailbaar_settings::SettingsError),
+    #[error(transparent)]
+    Task(#[from] mailbaar_tasks::TaskError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl DeliveryError {
+    /// A field of the request is invalid (a 422 naming the field).
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        DeliveryError::Campaign(mailbaar_campaigns::CampaignError::Invalid {
+            field,
+            reason: reason.into(),
+        })
+    }
+}
+
+impl From<mailbaar_store::StoreError> for DeliveryError {
+    fn from(e: mailbaar_store::StoreError) -> Self {
+        DeliveryError::Task(mailbaar_tasks::TaskError::from(e))
+    }
+}

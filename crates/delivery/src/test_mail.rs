@@ -1,0 +1,142 @@
+//! Test mails: a step's current content to test persons, each with a test contact moment
+//! (manual §3.3), handed over at once through this process's transport.
+
+use diesel::prelude::*;
+use mailbaar_campaigns::{
+    new_message_id, render_message, CampaignError, CurrentContent, Requirement, RequirementCode,
+};
+use mailbaar_store::schema::contact_moments;
+use mailbaar_store::{now, DbConnection};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::delivery::Delivery;
+use crate::transport::OutgoingMessage;
+use crate::DeliveryError;
+
+/// The test persons to send a step's test mail to.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"person_ids": [5, 6]}))]
+pub struct TestMailRequest {
+    /// 1 to 50 persons flagged `is_test_person`.
+    #[schema(min_items = 1, max_items = 50)]
+    pub person_ids: Vec<i64>,
+}
+
+/// One test mail sent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"person_id": 5, "email": "test@example.org", "contact_moment_id": 88,
+    "message_id": "3f2a9c0d1e@example.org"}))]
+pub struct TestMailSent {
+    pub person_id: i64,
+    pub email: String,
+    /// The test contact moment (`is_test`), removed by `DELETE …/test-contact-moments`.
+    pub contact_moment_id: i64,
+    pub message_id: String,
+}
+
+/// Sends a step's current content to test persons, each with a test contact moment
+/// (manual §3.3). Errors: `Invalid` (`person_ids`: none, more than 50, unknown, or without
+/// an address); `NotTestPersons` naming those not flagged (nothing is sent); `NotReady`
+/// when the content does not compile or has no sender or subject; `Transport`.
+pub fn send_test_mail(
+    conn: &mut DbConnection,
+    delivery: &Delivery,
+    step_id: i64,
+    request: &TestMailRequest,
+) -> Result<Vec<TestMailSent>, DeliveryError> {
+    let mut ids = request.person_ids.clone();
+    let given = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() || given > 50 {
+        return Err(DeliveryError::invalid("person_ids", "1 to 50 person ids"));
+    }
+    let ready = CurrentContent::for_test_mail(conn, step_id)?;
+    let compiled = delivery.sending(ready.compiled);
+    let persons = mailbaar_people::persons_by_ids(conn, &ids)?;
+    if let Some(unknown) = ids.iter().find(|id| !persons.iter().any(|p| p.id == **id)) {
+        return Err(DeliveryError::invalid(
+            "person_ids",
+            format!("person {unknown} does not exist"),
+        ));
+    }
+    let not_test: Vec<i64> = persons
+        .iter()
+        .filter(|p| !p.is_test_person)
+        .map(|p| p.id)
+        .collect();
+    if !not_test.is_empty() {
+        return Err(DeliveryError::NotTestPersons(not_test));
+    }
+    if let Some(p) = persons.iter().find(|p| p.email.is_none()) {
+        return Err(DeliveryError::invalid(
+            "person_ids",
+            format!("test person {} has no e-mail address", p.id),
+        ));
+    }
+    let from = ready.from_email;
+    let mut sent = Vec::with_capacity(persons.len());
+    for person in &persons {
+        let at = now();
+        let message_id = new_message_id(&from);
+        let moment: i64 = diesel::insert_into(contact_moments::table)
+            .values((
+                contact_moments::person_id.eq(person.id),
+                contact_moments::channel.eq("email"),
+                contact_moments::step_id.eq(step_id),
+                contact_moments::is_test.eq(true),
+                contact_moments::occurred_at.eq(at),
+                contact_moments::message_id.eq(&message_id),
+            ))
+            .returning(contact_moments::id)
+            .get_result(conn)?;
+        let blocks = ready.content.blocks_seen(conn, person.id, at)?;
+        let result = render_message(
+            &compiled,
+            &delivery.links,
+            person,
+            blocks,
+            moment,
+            &message_id,
+            at,
+        )
+        .map_err(|reason| {
+            DeliveryError::from(CampaignError::NotReady(vec![Requirement {
+                code: RequirementCode::Template,
+                message: reason,
+            }]))
+        })
+        .and_then(|mail| {
+            delivery
+                .transport
+                .send(OutgoingMessage {
+                    message_id: message_id.clone(),
+                    from: from.clone(),
+                    to: person.email.clone().unwrap_or_default(),
+                    bytes: mail.message,
+                    batch: "test".into(),
+                })
+                .map_err(DeliveryError::from)
+        });
+        if let Err(e) = result {
+            diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
+            return Err(e);
+        }
+        let done = now();
+        diesel::update(contact_moments::table.find(moment))
+            .set((
+                contact_moments::sent_at.eq(done),
+                contact_moments::delivered_at.eq(done),
+            ))
+            .execute(conn)?;
+        sent.push(TestMailSent {
+            person_id: person.id,
+            email: person.email.clone().unwrap_or_default(),
+            contact_moment_id: moment,
+            message_id,
+        });
+    }
+    Ok(sent)
+}
