@@ -35,36 +35,19 @@ pub const FLAG_COLUMNS: [&str; 5] = [
     "bouncer_reason",
 ];
 
-/// How an import treats persons it finds (by e-mail address) or does not find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "create_or_update")]
-pub enum ImportMode {
-    /// New addresses become persons; known ones are skipped.
-    CreateOnly,
-    /// Known addresses are updated; new ones are skipped.
-    UpdateExisting,
-    /// Both.
-    #[default]
-    CreateOrUpdate,
-}
-
-impl ImportMode {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImportMode::CreateOnly => "create_only",
-            ImportMode::UpdateExisting => "update_existing",
-            ImportMode::CreateOrUpdate => "create_or_update",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "create_only" => ImportMode::CreateOnly,
-            "update_existing" => ImportMode::UpdateExisting,
-            _ => ImportMode::CreateOrUpdate,
-        }
+mailbaar_store::text_enum! {
+    /// How an import treats persons it finds (by e-mail address) or does not find.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "create_or_update")]
+    pub enum ImportMode as "import mode" {
+        /// New addresses become persons; known ones are skipped.
+        CreateOnly = "create_only",
+        /// Known addresses are updated; new ones are skipped.
+        UpdateExisting = "update_existing",
+        /// Both.
+        #[default]
+        CreateOrUpdate = "create_or_update",
     }
 }
 
