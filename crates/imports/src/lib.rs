@@ -22,7 +22,7 @@ use thiserror::Error;
 use utoipa::ToSchema;
 
 pub use export::{check_export, export_rows, ExportColumns};
-pub use mapping::{ImportMapping, ImportMode, FLAG_COLUMNS, PERSON_COLUMNS};
+pub use mapping::{person_columns, ImportMapping, ImportMode, FLAG_COLUMNS};
 pub use run::{import_work, run_import};
 
 /// The task kind that runs an import.

@@ -6,6 +6,7 @@
 mod bulk;
 mod card;
 mod error;
+pub mod fields;
 mod mailable;
 mod person;
 mod transaction;
