@@ -29,19 +29,21 @@ pub enum AccessError {
     Database(#[from] diesel::result::Error),
 }
 
-/// What a token may do. Roles are fixed bundles of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "marketer")]
-pub enum Role {
-    /// Everything, including token management.
-    Admin,
-    /// Persons, queries, campaigns; no privacy operations.
-    Marketer,
-    /// Persons, consent and the privacy operations (anonymize, exports, audit log).
-    PrivacyOfficer,
-    /// Reads only.
-    Viewer,
+mailbaar_store::text_enum! {
+    /// What a token may do. Roles are fixed bundles of these.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "marketer")]
+    pub enum Role as "role" {
+        /// Everything, including token management.
+        Admin = "admin",
+        /// Persons, queries, campaigns; no privacy operations.
+        Marketer = "marketer",
+        /// Persons, consent and the privacy operations (anonymize, exports, audit log).
+        PrivacyOfficer = "privacy_officer",
+        /// Reads only.
+        Viewer = "viewer",
+    }
 }
 
 /// A single capability checked by the service before it acts.
@@ -81,24 +83,9 @@ pub enum Permission {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Admin,
-        Role::Marketer,
-        Role::PrivacyOfficer,
-        Role::Viewer,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Marketer => "marketer",
-            Role::PrivacyOfficer => "privacy_officer",
-            Role::Viewer => "viewer",
-        }
-    }
-
+    /// The role a text names, if any (a configured or stored role).
     pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
+        s.parse().ok()
     }
 
     /// The one table of who may do what.
@@ -262,7 +249,7 @@ pub fn register(
             let id: i64 = diesel::insert_into(api_tokens::table)
                 .values((
                     api_tokens::name.eq(name),
-                    api_tokens::role.eq(role.as_str()),
+                    api_tokens::role.eq(role),
                     api_tokens::secret_hash.eq(&digest),
                     api_tokens::created_at.eq(now()),
                 ))

@@ -221,14 +221,7 @@ pub(crate) fn job_row(conn: &mut DbConnection, id: i64) -> Result<JobRow, Campai
 
 /// Reads a job's row, locked on PostgreSQL against a concurrent change of its state.
 pub(crate) fn lock_job(conn: &mut DbConnection, id: i64) -> Result<JobRow, CampaignError> {
-    if let DbConnection::Pg(c) = conn {
-        mail_jobs::table
-            .find(id)
-            .select(mail_jobs::id)
-            .for_update()
-            .first::<i64>(c)
-            .optional()?;
-    }
+    mailbaar_store::lock_rows(conn, "mail_jobs", &[id])?;
     job_row(conn, id)
 }
 

@@ -19,33 +19,17 @@ pub const MAX_BLOCKS: usize = 32;
 /// Most characters of a step's HTML or text template.
 pub const MAX_TEMPLATE_CHARS: usize = 200_000;
 
-/// Whether a step is sent once (then blocked until reset) or again and again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "one_time")]
-pub enum SendKind {
-    /// Sent once; blocked after its send until `POST …/reset` (manual §4.3).
-    #[default]
-    OneTime,
-    /// May be sent any number of times (e.g. a welcome mail sent weekly to newcomers).
-    Repeatable,
-}
-
-impl SendKind {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SendKind::OneTime => "one_time",
-            SendKind::Repeatable => "repeatable",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        if s == "repeatable" {
-            SendKind::Repeatable
-        } else {
-            SendKind::OneTime
-        }
+mailbaar_store::text_enum! {
+    /// Whether a step is sent once (then blocked until reset) or again and again.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "one_time")]
+    pub enum SendKind as "send kind" {
+        /// Sent once; blocked after its send until `POST …/reset` (manual §4.3).
+        #[default]
+        OneTime = "one_time",
+        /// May be sent any number of times (e.g. a welcome mail sent weekly to newcomers).
+        Repeatable = "repeatable",
     }
 }
 
@@ -235,7 +219,7 @@ pub(crate) struct StepRow {
     pub blocks: String,
     pub query_id: Option<i64>,
     pub opt_in_type_id: Option<i64>,
-    pub send_kind: String,
+    pub send_kind: SendKind,
     pub track_clicks: bool,
     pub track_opens: bool,
     pub blocked_since: Option<NaiveDateTime>,
@@ -250,7 +234,7 @@ impl StepRow {
     }
 
     pub(crate) fn send_kind(&self) -> SendKind {
-        SendKind::parse(&self.send_kind)
+        self.send_kind
     }
 
     /// The content as the rendering crate takes it.
@@ -294,14 +278,7 @@ pub(crate) fn step_row(conn: &mut DbConnection, id: i64) -> Result<StepRow, Camp
 /// Reads a step's row, locked against concurrent sends and resets on PostgreSQL (SQLite's
 /// write transaction already holds the database).
 pub(crate) fn lock_step(conn: &mut DbConnection, id: i64) -> Result<StepRow, CampaignError> {
-    if let DbConnection::Pg(c) = conn {
-        campaign_steps::table
-            .find(id)
-            .select(campaign_steps::id)
-            .for_update()
-            .first::<i64>(c)
-            .optional()?;
-    }
+    mailbaar_store::lock_rows(conn, "campaign_steps", &[id])?;
     step_row(conn, id)
 }
 
@@ -693,7 +670,7 @@ pub fn update_step(
                     )));
                 }
             }
-            row.send_kind = v.as_str().to_owned();
+            row.send_kind = v;
         }
         if let Some(v) = changes.track_clicks {
             row.track_clicks = v;

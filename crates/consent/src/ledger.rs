@@ -182,22 +182,9 @@ fn clean_description(d: &str) -> Result<String, ConsentError> {
 
 /// Locks the persons' rows until the transaction ends, so that a consent decision read
 /// from the ledger (is there a refusal? a full unsubscribe?) cannot be overtaken by a
-/// concurrent write for the same person. On PostgreSQL `SELECT … FOR UPDATE`; SQLite's
-/// write transactions hold the database's one write lock from their start already
-/// (`mailbaar_store::write_transaction`).
+/// concurrent write for the same person (`mailbaar_store::lock_rows`).
 pub(crate) fn lock_persons(conn: &mut DbConnection, ids: &[i64]) -> Result<(), ConsentError> {
-    if let DbConnection::Pg(c) = conn {
-        for chunk in ids.chunks(1000) {
-            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
-            // Ids are integers: written as literals.
-            diesel::sql_query(format!(
-                "SELECT id FROM persons WHERE id IN ({}) ORDER BY id FOR UPDATE",
-                list.join(", ")
-            ))
-            .execute(c)?;
-        }
-    }
-    Ok(())
+    Ok(mailbaar_store::lock_rows(conn, "persons", ids)?)
 }
 
 /// Checks that the person exists and is not anonymized, and locks their row for the rest
@@ -212,8 +199,8 @@ fn check_person(conn: &mut DbConnection, person_id: i64) -> Result<(), ConsentEr
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters (8 per row).
 const CHUNK: usize = 1000;
 
-/// Appends many records in one transaction, in multi-row inserts; the current state
-/// follows through the trigger. The one write path for imports and soft opt-ins.
+/// Appends many records in one transaction, in bulk (`mailbaar_store::bulk_insert!`);
+/// the current state follows through the trigger. The one write path for imports and soft opt-ins.
 pub fn append_records(
     conn: &mut DbConnection,
     records: &[NewRecord],
@@ -223,17 +210,12 @@ pub fn append_records(
         clean_description(&r.description)?;
     }
     mailbaar_store::write_transaction(conn, |conn| {
-        let mut written = 0;
-        for chunk in records.chunks(CHUNK) {
-            // Multi-row INSERT is not expressible through the shared backend type, so each
-            // engine gets the same statement through its own connection.
-            let insert = diesel::insert_into(consent_records::table).values(chunk);
-            written += match conn {
-                DbConnection::Sqlite(c) => insert.execute(c)?,
-                DbConnection::Pg(c) => insert.execute(c)?,
-            };
-        }
-        Ok(written)
+        Ok(mailbaar_store::bulk_insert!(
+            conn,
+            consent_records::table,
+            records,
+            CHUNK
+        )?)
     })
 }
 

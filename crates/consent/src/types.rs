@@ -8,37 +8,17 @@ use utoipa::ToSchema;
 
 use crate::ConsentError;
 
-/// The purpose a consent is for; several types may share a kind (e.g. two newsletters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "newsletter")]
-pub enum OptInKind {
-    Newsletter,
-    ServiceMail,
-    Profiling,
-    DirectMail,
-    Custom,
-}
-
-impl OptInKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OptInKind::Newsletter => "newsletter",
-            OptInKind::ServiceMail => "service_mail",
-            OptInKind::Profiling => "profiling",
-            OptInKind::DirectMail => "direct_mail",
-            OptInKind::Custom => "custom",
-        }
-    }
-
-    fn parse(s: &str) -> OptInKind {
-        match s {
-            "newsletter" => OptInKind::Newsletter,
-            "service_mail" => OptInKind::ServiceMail,
-            "profiling" => OptInKind::Profiling,
-            "direct_mail" => OptInKind::DirectMail,
-            _ => OptInKind::Custom,
-        }
+mailbaar_store::text_enum! {
+    /// The purpose a consent is for; several types may share a kind (e.g. two newsletters).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "newsletter")]
+    pub enum OptInKind as "opt-in kind" {
+        Newsletter = "newsletter",
+        ServiceMail = "service_mail",
+        Profiling = "profiling",
+        DirectMail = "direct_mail",
+        Custom = "custom",
     }
 }
 
@@ -64,7 +44,7 @@ pub struct OptInType {
 #[diesel(table_name = opt_in_types)]
 struct TypeRow {
     id: i64,
-    kind: String,
+    kind: OptInKind,
     name: String,
     description: String,
     active: bool,
@@ -77,7 +57,7 @@ impl From<TypeRow> for OptInType {
     fn from(r: TypeRow) -> Self {
         OptInType {
             id: r.id,
-            kind: OptInKind::parse(&r.kind),
+            kind: r.kind,
             name: r.name,
             description: r.description,
             active: r.active,
@@ -169,7 +149,7 @@ pub fn create_type(conn: &mut DbConnection, new: NewOptInType) -> Result<OptInTy
     let t = now();
     let id: i64 = diesel::insert_into(opt_in_types::table)
         .values((
-            opt_in_types::kind.eq(new.kind.as_str()),
+            opt_in_types::kind.eq(new.kind),
             opt_in_types::name.eq(&name),
             opt_in_types::description.eq(&description),
             opt_in_types::active.eq(new.active),
@@ -211,7 +191,7 @@ pub fn standard_type(
     kind: OptInKind,
 ) -> Result<Option<OptInType>, ConsentError> {
     Ok(opt_in_types::table
-        .filter(opt_in_types::kind.eq(kind.as_str()))
+        .filter(opt_in_types::kind.eq(kind))
         .filter(opt_in_types::active.eq(true))
         .order(opt_in_types::id)
         .select(TypeRow::as_select())

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, Days, NaiveDate, NaiveDateTime};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use mailbaar_store::schema::{consent_records, contact_moments, persons, transactions};
+use mailbaar_consent::NewRecord;
+use mailbaar_people::{PersonRow, TransactionRecord};
+use mailbaar_store::schema::{contact_moments, persons};
 use mailbaar_store::DbConnection;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -24,6 +26,10 @@ pub enum DemoError {
     Query(#[from] mailbaar_query::QueryError),
     #[error("making the demo campaign failed: {0}")]
     Campaign(#[from] mailbaar_campaigns::CampaignError),
+    #[error("writing demo persons failed: {0}")]
+    People(#[from] mailbaar_people::PeopleError),
+    #[error("writing demo consent failed: {0}")]
+    Consent(#[from] mailbaar_consent::ConsentError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -166,55 +172,6 @@ const CHANNELS: [&str; 5] = [
 ];
 
 #[derive(Insertable)]
-#[diesel(table_name = persons, treat_none_as_default_value = false)]
-struct PersonRow {
-    id: i64,
-    email: Option<String>,
-    first_name: Option<String>,
-    infix: Option<String>,
-    last_name: Option<String>,
-    street: Option<String>,
-    house_number: Option<String>,
-    postal_code: Option<String>,
-    city: Option<String>,
-    country: Option<String>,
-    phone: Option<String>,
-    mobile: Option<String>,
-    birth_date: Option<NaiveDate>,
-    deceased: bool,
-    bouncer: bool,
-    bouncer_at: Option<NaiveDateTime>,
-    bouncer_reason: Option<String>,
-    is_test_person: bool,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = consent_records, treat_none_as_default_value = false)]
-struct RecordRow {
-    person_id: i64,
-    opt_in_type_id: i64,
-    opt_in: bool,
-    channel: &'static str,
-    description: &'static str,
-    recorded_by: &'static str,
-    recorded_at: NaiveDateTime,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = transactions, treat_none_as_default_value = false)]
-struct TransactionRow {
-    person_id: i64,
-    kind: &'static str,
-    amount_cents: i64,
-    currency: &'static str,
-    occurred_at: NaiveDateTime,
-    description: Option<&'static str>,
-    created_at: NaiveDateTime,
-}
-
-#[derive(Insertable)]
 #[diesel(table_name = contact_moments, treat_none_as_default_value = false)]
 struct MomentRow {
     person_id: i64,
@@ -229,8 +186,8 @@ struct MomentRow {
 #[derive(Default)]
 struct Chunk {
     persons: Vec<PersonRow>,
-    records: Vec<RecordRow>,
-    transactions: Vec<TransactionRow>,
+    records: Vec<NewRecord>,
+    transactions: Vec<TransactionRecord<'static>>,
     moments: Vec<MomentRow>,
 }
 
@@ -272,7 +229,6 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
     });
     let is_test_person = id <= 5;
     chunk.persons.push(PersonRow {
-        id,
         email,
         first_name: Some(first.to_owned()),
         infix: infix.map(str::to_owned),
@@ -306,8 +262,7 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
         bouncer_at: bouncer.then(|| days_before(now, rng, 365)),
         bouncer_reason: bouncer.then(|| "550 5.1.1 mailbox unavailable".to_owned()),
         is_test_person,
-        created_at: created,
-        updated_at: created,
+        ..PersonRow::new(id, created)
     });
 
     // Consent: the automatic profiling opt-in at registration, a newsletter choice for
@@ -358,7 +313,7 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
         let (kind, low, high) = pick(rng, &KINDS);
         let at = days_before(now, rng, 730);
         first_tx = Some(first_tx.map_or(at, |f| f.min(at)));
-        chunk.transactions.push(TransactionRow {
+        chunk.transactions.push(TransactionRecord {
             person_id: id,
             kind,
             amount_cents: if high > low {
@@ -377,18 +332,21 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
     }
     records.sort_by_key(|r| r.4);
     for (type_id, opt_in, channel, description, at) in records {
-        chunk.records.push(RecordRow {
+        chunk.records.push(NewRecord {
             person_id: id,
             opt_in_type_id: type_id,
             opt_in,
-            channel,
-            description,
+            channel: channel.to_owned(),
+            description: description.to_owned(),
+            contact_moment_id: None,
             recorded_by: if channel == "system" {
                 "system"
             } else {
                 "demo"
-            },
+            }
+            .to_owned(),
             recorded_at: at,
+            captured_at: None,
         });
     }
 
@@ -429,47 +387,15 @@ fn person(rng: &mut StdRng, id: i64, now: NaiveDateTime, chunk: &mut Chunk) {
     }
 }
 
-fn write(conn: &mut DbConnection, chunk: &Chunk) -> Result<(), diesel::result::Error> {
-    match conn {
-        DbConnection::Pg(c) => c.transaction(|c| {
-            diesel::copy_from(persons::table)
-                .from_insertable(&chunk.persons)
-                .execute(c)?;
-            diesel::copy_from(consent_records::table)
-                .from_insertable(&chunk.records)
-                .execute(c)?;
-            diesel::copy_from(transactions::table)
-                .from_insertable(&chunk.transactions)
-                .execute(c)?;
-            diesel::copy_from(contact_moments::table)
-                .from_insertable(&chunk.moments)
-                .execute(c)?;
-            Ok(())
-        }),
-        DbConnection::Sqlite(c) => c.transaction(|c| {
-            for rows in chunk.persons.chunks(1_000) {
-                diesel::insert_into(persons::table)
-                    .values(rows)
-                    .execute(c)?;
-            }
-            for rows in chunk.records.chunks(2_000) {
-                diesel::insert_into(consent_records::table)
-                    .values(rows)
-                    .execute(c)?;
-            }
-            for rows in chunk.transactions.chunks(2_000) {
-                diesel::insert_into(transactions::table)
-                    .values(rows)
-                    .execute(c)?;
-            }
-            for rows in chunk.moments.chunks(2_000) {
-                diesel::insert_into(contact_moments::table)
-                    .values(rows)
-                    .execute(c)?;
-            }
-            Ok(())
-        }),
-    }
+/// Writes a chunk in one transaction, each table through its owner's bulk writer.
+fn write(conn: &mut DbConnection, chunk: &Chunk) -> Result<(), DemoError> {
+    mailbaar_store::write_transaction(conn, |conn| {
+        mailbaar_people::write_persons(conn, &chunk.persons)?;
+        mailbaar_consent::append_records(conn, &chunk.records)?;
+        mailbaar_people::write_transactions(conn, &chunk.transactions)?;
+        mailbaar_store::bulk_insert!(conn, contact_moments::table, &chunk.moments, 2_000)?;
+        Ok(())
+    })
 }
 
 /// Weeks of newsletters in the demo's two years.

@@ -44,13 +44,12 @@ pub fn anonymize(
     mailbaar_store::write_transaction(conn, |conn| {
         // Locked on PostgreSQL until the end of the transaction, so two runs (two
         // retention rules, or a rule and a request) never anonymize the same person twice.
-        let query = persons::table
+        mailbaar_store::lock_rows(conn, "persons", &[person_id])?;
+        let before: Option<Option<NaiveDateTime>> = persons::table
             .find(person_id)
-            .select(persons::anonymized_at);
-        let before: Option<Option<NaiveDateTime>> = match conn {
-            DbConnection::Pg(c) => query.for_update().first(c).optional()?,
-            DbConnection::Sqlite(c) => query.first(c).optional()?,
-        };
+            .select(persons::anonymized_at)
+            .first(conn)
+            .optional()?;
         let Some(before) = before else {
             return Err(GdprError::PersonNotFound(person_id));
         };

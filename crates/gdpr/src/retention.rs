@@ -59,44 +59,29 @@ pub struct NewRetentionRule {
     pub schedule: RetentionSchedule,
 }
 
-/// What a rule does to the persons it selects; stored as text with a CHECK in SQL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "anonymize")]
-pub enum RetentionAction {
-    /// Remove everything that identifies them (see `anonymize`).
-    #[default]
-    Anonymize,
-}
-
-/// When a rule runs; stored as text with a CHECK in SQL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "daily")]
-pub enum RetentionSchedule {
-    /// Only when run by hand (`POST …/run`).
-    #[default]
-    Manual,
-    /// Once a day, by the service's schedule.
-    Daily,
-}
-
-impl RetentionAction {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetentionAction::Anonymize => "anonymize",
-        }
+mailbaar_store::text_enum! {
+    /// What a rule does to the persons it selects; stored as text with a CHECK in SQL.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "anonymize")]
+    pub enum RetentionAction as "retention action" {
+        /// Remove everything that identifies them (see `anonymize`).
+        #[default]
+        Anonymize = "anonymize",
     }
 }
 
-impl RetentionSchedule {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetentionSchedule::Manual => "manual",
-            RetentionSchedule::Daily => "daily",
-        }
+mailbaar_store::text_enum! {
+    /// When a rule runs; stored as text with a CHECK in SQL.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "daily")]
+    pub enum RetentionSchedule as "retention schedule" {
+        /// Only when run by hand (`POST …/run`).
+        #[default]
+        Manual = "manual",
+        /// Once a day, by the service's schedule.
+        Daily = "daily",
     }
 }
 
@@ -162,15 +147,8 @@ impl TryFrom<RuleRow> for RetentionRule {
             value: value.to_owned(),
         };
         Ok(RetentionRule {
-            action: match r.action.as_str() {
-                "anonymize" => RetentionAction::Anonymize,
-                other => return Err(unknown(other)),
-            },
-            schedule: match r.schedule.as_str() {
-                "manual" => RetentionSchedule::Manual,
-                "daily" => RetentionSchedule::Daily,
-                other => return Err(unknown(other)),
-            },
+            action: r.action.parse().map_err(|_| unknown(&r.action))?,
+            schedule: r.schedule.parse().map_err(|_| unknown(&r.schedule))?,
             id: r.id,
             name: r.name,
             query_id: r.query_id,
@@ -241,8 +219,8 @@ pub fn create_rule(
         .values((
             retention_rules::name.eq(&name),
             retention_rules::query_id.eq(new.query_id),
-            retention_rules::action.eq(new.action.as_str()),
-            retention_rules::schedule.eq(new.schedule.as_str()),
+            retention_rules::action.eq(new.action),
+            retention_rules::schedule.eq(new.schedule),
             retention_rules::created_by.eq(created_by),
             retention_rules::created_at.eq(t),
             retention_rules::updated_at.eq(t),
@@ -367,6 +345,7 @@ pub fn dry_run(conn: &mut DbConnection, rule_id: i64, actor: &str) -> Result<Dry
     })
 }
 
+/// The payload of a [`RETENTION_RUN`] task: the rule and who asked for the run.
 #[derive(Serialize, Deserialize)]
 struct RunPayload {
     rule_id: i64,
@@ -388,10 +367,10 @@ pub fn run_task(
             "retention rule {rule_id} is inactive"
         )));
     }
-    let payload = serde_json::json!(RunPayload {
+    let payload = RunPayload {
         rule_id,
-        actor: actor.to_owned()
-    });
+        actor: actor.to_owned(),
+    };
     let new = NewTask::now(RETENTION_RUN, actor)
         .unique(&format!("{RETENTION_RUN}.{rule_id}"))
         .with_payload(payload)

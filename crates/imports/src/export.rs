@@ -10,7 +10,7 @@ use mailbaar_store::DbConnection;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::mapping::{target, Target, FLAG_COLUMNS, PERSON_COLUMNS};
+use crate::mapping::{person_columns, target, Target, FLAG_COLUMNS};
 use crate::{csv_error, ImportError};
 
 /// Which columns to export.
@@ -25,9 +25,9 @@ pub struct ExportColumns {
 impl ExportColumns {
     fn parse(&self) -> Result<Vec<(String, Target)>, ImportError> {
         let names: Vec<String> = match &self.columns {
-            None => PERSON_COLUMNS
-                .iter()
-                .chain(FLAG_COLUMNS.iter())
+            None => person_columns()
+                .into_iter()
+                .chain(FLAG_COLUMNS)
                 .map(|c| c.to_string())
                 .collect(),
             Some(list) => list

@@ -22,7 +22,7 @@ use thiserror::Error;
 use utoipa::ToSchema;
 
 pub use export::{check_export, export_rows, ExportColumns};
-pub use mapping::{ImportMapping, ImportMode, FLAG_COLUMNS, PERSON_COLUMNS};
+pub use mapping::{person_columns, ImportMapping, ImportMode, FLAG_COLUMNS};
 pub use run::{import_work, run_import};
 
 /// The task kind that runs an import.
@@ -119,7 +119,7 @@ pub(crate) struct ImportRow {
     pub task_id: Option<i64>,
     pub file: String,
     pub mapping: String,
-    pub mode: String,
+    pub mode: ImportMode,
     pub status: String,
     pub rows_read: i64,
     pub created: i64,
@@ -160,7 +160,7 @@ pub fn create_import(
             .values((
                 imports::file.eq(file.to_string_lossy().as_ref()),
                 imports::mapping.eq(serde_json::to_string(mapping).expect("a mapping serializes")),
-                imports::mode.eq(mapping.mode.as_str()),
+                imports::mode.eq(mapping.mode),
                 imports::status.eq("queued"),
                 imports::created_by.eq(by),
                 imports::created_at.eq(at),
@@ -172,7 +172,7 @@ pub fn create_import(
                 conn,
                 &mailbaar_tasks::NewTask::now(RUN, by)
                     .unique(&format!("{RUN}:{id}"))
-                    .with_payload(serde_json::json!({ "import_id": id })),
+                    .with_payload(run::RunPayload { import_id: id }),
             )?;
             diesel::update(imports::table.find(id))
                 .set(imports::task_id.eq(task.id))
@@ -205,7 +205,7 @@ pub fn get_import(conn: &mut DbConnection, id: i64) -> Result<Import, ImportErro
         id,
         task_id: row.task_id,
         status: row.status,
-        mode: ImportMode::parse(&row.mode),
+        mode: row.mode,
         counts: ImportCounts {
             rows_read: row.rows_read,
             created: row.created,

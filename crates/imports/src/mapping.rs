@@ -3,30 +3,20 @@
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
+use mailbaar_people::fields::{exchanged, person_field, Exchange};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ImportError;
 
-/// The person fields an import writes and an export reads, under their API names.
-pub const PERSON_COLUMNS: [&str; 14] = [
-    "email",
-    "first_name",
-    "infix",
-    "last_name",
-    "street",
-    "house_number",
-    "postal_code",
-    "city",
-    "country",
-    "phone",
-    "mobile",
-    "birth_date",
-    "iban",
-    "bsn",
-];
+/// The person fields an import writes and an export reads, under their API names, in
+/// the order an export writes them (`mailbaar_people::fields`).
+pub fn person_columns() -> Vec<&'static str> {
+    exchanged(Exchange::Field).collect()
+}
 
-/// Person flags an older system holds, brought over as columns.
+/// Person flags an older system holds, brought over as columns, in the order an export
+/// writes them: the fields `mailbaar_people::fields` marks as flags.
 pub const FLAG_COLUMNS: [&str; 5] = [
     "deceased",
     "is_test_person",
@@ -35,36 +25,19 @@ pub const FLAG_COLUMNS: [&str; 5] = [
     "bouncer_reason",
 ];
 
-/// How an import treats persons it finds (by e-mail address) or does not find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "create_or_update")]
-pub enum ImportMode {
-    /// New addresses become persons; known ones are skipped.
-    CreateOnly,
-    /// Known addresses are updated; new ones are skipped.
-    UpdateExisting,
-    /// Both.
-    #[default]
-    CreateOrUpdate,
-}
-
-impl ImportMode {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImportMode::CreateOnly => "create_only",
-            ImportMode::UpdateExisting => "update_existing",
-            ImportMode::CreateOrUpdate => "create_or_update",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "create_only" => ImportMode::CreateOnly,
-            "update_existing" => ImportMode::UpdateExisting,
-            _ => ImportMode::CreateOrUpdate,
-        }
+mailbaar_store::text_enum! {
+    /// How an import treats persons it finds (by e-mail address) or does not find.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "create_or_update")]
+    pub enum ImportMode as "import mode" {
+        /// New addresses become persons; known ones are skipped.
+        CreateOnly = "create_only",
+        /// Known addresses are updated; new ones are skipped.
+        UpdateExisting = "update_existing",
+        /// Both.
+        #[default]
+        CreateOrUpdate = "create_or_update",
     }
 }
 
@@ -110,11 +83,12 @@ pub(crate) fn target(name: &str) -> Result<Option<Target>, String> {
     if name == "ignore" {
         return Ok(None);
     }
-    if let Some(f) = PERSON_COLUMNS.iter().find(|c| **c == name) {
-        return Ok(Some(Target::Person(f)));
-    }
-    if let Some(f) = FLAG_COLUMNS.iter().find(|c| **c == name) {
-        return Ok(Some(Target::Flag(f)));
+    if let Some(f) = person_field(name) {
+        match f.exchange {
+            Exchange::Field => return Ok(Some(Target::Person(f.name))),
+            Exchange::Flag => return Ok(Some(Target::Flag(f.name))),
+            Exchange::No => {}
+        }
     }
     if let Some(rest) = name.strip_prefix("consent.") {
         let (id, captured) = match rest.strip_suffix(".captured_at") {
@@ -131,7 +105,7 @@ pub(crate) fn target(name: &str) -> Result<Option<Target>, String> {
     }
     Err(format!(
         "unknown target {name:?}: a person field ({}), a flag ({}), consent.<id>, consent.<id>.captured_at or ignore",
-        PERSON_COLUMNS.join(", "),
+        person_columns().join(", "),
         FLAG_COLUMNS.join(", ")
     ))
 }
@@ -256,5 +230,19 @@ pub(crate) fn delimiter(given: Option<&str>, first_line: &str) -> Result<u8, Imp
             "delimiter",
             format!("{other:?}: one of \",\", \";\", tab or auto"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_columns_are_the_registry_flags() {
+        let mut flags: Vec<&str> = exchanged(Exchange::Flag).collect();
+        let mut listed = FLAG_COLUMNS.to_vec();
+        flags.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(flags, listed);
     }
 }

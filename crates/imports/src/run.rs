@@ -11,7 +11,7 @@ use mailbaar_people::{CheckedFields, ImportedFlags, Person, PersonChanges};
 use mailbaar_store::schema::{consent_current, import_errors, imports, opt_in_types};
 use mailbaar_store::{now, write_transaction, DbConnection};
 use mailbaar_tasks::{Outcome, TaskContext, TaskError, WorkError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mapping::{date, delimiter, moment, yes_no, ImportMapping, ImportMode, Plan, Target};
 use crate::{csv_error, import_row, ImportCounts, ImportError, RowError};
@@ -423,13 +423,7 @@ fn write_batch(
                 )
             })
             .collect();
-        for chunk in all_errors.chunks(500) {
-            let insert = diesel::insert_into(import_errors::table).values(chunk);
-            match conn {
-                DbConnection::Pg(c) => insert.execute(c)?,
-                DbConnection::Sqlite(c) => insert.execute(c)?,
-            };
-        }
+        mailbaar_store::insert_rows!(conn, import_errors::table, &all_errors, 500)?;
         diesel::update(imports::table.find(id))
             .set((
                 imports::rows_read.eq(counts.rows_read),
@@ -573,14 +567,15 @@ pub fn run_import(
     Ok(counts)
 }
 
-#[derive(Deserialize)]
-struct Payload {
-    import_id: i64,
+/// The payload of a [`crate::RUN`] task: the import it runs.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RunPayload {
+    pub(crate) import_id: i64,
 }
 
 /// The work of [`crate::RUN`].
 pub fn import_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
-    let payload: Payload = ctx.payload()?;
+    let payload: RunPayload = ctx.payload()?;
     let mut conn = ctx.pool().get()?;
     let by = ctx.task().created_by.clone();
     let mut progress = |done: u64, total: u64| {

@@ -1,13 +1,14 @@
 //! Many persons at once, for imports: validated with the same rules as one person, written
 //! in multi-row statements.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mailbaar_store::schema::persons;
 use mailbaar_store::DbConnection;
 
 use crate::error::FieldError;
 use crate::person::{parse_values, PersonValues};
+use crate::PersonRow;
 use crate::{PeopleError, Person, PersonChanges};
 
 /// Person flags an older system may hold, brought over by an import.
@@ -82,32 +83,6 @@ impl CheckedFields {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = persons, treat_none_as_default_value = false)]
-struct NewRow {
-    email: Option<String>,
-    first_name: Option<String>,
-    infix: Option<String>,
-    last_name: Option<String>,
-    street: Option<String>,
-    house_number: Option<String>,
-    postal_code: Option<String>,
-    city: Option<String>,
-    country: Option<String>,
-    phone: Option<String>,
-    mobile: Option<String>,
-    birth_date: Option<NaiveDate>,
-    iban: Option<String>,
-    bsn: Option<String>,
-    deceased: bool,
-    is_test_person: bool,
-    bouncer: bool,
-    bouncer_at: Option<NaiveDateTime>,
-    bouncer_reason: Option<String>,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-}
-
 fn bouncer_parts(
     flags: &ImportedFlags,
     at: NaiveDateTime,
@@ -128,55 +103,104 @@ fn bouncer_parts(
     }
 }
 
-/// Inserts persons in one multi-row statement per 500, in order; their ids. No automatic
-/// opt-in is given: an import brings the consent the file holds. Errors: `Database` (a
-/// duplicate address included; callers match on e-mail first).
+/// Rows per multi-row INSERT on SQLite: 25 columns each, well under its 32,766 bound
+/// parameters.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// Ids for `count` new persons, in order, that no other writer will take: drawn from
+/// the table's sequence on PostgreSQL; on SQLite the ones after the highest id ever
+/// given, so call it in the [`mailbaar_store::write_transaction`] that writes them.
+pub fn reserve_person_ids(conn: &mut DbConnection, count: usize) -> Result<Vec<i64>, PeopleError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    match conn {
+        DbConnection::Pg(c) => {
+            #[derive(QueryableByName)]
+            struct Reserved {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                id: i64,
+            }
+            let ids: Vec<Reserved> = diesel::sql_query(
+                "SELECT nextval(pg_get_serial_sequence('persons', 'id')) AS id \
+                 FROM generate_series(1, $1) ORDER BY 1",
+            )
+            .bind::<diesel::sql_types::BigInt, _>(count as i64)
+            .load(c)?;
+            Ok(ids.into_iter().map(|r| r.id).collect())
+        }
+        DbConnection::Sqlite(_) => {
+            // AUTOINCREMENT never gives an id twice: after the highest id ever given, which
+            // `sqlite_sequence` keeps (and an explicit id above it moves forward).
+            #[derive(QueryableByName)]
+            struct Highest {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                id: i64,
+            }
+            let highest = diesel::sql_query(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'persons'), 0), \
+                     COALESCE((SELECT MAX(id) FROM persons), 0)) AS id",
+            )
+            .get_result::<Highest>(conn)?
+            .id;
+            Ok((1..=count as i64).map(|k| highest + k).collect())
+        }
+    }
+}
+
+/// Writes persons as they are (ids included) in bulk: PostgreSQL `COPY` (binary), SQLite
+/// multi-row inserts. No automatic opt-in is given and nothing is validated: the rows
+/// come from checked fields ([`insert_persons`]) or are made by the program (demo data).
+/// Errors: `Database` (a duplicate address or id).
+pub fn write_persons(conn: &mut DbConnection, rows: &[PersonRow]) -> Result<usize, PeopleError> {
+    Ok(mailbaar_store::bulk_insert!(
+        conn,
+        persons::table,
+        rows,
+        ROWS_PER_INSERT
+    )?)
+}
+
+/// Inserts persons from checked import rows, in order; their ids. No automatic opt-in is
+/// given: an import brings the consent the file holds. Call it in a write transaction.
+/// Errors: `Database` (a duplicate address included; callers match on e-mail first).
 pub fn insert_persons(
     conn: &mut DbConnection,
     rows: &[&CheckedFields],
     at: NaiveDateTime,
 ) -> Result<Vec<i64>, PeopleError> {
-    let mut ids = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(500) {
-        let values: Vec<NewRow> = chunk
-            .iter()
-            .map(|r| {
-                let v = &r.values;
-                let (bouncer, bouncer_at, bouncer_reason) = bouncer_parts(&r.flags, at);
-                NewRow {
-                    email: v.email.clone().flatten(),
-                    first_name: v.first_name.clone().flatten(),
-                    infix: v.infix.clone().flatten(),
-                    last_name: v.last_name.clone().flatten(),
-                    street: v.street.clone().flatten(),
-                    house_number: v.house_number.clone().flatten(),
-                    postal_code: v.postal_code.clone().flatten(),
-                    city: v.city.clone().flatten(),
-                    country: v.country.clone().flatten(),
-                    phone: v.phone.clone().flatten(),
-                    mobile: v.mobile.clone().flatten(),
-                    birth_date: v.birth_date.flatten(),
-                    iban: v.iban.clone().flatten(),
-                    bsn: v.bsn.clone().flatten(),
-                    deceased: v.deceased.unwrap_or(false),
-                    is_test_person: v.is_test_person.unwrap_or(false),
-                    bouncer,
-                    bouncer_at,
-                    bouncer_reason,
-                    created_at: at,
-                    updated_at: at,
-                }
-            })
-            .collect();
-        let insert = diesel::insert_into(persons::table)
-            .values(&values)
-            .returning(persons::id);
-        let mut got: Vec<i64> = match conn {
-            DbConnection::Pg(c) => insert.get_results(c)?,
-            DbConnection::Sqlite(c) => insert.get_results(c)?,
-        };
-        ids.append(&mut got);
-    }
+    let ids = reserve_person_ids(conn, rows.len())?;
+    let values: Vec<PersonRow> = rows
+        .iter()
+        .zip(&ids)
+        .map(|(r, &id)| {
+            let v = &r.values;
+            let (bouncer, bouncer_at, bouncer_reason) = bouncer_parts(&r.flags, at);
+            PersonRow {
+                email: v.email.clone().flatten(),
+                first_name: v.first_name.clone().flatten(),
+                infix: v.infix.clone().flatten(),
+                last_name: v.last_name.clone().flatten(),
+                street: v.street.clone().flatten(),
+                house_number: v.house_number.clone().flatten(),
+                postal_code: v.postal_code.clone().flatten(),
+                city: v.city.clone().flatten(),
+                country: v.country.clone().flatten(),
+                phone: v.phone.clone().flatten(),
+                mobile: v.mobile.clone().flatten(),
+                birth_date: v.birth_date.flatten(),
+                iban: v.iban.clone().flatten(),
+                bsn: v.bsn.clone().flatten(),
+                deceased: v.deceased.unwrap_or(false),
+                is_test_person: v.is_test_person.unwrap_or(false),
+                bouncer,
+                bouncer_at,
+                bouncer_reason,
+                ..PersonRow::new(id, at)
+            }
+        })
+        .collect();
+    write_persons(conn, &values)?;
     Ok(ids)
 }
 

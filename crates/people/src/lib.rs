@@ -6,13 +6,15 @@
 mod bulk;
 mod card;
 mod error;
+pub mod fields;
 mod mailable;
 mod person;
 mod transaction;
 mod validate;
 
 pub use bulk::{
-    check_fields, insert_persons, persons_by_emails, update_fields, CheckedFields, ImportedFlags,
+    check_fields, insert_persons, persons_by_emails, reserve_person_ids, update_fields,
+    write_persons, CheckedFields, ImportedFlags,
 };
 pub use card::{
     person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, NotMailableReason,
@@ -22,7 +24,10 @@ pub use error::{FieldError, PeopleError};
 pub use mailable::{is_mailable, mailable_sql, obstacles, MailFacts, Obstacle};
 pub use person::{
     clear_bouncer, create_person, get_person, list_persons, persons_by_ids, record_bounce,
-    update_person, BounceEffect, NewPerson, Person, PersonChanges, PersonFilter,
+    update_person, BounceEffect, NewPerson, Person, PersonChanges, PersonFilter, PersonRow,
 };
-pub use transaction::{add_transaction, list_transactions, NewTransaction, Transaction};
+pub use transaction::{
+    add_transaction, list_transactions, write_transactions, NewTransaction, Transaction,
+    TransactionRecord,
+};
 pub use validate::is_valid_email;

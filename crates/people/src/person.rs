@@ -63,37 +63,73 @@ pub struct Person {
     pub updated_at: DateTime<Utc>,
 }
 
-/// All columns of `persons`, in table order (so it also reads `RETURNING` rows).
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = persons)]
-pub(crate) struct PersonRow {
-    id: i64,
-    email: Option<String>,
-    first_name: Option<String>,
-    infix: Option<String>,
-    last_name: Option<String>,
-    street: Option<String>,
-    house_number: Option<String>,
-    postal_code: Option<String>,
-    city: Option<String>,
-    country: Option<String>,
-    phone: Option<String>,
-    mobile: Option<String>,
-    birth_date: Option<NaiveDate>,
-    iban: Option<String>,
-    bsn: Option<String>,
-    deceased: bool,
-    bouncer: bool,
-    bouncer_at: Option<NaiveDateTime>,
-    bouncer_reason: Option<String>,
-    is_test_person: bool,
-    anonymized_at: Option<NaiveDateTime>,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
-    full_unsubscribed_at: Option<NaiveDateTime>,
-    /// Kept by bounce handling; not part of the person as the API shows it.
-    #[diesel(column_name = soft_bounces)]
-    _soft_bounces: i32,
+/// A row of `persons` as stored: every column, in table order (so it also reads
+/// `RETURNING` rows). The one form in which persons are read and written in bulk
+/// ([`crate::write_persons`]); single changes go through the validated forms.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = persons, treat_none_as_default_value = false)]
+pub struct PersonRow {
+    pub id: i64,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub infix: Option<String>,
+    pub last_name: Option<String>,
+    pub street: Option<String>,
+    pub house_number: Option<String>,
+    pub postal_code: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub phone: Option<String>,
+    pub mobile: Option<String>,
+    pub birth_date: Option<NaiveDate>,
+    pub iban: Option<String>,
+    pub bsn: Option<String>,
+    pub deceased: bool,
+    pub bouncer: bool,
+    pub bouncer_at: Option<NaiveDateTime>,
+    pub bouncer_reason: Option<String>,
+    pub is_test_person: bool,
+    pub anonymized_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub full_unsubscribed_at: Option<NaiveDateTime>,
+    /// Soft bounces in a row, kept by bounce handling; not part of the person as the API
+    /// shows it.
+    pub soft_bounces: i32,
+}
+
+impl PersonRow {
+    /// A new person's row: no fields, no flags, created and updated at `at`; the caller
+    /// fills in what it knows.
+    pub fn new(id: i64, at: NaiveDateTime) -> Self {
+        PersonRow {
+            id,
+            email: None,
+            first_name: None,
+            infix: None,
+            last_name: None,
+            street: None,
+            house_number: None,
+            postal_code: None,
+            city: None,
+            country: None,
+            phone: None,
+            mobile: None,
+            birth_date: None,
+            iban: None,
+            bsn: None,
+            deceased: false,
+            bouncer: false,
+            bouncer_at: None,
+            bouncer_reason: None,
+            is_test_person: false,
+            anonymized_at: None,
+            created_at: at,
+            updated_at: at,
+            full_unsubscribed_at: None,
+            soft_bounces: 0,
+        }
+    }
 }
 
 impl From<PersonRow> for Person {

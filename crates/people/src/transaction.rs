@@ -56,6 +56,38 @@ impl From<TransactionRow> for Transaction {
     }
 }
 
+/// A transaction as written in bulk by [`write_transactions`]: the stored columns but
+/// the id, unchecked (the program made them, e.g. demo data).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = transactions, treat_none_as_default_value = false)]
+pub struct TransactionRecord<'a> {
+    pub person_id: i64,
+    pub kind: &'a str,
+    pub amount_cents: i64,
+    pub currency: &'a str,
+    pub occurred_at: NaiveDateTime,
+    pub description: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+}
+
+/// Rows per multi-row INSERT on SQLite (7 columns each).
+const ROWS_PER_INSERT: usize = 2_000;
+
+/// Writes many transactions at once (`mailbaar_store::bulk_insert!`), without the checks
+/// and the service-mail opt-in of [`add_transaction`]: for data the program made, whose
+/// consent it writes itself. The number written. Errors: `Database`.
+pub fn write_transactions(
+    conn: &mut DbConnection,
+    rows: &[TransactionRecord<'_>],
+) -> Result<usize, PeopleError> {
+    Ok(mailbaar_store::bulk_insert!(
+        conn,
+        transactions::table,
+        rows,
+        ROWS_PER_INSERT
+    )?)
+}
+
 /// The largest amount of one transaction, either way, in cents (one billion in the
 /// currency). Bounded so that sums over a person's transactions stay far inside 64 bits.
 pub const MAX_AMOUNT_CENTS: i64 = 100_000_000_000;

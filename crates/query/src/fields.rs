@@ -115,37 +115,17 @@ pub(crate) struct Field {
 
 use ValueType::*;
 
-/// Person columns that conditions may use: name, type, nullable, label.
-const PERSON_COLUMNS: [(&str, ValueType, bool, &str); 23] = [
-    ("id", Integer, false, "Person id"),
-    ("email", Text, true, "E-mail address"),
-    ("first_name", Text, true, "First name"),
-    ("infix", Text, true, "Infix (de, van der, …)"),
-    ("last_name", Text, true, "Last name"),
-    ("street", Text, true, "Street"),
-    ("house_number", Text, true, "House number"),
-    ("postal_code", Text, true, "Postal code"),
-    ("city", Text, true, "City"),
-    ("country", Text, true, "Country"),
-    ("phone", Text, true, "Phone"),
-    ("mobile", Text, true, "Mobile phone"),
-    ("birth_date", Date, true, "Birth date"),
-    ("iban", Text, true, "IBAN"),
-    ("bsn", Text, true, "Citizen service number (BSN)"),
-    ("deceased", Boolean, false, "Deceased"),
-    ("bouncer", Boolean, false, "Bouncer (mail bounces hard)"),
-    ("bouncer_at", DateTime, true, "Bouncer since"),
-    ("bouncer_reason", Text, true, "Why the bouncer flag was set"),
-    ("is_test_person", Boolean, false, "Test person"),
-    (
-        "full_unsubscribed_at",
-        DateTime,
-        true,
-        "Fully unsubscribed at",
-    ),
-    ("created_at", DateTime, false, "Created at"),
-    ("updated_at", DateTime, false, "Last changed at"),
-];
+/// The query's value type of a person field.
+fn value_type(t: mailbaar_people::fields::FieldType) -> ValueType {
+    use mailbaar_people::fields::FieldType as F;
+    match t {
+        F::Integer => Integer,
+        F::Text => Text,
+        F::Date => Date,
+        F::DateTime => DateTime,
+        F::Boolean => Boolean,
+    }
+}
 
 /// Profile figures conditions may use: column, nullable, label.
 const PROFILE_COLUMNS: [(&str, bool, &str); 9] = [
@@ -212,11 +192,11 @@ impl Registry {
                 parameters: field.parameters,
             });
         };
-        for (name, _, _, label) in PERSON_COLUMNS {
+        for f in &mailbaar_people::fields::PERSON_FIELDS {
             push(
-                name.into(),
-                label.into(),
-                format!("The person's {}", label.to_lowercase()),
+                f.name.into(),
+                f.label.into(),
+                format!("The person's {}", f.label.to_lowercase()),
             );
         }
         push(
@@ -313,13 +293,12 @@ impl Registry {
             operators: operators(value_type, nullable),
             parameters,
         };
-        if let Some((column, value_type, nullable, _)) = PERSON_COLUMNS.iter().find(|c| c.0 == name)
-        {
+        if let Some(f) = mailbaar_people::fields::person_field(name) {
             let kind = FieldKind::Column {
-                column,
-                nullable: *nullable,
+                column: f.name,
+                nullable: f.nullable,
             };
-            return Some(field(kind, *value_type, *nullable, vec![]));
+            return Some(field(kind, value_type(f.field_type), f.nullable, vec![]));
         }
         let counting = || operators(Integer, false);
         let fixed = match name {

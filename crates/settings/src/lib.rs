@@ -70,25 +70,17 @@ impl Settings {
     }
 }
 
-/// A language the service writes documents for persons in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "nl")]
-pub enum Language {
-    /// Dutch, the default.
-    #[default]
-    Nl,
-    /// English.
-    En,
-}
-
-impl Language {
-    /// The stored text (`nl`, `en`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Nl => "nl",
-            Language::En => "en",
-        }
+mailbaar_store::text_enum! {
+    /// A language the service writes documents for persons in.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "nl")]
+    pub enum Language as "language" {
+        /// Dutch, the default.
+        #[default]
+        Nl = "nl",
+        /// English.
+        En = "en",
     }
 }
 

@@ -7,19 +7,24 @@
 
 mod connection;
 mod error;
+mod idioms;
 mod migrations;
 mod paging;
 pub mod schema;
+mod stored_text;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod text;
 
 pub use connection::{
-    connect, write_transaction, Backend, DatabaseUrl, DbConnection, Pool, PooledConnection,
+    connect, write_transaction, Backend, DatabaseUrl, DbConnection, MultiBackend, Pool,
+    PooledConnection,
 };
 pub use error::StoreError;
+pub use idioms::lock_rows;
 pub use migrations::{revert_all_migrations, run_migrations};
 pub use paging::{Page, PageRequest};
+pub use stored_text::{StoredText, UnknownText};
 pub use text::{
     check_search_text, clean_required_text, clean_text, fold, mailbaar_fold, nfc,
     register_sqlite_functions, TextProblem,
@@ -102,13 +107,12 @@ pub fn living_person(
 ) -> diesel::QueryResult<Result<(), NotLiving>> {
     use diesel::prelude::*;
     use schema::persons;
-    let query = persons::table
+    lock_rows(conn, "persons", &[person_id])?;
+    let anonymized: Option<Option<chrono::NaiveDateTime>> = persons::table
         .find(person_id)
-        .select(persons::anonymized_at);
-    let anonymized: Option<Option<chrono::NaiveDateTime>> = match conn {
-        DbConnection::Pg(c) => query.for_update().first(c).optional()?,
-        DbConnection::Sqlite(c) => query.first(c).optional()?,
-    };
+        .select(persons::anonymized_at)
+        .first(conn)
+        .optional()?;
     Ok(match anonymized {
         None => Err(NotLiving::Missing),
         Some(Some(_)) => Err(NotLiving::Anonymized),

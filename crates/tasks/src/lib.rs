@@ -59,43 +59,31 @@ pub enum TaskError {
     Store(#[from] mailbaar_store::StoreError),
 }
 
-/// Where a task is in its life; stored as text with a CHECK in SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(example = "running")]
-pub enum TaskState {
-    /// Waiting for its `run_at` and a runner.
-    Queued,
-    /// Claimed by a runner whose lease has not expired (or not yet been noticed to).
-    Running,
-    Succeeded,
-    Failed,
+mailbaar_store::text_enum! {
+    /// Where a task is in its life; stored as text with a CHECK in SQL.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[schema(example = "running")]
+    pub enum TaskState as "task state" {
+        /// Waiting for its `run_at` and a runner.
+        Queued = "queued",
+        /// Claimed by a runner whose lease has not expired (or not yet been noticed to).
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
 }
 
 impl TaskState {
-    /// The stored text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Queued => "queued",
-            TaskState::Running => "running",
-            TaskState::Succeeded => "succeeded",
-            TaskState::Failed => "failed",
-        }
-    }
+    /// The states of a task that has not ended: the ones a unique key is held in.
+    pub const ACTIVE: [TaskState; 2] = [TaskState::Queued, TaskState::Running];
 
     fn parse(id: i64, s: &str) -> Result<Self, TaskError> {
-        Ok(match s {
-            "queued" => TaskState::Queued,
-            "running" => TaskState::Running,
-            "succeeded" => TaskState::Succeeded,
-            "failed" => TaskState::Failed,
-            other => {
-                return Err(TaskError::UnknownState {
-                    id,
-                    state: other.to_owned(),
-                })
-            }
-        })
+        s.parse()
+            .map_err(|e: mailbaar_store::UnknownText| TaskError::UnknownState {
+                id,
+                state: e.value,
+            })
     }
 
     /// Whether the task has ended (it will not run again).
@@ -213,9 +201,14 @@ impl NewTask {
         self
     }
 
-    /// The same with the kind's parameters.
-    pub fn with_payload(mut self, payload: serde_json::Value) -> Self {
-        self.payload = payload;
+    /// The same with the kind's parameters: the kind's payload type (read back by
+    /// [`TaskContext::payload`] in its work), or a JSON value.
+    ///
+    /// # Panics
+    /// When the payload does not serialize to JSON (a map with keys other than text); a
+    /// payload type is plain data, so this is a defect of the type.
+    pub fn with_payload<T: Serialize>(mut self, payload: T) -> Self {
+        self.payload = serde_json::to_value(payload).expect("a task payload serializes to JSON");
         self
     }
 
@@ -229,7 +222,7 @@ impl NewTask {
 fn active_with_key(conn: &mut DbConnection, key: &str) -> Result<Option<i64>, TaskError> {
     Ok(tasks::table
         .filter(tasks::unique_key.eq(key))
-        .filter(tasks::state.eq_any([TaskState::Queued.as_str(), TaskState::Running.as_str()]))
+        .filter(tasks::state.eq_any(TaskState::ACTIVE))
         .select(tasks::id)
         .first::<i64>(conn)
         .optional()?)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use mailbaar_store::schema::tasks;
-use mailbaar_store::{Backend, DbConnection, Pool};
+use mailbaar_store::{DbConnection, Pool};
 use serde::de::DeserializeOwned;
 
 use crate::{Row, Task, TaskError, TaskState};
@@ -199,10 +199,6 @@ impl TaskContext<'_> {
     }
 }
 
-fn literal(t: NaiveDateTime) -> String {
-    format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"))
-}
-
 impl Runner {
     /// A runner over the pool for the registry's kinds.
     ///
@@ -233,47 +229,79 @@ impl Runner {
         now + chrono::Duration::from_std(self.options.lease).unwrap_or(chrono::Duration::MAX)
     }
 
-    fn kinds_sql(&self) -> Option<String> {
-        let kinds: Vec<String> = self.registry.kinds().map(|k| format!("'{k}'")).collect();
-        (!kinds.is_empty()).then(|| kinds.join(", "))
-    }
-
     /// Claims the next due task of a registered kind, or one whose runner's lease expired;
-    /// fails the expired ones that used up their attempts. Every value in these statements
-    /// is made by this code (times, the checked owner and kinds), so they are literals.
+    /// fails the expired ones that used up their attempts.
     pub fn claim(&self) -> Result<Option<Task>, TaskError> {
-        let Some(kinds) = self.kinds_sql() else {
+        let kinds: Vec<&str> = self.registry.kinds().collect();
+        if kinds.is_empty() {
             return Ok(None);
-        };
+        }
         let mut conn = self.pool.get()?;
         let now = (self.clock)();
-        let (now_sql, until) = (literal(now), literal(self.lease_until(now)));
-        diesel::sql_query(format!(
-            "UPDATE tasks SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL,
-                 finished_at = {now_sql},
-                 message = 'abandoned: ' || CAST(attempts AS TEXT) || ' runs were cut off by a stopped worker'
-             WHERE state = 'running' AND lease_expires_at < {now_sql}
-                 AND attempts >= max_attempts AND kind IN ({kinds})"
+        let none = None::<NaiveDateTime>;
+        diesel::update(
+            tasks::table
+                .filter(tasks::state.eq(TaskState::Running))
+                .filter(tasks::lease_expires_at.lt(now))
+                .filter(tasks::attempts.ge(tasks::max_attempts))
+                .filter(tasks::kind.eq_any(&kinds)),
+        )
+        .set((
+            tasks::state.eq(TaskState::Failed),
+            tasks::lease_owner.eq(None::<String>),
+            tasks::lease_expires_at.eq(none),
+            tasks::finished_at.eq(Some(now)),
+            tasks::message.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "'abandoned: ' || CAST(attempts AS TEXT) || ' runs were cut off by a stopped worker'",
+            )),
         ))
         .execute(&mut conn)?;
-        let lock = match conn.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let owner = &self.options.owner;
-        let claimed = diesel::sql_query(format!(
-            "UPDATE tasks SET state = 'running', lease_owner = '{owner}',
-                 lease_expires_at = {until}, attempts = attempts + 1,
-                 started_at = COALESCE(started_at, {now_sql})
-             WHERE id = (SELECT id FROM tasks WHERE kind IN ({kinds})
-                 AND ((state = 'queued' AND run_at <= {now_sql})
-                     OR (state = 'running' AND lease_expires_at < {now_sql}))
-                 ORDER BY run_at, id LIMIT 1{lock})
-             RETURNING id, kind, state, progress, total, message, created_by, created_at,
-                 started_at, finished_at, run_at, attempts, max_attempts, payload"
-        ))
-        .get_result::<Row>(&mut *conn)
-        .optional()?;
+        let claimed = mailbaar_store::write_transaction(&mut *conn, |conn| {
+            let due = tasks::table
+                .filter(tasks::kind.eq_any(&kinds))
+                .filter(
+                    tasks::state
+                        .eq(TaskState::Queued)
+                        .and(tasks::run_at.le(now))
+                        .or(tasks::state
+                            .eq(TaskState::Running)
+                            .and(tasks::lease_expires_at.lt(now))),
+                )
+                .order((tasks::run_at, tasks::id))
+                .select((tasks::id, tasks::started_at))
+                .limit(1);
+            let due: Vec<(i64, Option<NaiveDateTime>)> =
+                mailbaar_store::load_claimable!(conn, due)?;
+            let Some(&(id, started_at)) = due.first() else {
+                return Ok::<_, TaskError>(None);
+            };
+            let row = diesel::update(tasks::table.find(id))
+                .set((
+                    tasks::state.eq(TaskState::Running),
+                    tasks::lease_owner.eq(&self.options.owner),
+                    tasks::lease_expires_at.eq(Some(self.lease_until(now))),
+                    tasks::attempts.eq(tasks::attempts + 1),
+                    tasks::started_at.eq(started_at.or(Some(now))),
+                ))
+                .returning((
+                    tasks::id,
+                    tasks::kind,
+                    tasks::state,
+                    tasks::progress,
+                    tasks::total,
+                    tasks::message,
+                    tasks::created_by,
+                    tasks::created_at,
+                    tasks::started_at,
+                    tasks::finished_at,
+                    tasks::run_at,
+                    tasks::attempts,
+                    tasks::max_attempts,
+                    tasks::payload,
+                ))
+                .get_result::<Row>(conn)?;
+            Ok(Some(row))
+        })?;
         claimed.map(Task::try_from).transpose()
     }
 
