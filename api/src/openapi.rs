@@ -97,9 +97,14 @@ use crate::{routes, MAX_JSON_BODY};
         routes::imports::import_errors,
         routes::imports::export,
     ),
-    // The import's mapping travels as JSON in a query parameter; its schema is named here.
-    components(schemas(mailbaar_imports::ImportMapping, mailbaar_imports::ImportMode)),
-    modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses),
+    // The import's mapping travels as JSON in a query parameter; the problem document is
+    // the body of every error answer (`ProblemBodies`). Their schemas are named here.
+    components(schemas(
+        mailbaar_imports::ImportMapping,
+        mailbaar_imports::ImportMode,
+        crate::error::Problem
+    )),
+    modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses, &ProblemBodies),
     tags(
         (name = "service", description = "Health and the contract itself"),
         (name = "tokens", description = "API tokens and their roles (admins only)"),
@@ -185,9 +190,10 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// Input rules the service enforces that a field attribute cannot state: string fields
-/// that take a closed set of values (utoipa has no per-field `enum`), and the name of a
-/// new token, which `mailbaar_access::register` checks (1 to 100 characters, trimmed). A
-/// field that is no longer there is a bug here, not a rule to drop silently.
+/// that take a closed set of values (utoipa has no per-field `enum`; `Problem.code` lists
+/// every code of [`crate::error::problem_codes`]), and the name of a new token, which
+/// `mailbaar_access::register` checks (1 to 100 characters, trimmed). A field that is no
+/// longer there is a bug here, not a rule to drop silently.
 struct InputRules;
 
 impl Modify for InputRules {
@@ -199,6 +205,12 @@ impl Modify for InputRules {
         let name = property(schemas, "NewToken", "name");
         name.min_length = Some(1);
         name.max_length = Some(100);
+        property(schemas, "Problem", "code").enum_values = Some(
+            crate::error::problem_codes()
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect(),
+        );
     }
 }
 
@@ -298,15 +310,41 @@ impl Modify for StandardResponses {
     }
 }
 
+/// Every error answer (4xx, 5xx) is a problem document: an operation declares an error
+/// response by its status and description alone (`(status = 409, description = "…")`),
+/// and its body is set here, once.
+struct ProblemBodies;
+
+impl Modify for ProblemBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with(['4', '5']) && response.content.is_empty() {
+                        response
+                            .content
+                            .insert("application/problem+json".to_owned(), problem_content());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The body of an error answer: a `Problem` as `application/problem+json`.
+fn problem_content() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build()
+}
+
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
         .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
+        .content("application/problem+json", problem_content())
         .build()
         .into()
 }

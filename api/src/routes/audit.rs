@@ -4,7 +4,7 @@ use mailbaar_audit::{AuditEntry, AuditFilter};
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Paging;
 
 /// The audit log, newest first: anonymizations, consent changes by staff, full
@@ -14,9 +14,9 @@ use crate::extract::Paging;
     params(AuditFilter, PageRequest),
     responses(
         (status = 200, description = "A page of audit entries", body = Page<AuditEntry>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins read the audit log", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed filters, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins read the audit log"),
+        (status = 422, description = "Malformed filters, or `page`/`per_page` out of range"),
     ))]
 #[get("/audit-log")]
 pub async fn list_audit(

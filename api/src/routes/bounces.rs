@@ -6,7 +6,7 @@ use mailbaar_access::Permission;
 use mailbaar_campaigns::{BounceOutcome, BounceReport, BounceWebhook};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Reports a bounce: a raw DSN (RFC 3464; `message/rfc822` or `multipart/report`),
 /// matched to its message by the original Message-ID, or a provider's JSON webhook
@@ -21,9 +21,9 @@ use crate::error::{ApiError, Problem};
         description = "A DSN message, or a webhook"),
     responses(
         (status = 200, description = "What the report changed", body = BounceOutcome),
-        (status = 403, description = "Admins only", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON, message/rfc822 or multipart/report", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a DSN, or an invalid webhook; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admins only"),
+        (status = 415, description = "Not JSON, message/rfc822 or multipart/report"),
+        (status = 422, description = "Not a DSN, or an invalid webhook; nothing changed"),
     ))]
 #[post("/bounces")]
 pub async fn report(

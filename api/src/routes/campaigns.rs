@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Paging};
 use crate::state::AppState;
 
@@ -21,8 +21,8 @@ use crate::state::AppState;
     params(NameSearch, PageRequest),
     responses(
         (status = 200, description = "A page of campaigns", body = Page<Campaign>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`q`, `page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "`q`, `page` or `per_page` out of range"),
     ))]
 #[get("/campaigns")]
 pub async fn list_campaigns(
@@ -43,9 +43,9 @@ pub async fn list_campaigns(
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The campaign", body = Campaign),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or description", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name or description"),
     ))]
 #[post("/campaigns")]
 pub async fn create_campaign(
@@ -65,7 +65,7 @@ pub async fn create_campaign(
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     responses(
         (status = 200, description = "The campaign", body = Campaign),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign"),
     ))]
 #[get("/campaigns/{id}")]
 pub async fn get_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -83,9 +83,9 @@ pub async fn get_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
     request_body = CampaignChanges,
     responses(
         (status = 200, description = "The campaign", body = Campaign),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such campaign"),
+        (status = 409, description = "The name is in use"),
     ))]
 #[patch("/campaigns/{id}")]
 pub async fn update_campaign(
@@ -106,9 +106,9 @@ pub async fn update_campaign(
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The campaign still has steps", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such campaign"),
+        (status = 409, description = "The campaign still has steps"),
     ))]
 #[delete("/campaigns/{id}")]
 pub async fn delete_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -124,7 +124,7 @@ pub async fn delete_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpRespo
     params(StepFilter, PageRequest),
     responses(
         (status = 200, description = "A page of steps", body = Page<CampaignStep>),
-        (status = 422, description = "`q`, `page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`q`, `page` or `per_page` out of range"),
     ))]
 #[get("/campaign-steps")]
 pub async fn list_steps(
@@ -145,8 +145,8 @@ pub async fn list_steps(
     request_body = NewStep,
     responses(
         (status = 201, description = "The step", body = CampaignStep),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid field, or an unknown campaign, query or opt-in type", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 422, description = "An invalid field, or an unknown campaign, query or opt-in type"),
     ))]
 #[post("/campaign-steps")]
 pub async fn create_step(auth: Auth, body: Json<NewStep>) -> Result<HttpResponse, ApiError> {
@@ -163,7 +163,7 @@ pub async fn create_step(auth: Auth, body: Json<NewStep>) -> Result<HttpResponse
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The step", body = CampaignStep),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such step"),
     ))]
 #[get("/campaign-steps/{id}")]
 pub async fn get_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -182,9 +182,9 @@ pub async fn get_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
     request_body = StepChanges,
     responses(
         (status = 200, description = "The step", body = CampaignStep),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid field, or an unknown query or opt-in type", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such step"),
+        (status = 422, description = "An invalid field, or an unknown query or opt-in type"),
     ))]
 #[patch("/campaign-steps/{id}")]
 pub async fn update_step(
@@ -205,9 +205,9 @@ pub async fn update_step(
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The step has mail jobs (its results stay)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "The step has mail jobs (its results stay)"),
     ))]
 #[delete("/campaign-steps/{id}")]
 pub async fn delete_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -232,7 +232,7 @@ pub struct IncludePrevious {
     params(("id" = i64, Path, description = "Step id", example = 7), IncludePrevious),
     responses(
         (status = 200, description = "The readiness", body = Readiness),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such step"),
     ))]
 #[get("/campaign-steps/{id}/readiness")]
 pub async fn readiness(
@@ -254,10 +254,10 @@ pub async fn readiness(
     params(("id" = i64, Path, description = "Step id", example = 7), PreviewRequest),
     responses(
         (status = 200, description = "The rendered message", body = Preview),
-        (status = 403, description = "Previews show personal data: persons' readers only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The content does not compile, or there is no selection", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`index` outside 1 to the audience's size", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Previews show personal data: persons' readers only"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "The content does not compile, or there is no selection"),
+        (status = 422, description = "`index` outside 1 to the audience's size"),
     ))]
 #[get("/campaign-steps/{id}/preview")]
 pub async fn preview(
@@ -283,10 +283,10 @@ pub async fn preview(
     request_body = TestMailRequest,
     responses(
         (status = 200, description = "The test mails sent", body = Vec<TestMailSent>),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The content has no sender or subject or does not compile", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A person who does not exist, is not a test person or has no address; nothing was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "The content has no sender or subject or does not compile"),
+        (status = 422, description = "A person who does not exist, is not a test person or has no address; nothing was sent"),
     ))]
 #[post("/campaign-steps/{id}/test-mail")]
 pub async fn test_mail(
@@ -311,10 +311,10 @@ pub async fn test_mail(
     request_body(content = Option<SendRequest>, description = "Left out: send now"),
     responses(
         (status = 202, description = "The mail job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not ready (`missing` lists every requirement), or a one-time step already sent", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`scheduled_at` in the past or out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "Not ready (`missing` lists every requirement), or a one-time step already sent"),
+        (status = 422, description = "`scheduled_at` in the past or out of range"),
     ))]
 #[post("/campaign-steps/{id}/send")]
 pub async fn send(
@@ -337,9 +337,9 @@ pub async fn send(
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The step, no longer blocked", body = CampaignStep),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Repeatable, not blocked, or a job still under way", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "Repeatable, not blocked, or a job still under way"),
     ))]
 #[post("/campaign-steps/{id}/reset")]
 pub async fn reset(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -363,8 +363,8 @@ pub struct Deleted {
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "How many were deleted", body = Deleted),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such step"),
     ))]
 #[delete("/campaign-steps/{id}/test-contact-moments")]
 pub async fn delete_test_moments(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -382,7 +382,7 @@ pub async fn delete_test_moments(auth: Auth, id: web::Path<i64>) -> Result<HttpR
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The results", body = StepResults),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such step"),
     ))]
 #[get("/campaign-steps/{id}/results")]
 pub async fn results(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -6,7 +6,7 @@ use mailbaar_campaigns::{MailJob, MailJobChanges, MailJobFilter};
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// Scheduled and sent mail jobs, latest send time first, with progress; local times in
@@ -15,7 +15,7 @@ use crate::extract::{Json, Paging};
     params(MailJobFilter, PageRequest),
     responses(
         (status = 200, description = "A page of mail jobs", body = Page<MailJob>),
-        (status = 422, description = "An unknown status, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown status, or `page`/`per_page` out of range"),
     ))]
 #[get("/mailjobs")]
 pub async fn list_mail_jobs(
@@ -36,7 +36,7 @@ pub async fn list_mail_jobs(
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The mail job", body = MailJob),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mail job"),
     ))]
 #[get("/mailjobs/{id}")]
 pub async fn get_mail_job(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -54,10 +54,10 @@ pub async fn get_mail_job(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
     request_body = MailJobChanges,
     responses(
         (status = 200, description = "The mail job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Its preparation started, or it ended or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`scheduled_at` in the past or out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "Its preparation started, or it ended or was cancelled"),
+        (status = 422, description = "`scheduled_at` in the past or out of range"),
     ))]
 #[patch("/mailjobs/{id}")]
 pub async fn reschedule(
@@ -80,9 +80,9 @@ pub async fn reschedule(
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The cancelled job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It is being prepared, or it ended", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "It is being prepared, or it ended"),
     ))]
 #[post("/mailjobs/{id}/cancel")]
 pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -100,9 +100,9 @@ pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiE
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The paused job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It ended, or is paused already", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "It ended, or is paused already"),
     ))]
 #[post("/mailjobs/{id}/pause")]
 pub async fn pause(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -119,9 +119,9 @@ pub async fn pause(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiEr
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The resumed job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It is not paused, or it ended", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "It is not paused, or it ended"),
     ))]
 #[post("/mailjobs/{id}/resume")]
 pub async fn resume(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -144,7 +144,7 @@ pub async fn not_found(
             ),
             allow,
         }),
-        None => Err(ApiError::NotFound("no such resource".into())),
+        None => Err(ApiError::no_such_resource("no such resource")),
     }
 }
 

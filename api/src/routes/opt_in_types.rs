@@ -5,14 +5,14 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson};
 
 /// All opt-in types, in creation order.
 #[utoipa::path(get, path = "/api/v1/opt-in-types", tag = "consent", security(("bearer" = [])),
     responses(
         (status = 200, description = "The opt-in types", body = Vec<OptInType>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
     ))]
 #[get("/opt-in-types")]
 pub async fn list_types(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -26,10 +26,10 @@ pub async fn list_types(auth: Auth) -> Result<HttpResponse, ApiError> {
     request_body = NewOptInType,
     responses(
         (status = 201, description = "The new type", body = OptInType),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid fields"),
     ))]
 #[post("/opt-in-types")]
 pub async fn create_type(auth: Auth, body: Json<NewOptInType>) -> Result<HttpResponse, ApiError> {
@@ -46,8 +46,8 @@ pub async fn create_type(auth: Auth, body: Json<NewOptInType>) -> Result<HttpRes
     params(("id" = i64, Path, description = "Opt-in type id", example = 1)),
     responses(
         (status = 200, description = "The type", body = OptInType),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such type"),
     ))]
 #[get("/opt-in-types/{id}")]
 pub async fn get_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -65,11 +65,11 @@ pub async fn get_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
     request_body = OptInTypeChanges,
     responses(
         (status = 200, description = "The changed type", body = OptInType),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 404, description = "No such type"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid fields"),
     ))]
 #[patch("/opt-in-types/{id}")]
 pub async fn update_type(
@@ -91,10 +91,10 @@ pub async fn update_type(
     params(("id" = i64, Path, description = "Opt-in type id", example = 4)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The type has consent records", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 404, description = "No such type"),
+        (status = 409, description = "The type has consent records"),
     ))]
 #[delete("/opt-in-types/{id}")]
 pub async fn delete_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -135,13 +135,13 @@ fn yes() -> bool {
     request_body(content = Option<SoftRunBody>, description = "Optional; soft opt-ins when left out"),
     responses(
         (status = 200, description = "What was (or would be) assigned", body = SoftConsentOutcome),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The type has no (existing) soft query, or is inactive", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "A body is sent, but not as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A body that is not a `SoftRunBody`, or a malformed `dry_run`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 404, description = "No such type"),
+        (status = 409, description = "The type has no (existing) soft query, or is inactive"),
+        (status = 415, description = "A body is sent, but not as application/json"),
+        (status = 422, description = "A body that is not a `SoftRunBody`, or a malformed `dry_run`"),
     ))]
 #[post("/opt-in-types/{id}/soft-opt-ins")]
 pub async fn soft_opt_ins(

@@ -5,7 +5,7 @@ use mailbaar_people::{NewPerson, Person, PersonCard, PersonChanges, PersonFilter
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// Lists persons, newest first; `q` searches names and e-mail addresses.
@@ -13,8 +13,8 @@ use crate::extract::{Json, Paging};
     params(PersonFilter, PageRequest),
     responses(
         (status = 200, description = "A page of persons", body = Page<Person>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed query parameters, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "Malformed query parameters, or `page`/`per_page` out of range"),
     ))]
 #[get("/persons")]
 pub async fn list_persons(
@@ -35,12 +35,12 @@ pub async fn list_persons(
     request_body = NewPerson,
     responses(
         (status = 201, description = "The new person", body = Person),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The e-mail address is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 409, description = "The e-mail address is in use"),
+        (status = 413, description = "Body too large"),
+        (status = 422, description = "Invalid or unknown fields"),
     ))]
 #[post("/persons")]
 pub async fn create_person(auth: Auth, body: Json<NewPerson>) -> Result<HttpResponse, ApiError> {
@@ -59,8 +59,8 @@ pub async fn create_person(auth: Auth, body: Json<NewPerson>) -> Result<HttpResp
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person", body = Person),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such person"),
     ))]
 #[get("/persons/{id}")]
 pub async fn get_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -78,12 +78,12 @@ pub async fn get_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, 
     request_body = PersonChanges,
     responses(
         (status = 200, description = "The changed person", body = Person),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "E-mail in use, or the person is anonymized", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 404, description = "No such person"),
+        (status = 409, description = "E-mail in use, or the person is anonymized"),
+        (status = 422, description = "Invalid or unknown fields"),
     ))]
 #[patch("/persons/{id}")]
 pub async fn update_person(
@@ -106,8 +106,8 @@ pub async fn update_person(
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person card", body = PersonCard),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such person"),
     ))]
 #[get("/persons/{id}/card")]
 pub async fn person_card(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -126,9 +126,9 @@ pub async fn person_card(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse,
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "Anonymized now, or before", body = Anonymized),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins anonymize", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins anonymize"),
+        (status = 404, description = "No such person"),
     ))]
 #[post("/persons/{id}/anonymize")]
 pub async fn anonymize_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -152,10 +152,10 @@ pub async fn anonymize_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResp
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person, no longer a bouncer", body = Person),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 404, description = "No such person"),
+        (status = 409, description = "The person is anonymized"),
     ))]
 #[delete("/persons/{id}/bouncer")]
 pub async fn clear_bouncer(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -180,9 +180,9 @@ struct PdfFile(Vec<u8>);
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The PDF", content_type = "application/pdf", body = inline(PdfFile)),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins export personal data", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins export personal data"),
+        (status = 404, description = "No such person"),
     ))]
 #[get("/persons/{id}/personal-data.pdf")]
 pub async fn personal_data_pdf(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

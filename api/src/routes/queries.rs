@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{check_body_paging, from_body, Json, OptionalJson, Paging};
 
 /// Every field a condition may use, with its value type and operators, for condition
@@ -18,7 +18,7 @@ use crate::extract::{check_body_paging, from_body, Json, OptionalJson, Paging};
 #[utoipa::path(get, path = "/api/v1/query-fields", tag = "queries", security(("bearer" = [])),
     responses(
         (status = 200, description = "The field registry", body = Vec<FieldInfo>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
     ))]
 #[get("/query-fields")]
 pub async fn query_fields(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -70,11 +70,11 @@ fn under_conditions(e: QueryError) -> QueryError {
     request_body = RunRequest,
     responses(
         (status = 200, description = "The count and a page of persons", body = RunResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid conditions (each error names the path of the offending node), unknown columns, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 413, description = "Body too large"),
+        (status = 415, description = "The body is not sent as application/json"),
+        (status = 422, description = "Invalid conditions (each error names the path of the offending node), unknown columns, or `page`/`per_page` out of range"),
     ))]
 #[post("/queries/run")]
 pub async fn run_conditions(auth: Auth, body: Json<Value>) -> Result<HttpResponse, ApiError> {
@@ -100,8 +100,8 @@ pub async fn run_conditions(auth: Auth, body: Json<Value>) -> Result<HttpRespons
     params(SavedQueryFilter, PageRequest),
     responses(
         (status = 200, description = "A page of saved queries, by name", body = Page<SavedQuery>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "`page` or `per_page` out of range"),
     ))]
 #[get("/queries")]
 pub async fn list_queries(
@@ -122,11 +122,11 @@ pub async fn list_queries(
     request_body = SavedQueryInput,
     responses(
         (status = 201, description = "The saved query", body = SavedQuery),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or conditions", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not save queries"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name or conditions"),
     ))]
 #[post("/queries")]
 pub async fn create_query(
@@ -167,8 +167,8 @@ pub struct NameParams {
     params(NameParams),
     responses(
         (status = 200, description = "The suggested name", body = NameSuggestion),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing initials or purpose", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "Missing initials or purpose"),
     ))]
 #[get("/queries/name-suggestion")]
 pub async fn name_suggestion(
@@ -187,8 +187,8 @@ pub async fn name_suggestion(
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     responses(
         (status = 200, description = "The saved query", body = SavedQuery),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such query"),
     ))]
 #[get("/queries/{id}")]
 pub async fn get_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -207,12 +207,12 @@ pub async fn get_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, A
     request_body = SavedQueryInput,
     responses(
         (status = 200, description = "The overwritten query", body = SavedQuery),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or conditions, or a cycle of saved queries", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not save queries"),
+        (status = 404, description = "No such query"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name or conditions, or a cycle of saved queries"),
     ))]
 #[put("/queries/{id}")]
 pub async fn replace_query(
@@ -234,10 +234,10 @@ pub async fn replace_query(
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not delete queries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The query is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not delete queries"),
+        (status = 404, description = "No such query"),
+        (status = 409, description = "The query is in use"),
     ))]
 #[delete("/queries/{id}")]
 pub async fn delete_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -254,12 +254,12 @@ pub async fn delete_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
     request_body = QueryCopy,
     responses(
         (status = 201, description = "The copy", body = SavedQuery),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not save queries"),
+        (status = 404, description = "No such query"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name"),
     ))]
 #[post("/queries/{id}/copy")]
 pub async fn copy_query(
@@ -283,11 +283,11 @@ pub async fn copy_query(
     request_body(content = Option<RunOptions>, description = "Optional; page 1 of 50 with the default columns when left out"),
     responses(
         (status = 200, description = "The count and a page of persons", body = RunResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "A body is sent, but not as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown columns or body fields, `page`/`per_page` out of range, or the query no longer validates (e.g. an opt-in type it names was deleted)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such query"),
+        (status = 415, description = "A body is sent, but not as application/json"),
+        (status = 422, description = "Unknown columns or body fields, `page`/`per_page` out of range, or the query no longer validates (e.g. an opt-in type it names was deleted)"),
     ))]
 #[post("/queries/{id}/run")]
 pub async fn run_query(

@@ -4,15 +4,15 @@ use mailbaar_gdpr::{DryRun, NewRetentionRule, RetentionRule, RetentionRun};
 use mailbaar_tasks::Task;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
 
 /// Every retention rule.
 #[utoipa::path(get, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules", body = Vec<RetentionRule>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
     ))]
 #[get("/retention-rules")]
 pub async fn list_rules(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -27,11 +27,11 @@ pub async fn list_rules(auth: Auth) -> Result<HttpResponse, ApiError> {
     request_body = NewRetentionRule,
     responses(
         (status = 201, description = "The rule", body = RetentionRule),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name, action, schedule or query", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name, action, schedule or query"),
     ))]
 #[post("/retention-rules")]
 pub async fn create_rule(
@@ -52,10 +52,10 @@ pub async fn create_rule(
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 200, description = "The count and a sample", body = DryRun),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The rule's query no longer runs", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 404, description = "No such rule"),
+        (status = 409, description = "The rule's query no longer runs"),
     ))]
 #[post("/retention-rules/{id}/dry-run")]
 pub async fn dry_run(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -73,10 +73,10 @@ pub async fn dry_run(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Api
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 202, description = "The task, queued", body = Task),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The rule is inactive, or a run of it is already queued or running", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 404, description = "No such rule"),
+        (status = 409, description = "The rule is inactive, or a run of it is already queued or running"),
     ))]
 #[post("/retention-rules/{id}/run")]
 pub async fn run_rule(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -95,9 +95,9 @@ pub async fn run_rule(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 200, description = "The runs", body = Vec<RetentionRun>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 404, description = "No such rule"),
     ))]
 #[get("/retention-rules/{id}/runs")]
 pub async fn list_runs(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

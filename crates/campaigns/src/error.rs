@@ -1,5 +1,6 @@
 //! The one error type of the campaigns crate.
 
+use mailbaar_store::{ErrorCode, ErrorKind};
 use thiserror::Error;
 
 use crate::readiness::Requirement;
@@ -45,6 +46,60 @@ impl CampaignError {
         CampaignError::Invalid {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+impl ErrorCode for CampaignError {
+    const CODES: &'static [&'static str] = &[
+        "campaign_not_found",
+        "campaign_step_not_found",
+        "mail_job_not_found",
+        "invalid_campaign",
+        "duplicate_campaign_name",
+        "campaign_change_refused",
+        "step_not_ready",
+        "not_test_persons",
+        "transport_failed",
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        use CampaignError::*;
+        match self {
+            NotFound { .. } => ErrorKind::NotFound,
+            Invalid { .. } | NotTestPersons(_) => ErrorKind::Invalid,
+            DuplicateName(_) | Refused(_) | NotReady(_) => ErrorKind::Conflict,
+            Transport(_) => ErrorKind::Internal,
+            Query(e) => e.kind(),
+            People(e) => e.kind(),
+            Settings(e) => e.kind(),
+            Task(e) => e.kind(),
+            Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use CampaignError::*;
+        match self {
+            NotFound {
+                what: "campaign", ..
+            } => "campaign_not_found",
+            NotFound {
+                what: "campaign step",
+                ..
+            } => "campaign_step_not_found",
+            NotFound { .. } => "mail_job_not_found",
+            Invalid { .. } => "invalid_campaign",
+            DuplicateName(_) => "duplicate_campaign_name",
+            Refused(_) => "campaign_change_refused",
+            NotReady(_) => "step_not_ready",
+            NotTestPersons(_) => "not_test_persons",
+            Transport(_) => "transport_failed",
+            Query(e) => e.code(),
+            People(e) => e.code(),
+            Settings(e) => e.code(),
+            Task(e) => e.code(),
+            Database(e) => e.code(),
         }
     }
 }

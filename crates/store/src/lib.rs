@@ -17,7 +17,7 @@ mod text;
 pub use connection::{
     connect, write_transaction, Backend, DatabaseUrl, DbConnection, Pool, PooledConnection,
 };
-pub use error::StoreError;
+pub use error::{ErrorCode, ErrorKind, StoreError};
 pub use migrations::{revert_all_migrations, run_migrations};
 pub use paging::{Page, PageRequest};
 pub use text::{
