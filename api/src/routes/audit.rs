@@ -10,7 +10,7 @@ use crate::extract::Paging;
 /// The audit log, newest first: anonymizations, consent changes by staff, full
 /// unsubscribes, bouncer changes, token creation and every read of a person card.
 /// Filter by person, actor, action and period.
-#[utoipa::path(get, path = "/api/v1/audit-log", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(AuditFilter, PageRequest),
     responses(
         (status = 200, description = "A page of audit entries", body = Page<AuditEntry>),

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 /// matched by address. A hard bounce sets the person's bouncer flag with the server's
 /// reply and marks the contact moment; soft bounces are counted and turn hard at the
 /// setting `soft_bounce_limit`. A malformed report changes nothing.
-#[utoipa::path(post, path = "/api/v1/bounces", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     request_body(content(
         (BounceWebhook = "application/json"),
         (String = "message/rfc822", example = "From: MAILER-DAEMON@mx.example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n…"),

@@ -17,7 +17,7 @@ use crate::extract::{Json, OptionalJson, Paging};
 use crate::state::AppState;
 
 /// Campaigns, newest first; `q` finds a part of the name or an id.
-#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(NameSearch, PageRequest),
     responses(
         (status = 200, description = "A page of campaigns", body = Page<Campaign>),
@@ -39,7 +39,7 @@ pub async fn list_campaigns(
 }
 
 /// Creates a campaign.
-#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The campaign", body = Campaign),
@@ -61,7 +61,7 @@ pub async fn create_campaign(
 }
 
 /// One campaign.
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     responses(
         (status = 200, description = "The campaign", body = Campaign),
@@ -78,7 +78,7 @@ pub async fn get_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
 }
 
 /// Changes a campaign's name or description.
-#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     request_body = CampaignChanges,
     responses(
@@ -102,7 +102,7 @@ pub async fn update_campaign(
 }
 
 /// Deletes a campaign that has no steps.
-#[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     responses(
         (status = 204, description = "Deleted"),
@@ -120,7 +120,7 @@ pub async fn delete_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpRespo
 }
 
 /// Campaign steps, newest first; of one campaign, and `q` finds a part of the name or an id.
-#[utoipa::path(get, path = "/api/v1/campaign-steps", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(StepFilter, PageRequest),
     responses(
         (status = 200, description = "A page of steps", body = Page<CampaignStep>),
@@ -141,7 +141,7 @@ pub async fn list_steps(
 }
 
 /// Creates a step in a campaign; it may be unfinished (see its readiness).
-#[utoipa::path(post, path = "/api/v1/campaign-steps", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     request_body = NewStep,
     responses(
         (status = 201, description = "The step", body = CampaignStep),
@@ -159,7 +159,7 @@ pub async fn create_step(auth: Auth, body: Json<NewStep>) -> Result<HttpResponse
 }
 
 /// One step.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The step", body = CampaignStep),
@@ -177,7 +177,7 @@ pub async fn get_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
 
 /// Changes a step; a field left out stays, `null` clears a field that may be empty. A mail
 /// job whose preparation started keeps the content it froze.
-#[utoipa::path(patch, path = "/api/v1/campaign-steps/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body = StepChanges,
     responses(
@@ -201,7 +201,7 @@ pub async fn update_step(
 }
 
 /// Deletes a step that was never sent or scheduled.
-#[utoipa::path(delete, path = "/api/v1/campaign-steps/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 204, description = "Deleted"),
@@ -228,7 +228,7 @@ pub struct IncludePrevious {
 
 /// What the step still needs before it can be sent, with warnings that do not block, and
 /// how many persons a send now reaches.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}/readiness", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7), IncludePrevious),
     responses(
         (status = 200, description = "The readiness", body = Readiness),
@@ -250,7 +250,7 @@ pub async fn readiness(
 
 /// Recipient `index` of the step's audience (person-id order), rendered exactly as it will
 /// be sent, with the total to page previous/next.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}/preview", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7), PreviewRequest),
     responses(
         (status = 200, description = "The rendered message", body = Preview),
@@ -278,7 +278,7 @@ pub async fn preview(
 
 /// Sends the step's current content to test persons (only persons flagged
 /// `is_test_person`); each gets a test contact moment.
-#[utoipa::path(post, path = "/api/v1/campaign-steps/{id}/test-mail", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body = TestMailRequest,
     responses(
@@ -306,7 +306,7 @@ pub async fn test_mail(
 
 /// Sends the step now, or schedules it (`scheduled_at` with an explicit offset): creates a
 /// mail job. Follow it at `GET /api/v1/mailjobs/{id}`.
-#[utoipa::path(post, path = "/api/v1/campaign-steps/{id}/send", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body(content = Option<SendRequest>, description = "Left out: send now"),
     responses(
@@ -333,7 +333,7 @@ pub async fn send(
 }
 
 /// Releases a sent one-time step so it can be sent again; every result stays.
-#[utoipa::path(post, path = "/api/v1/campaign-steps/{id}/reset", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The step, no longer blocked", body = CampaignStep),
@@ -359,7 +359,7 @@ pub struct Deleted {
 }
 
 /// Deletes the step's test contact moments, so results count real sends only.
-#[utoipa::path(delete, path = "/api/v1/campaign-steps/{id}/test-contact-moments", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "How many were deleted", body = Deleted),
@@ -378,7 +378,7 @@ pub async fn delete_test_moments(auth: Auth, id: web::Path<i64>) -> Result<HttpR
 
 /// What the step's sends reached: counts and rates, tests apart, and the first week's
 /// opens and clicks per hour.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}/results", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The results", body = StepResults),

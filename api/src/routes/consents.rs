@@ -17,7 +17,7 @@ pub struct HistoryFilter {
 }
 
 /// A person's consent history, per opt-in type, newest first.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(get, path = "/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42), HistoryFilter),
     responses(
         (status = 200, description = "The ledger records of the person", body = Vec<ConsentRecord>),
@@ -39,7 +39,7 @@ pub async fn list_consents(
 
 /// Records a subscribe (`opt_in: true`) or unsubscribe given by staff on the person's
 /// behalf. Channel, description, type and opt_in are all required.
-#[utoipa::path(post, path = "/api/v1/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(post, path = "/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = ConsentChange,
     responses(
@@ -65,7 +65,7 @@ pub async fn record_consent(
 }
 
 /// One ledger record of a person. Records are append-only: they cannot be changed or deleted.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/consents/{record_id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(get, path = "/persons/{id}/consents/{record_id}", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42),
            ("record_id" = i64, Path, description = "Consent record id", example = 901)),
     responses(
@@ -87,7 +87,7 @@ pub async fn get_consent(
 
 /// Withdraws every opt-in of the person at once, profiling included: one opt-out record
 /// per type that is currently opted in, in one transaction. Profile calculations stop.
-#[utoipa::path(post, path = "/api/v1/persons/{id}/unsubscribe-all", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(post, path = "/persons/{id}/unsubscribe-all", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = Unsubscribe,
     responses(

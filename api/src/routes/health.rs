@@ -17,7 +17,7 @@ pub struct Health {
 }
 
 /// Liveness and database check, for load balancers and monitoring. No token needed.
-#[utoipa::path(get, path = "/healthz", tag = "service",
+#[utoipa::path(tag = "service",
     responses(
         (status = 200, description = "The service runs and its database answers", body = Health),
         (status = 503, description = "The database does not answer"),

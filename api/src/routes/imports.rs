@@ -29,7 +29,7 @@ pub struct ImportParams {
 /// Imports persons from a CSV body (UTF-8, with or without BOM; comma, semicolon or tab;
 /// a header row), streamed to storage, never held in memory. Answers at once with the
 /// import; its task reads the file in batches. Follow it at `GET /api/v1/imports/{id}`.
-#[utoipa::path(post, path = "/api/v1/imports", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(ImportParams),
     request_body(content = String, content_type = "text/csv", description = "The CSV file",
         example = "E-mailadres;Voornaam;Nieuwsbrief\nanna@example.nl;Anna;ja\n"),
@@ -131,7 +131,7 @@ async fn receive(body: &mut web::Payload, path: &std::path::Path) -> Result<(), 
 }
 
 /// An import's progress and outcome, with its first 1,000 row errors.
-#[utoipa::path(get, path = "/api/v1/imports/{id}", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Import id", example = 3)),
     responses(
         (status = 200, description = "The import", body = Import),
@@ -149,7 +149,7 @@ pub async fn get_import(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, 
 }
 
 /// Every row error of an import, as CSV (`row,column,reason`).
-#[utoipa::path(get, path = "/api/v1/imports/{id}/errors.csv", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Import id", example = 3)),
     responses(
         (status = 200, description = "The errors", content_type = "text/csv", body = String,
@@ -189,7 +189,7 @@ impl Write for Sink {
 
 /// The persons of a saved query as CSV, streamed, in the column names an import takes (an
 /// export imports back unchanged). Audited with the count.
-#[utoipa::path(get, path = "/api/v1/queries/{id}/export.csv", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12), ExportColumns),
     responses(
         (status = 200, description = "The persons", content_type = "text/csv", body = String,

@@ -11,7 +11,7 @@ use crate::extract::{Json, Paging};
 
 /// Scheduled and sent mail jobs, latest send time first, with progress; local times in
 /// the organisation's time zone.
-#[utoipa::path(get, path = "/api/v1/mailjobs", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(MailJobFilter, PageRequest),
     responses(
         (status = 200, description = "A page of mail jobs", body = Page<MailJob>),
@@ -32,7 +32,7 @@ pub async fn list_mail_jobs(
 }
 
 /// One mail job with its progress.
-#[utoipa::path(get, path = "/api/v1/mailjobs/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The mail job", body = MailJob),
@@ -49,7 +49,7 @@ pub async fn get_mail_job(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
 }
 
 /// Moves a scheduled job to a new time, until its preparation starts.
-#[utoipa::path(patch, path = "/api/v1/mailjobs/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     request_body = MailJobChanges,
     responses(
@@ -76,7 +76,7 @@ pub async fn reschedule(
 /// Cancels a job that is scheduled, prepared or sending: no message is started after this
 /// (those being handed over finish). What was sent stays sent; a one-time step that sent
 /// nothing is free again.
-#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The cancelled job", body = MailJob),
@@ -96,7 +96,7 @@ pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiE
 
 /// Pauses a job that has not ended: no message is started until it is resumed; those
 /// being handed over finish and are recorded. The progress stays readable.
-#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/pause", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The paused job", body = MailJob),
@@ -115,7 +115,7 @@ pub async fn pause(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiEr
 }
 
 /// Resumes a paused job: it sends to exactly the recipients not yet handled.
-#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/resume", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The resumed job", body = MailJob),

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson};
 
 /// All opt-in types, in creation order.
-#[utoipa::path(get, path = "/api/v1/opt-in-types", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     responses(
         (status = 200, description = "The opt-in types", body = Vec<OptInType>),
         (status = 401, description = "No valid bearer token"),
@@ -22,7 +22,7 @@ pub async fn list_types(auth: Auth) -> Result<HttpResponse, ApiError> {
 }
 
 /// Creates an opt-in type (a purpose people can consent to).
-#[utoipa::path(post, path = "/api/v1/opt-in-types", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     request_body = NewOptInType,
     responses(
         (status = 201, description = "The new type", body = OptInType),
@@ -42,7 +42,7 @@ pub async fn create_type(auth: Auth, body: Json<NewOptInType>) -> Result<HttpRes
 }
 
 /// Reads one opt-in type.
-#[utoipa::path(get, path = "/api/v1/opt-in-types/{id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 1)),
     responses(
         (status = 200, description = "The type", body = OptInType),
@@ -60,7 +60,7 @@ pub async fn get_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
 }
 
 /// Changes an opt-in type's name, description, active flag or soft opt-in query.
-#[utoipa::path(patch, path = "/api/v1/opt-in-types/{id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 1)),
     request_body = OptInTypeChanges,
     responses(
@@ -87,7 +87,7 @@ pub async fn update_type(
 
 /// Deletes an opt-in type that has no consent records; a type with history can only be
 /// set inactive.
-#[utoipa::path(delete, path = "/api/v1/opt-in-types/{id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 4)),
     responses(
         (status = 204, description = "Deleted"),
@@ -130,7 +130,7 @@ fn yes() -> bool {
 /// Gives every person selected by the type's saved query a soft opt-in (channel `system`),
 /// except persons who already have a record for the type. Idempotent; `dry_run=true`
 /// only counts.
-#[utoipa::path(post, path = "/api/v1/opt-in-types/{id}/soft-opt-ins", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 2), SoftRunParams),
     request_body(content = Option<SoftRunBody>, description = "Optional; soft opt-ins when left out"),
     responses(

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// Lists persons, newest first; `q` searches names and e-mail addresses.
-#[utoipa::path(get, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(PersonFilter, PageRequest),
     responses(
         (status = 200, description = "A page of persons", body = Page<Person>),
@@ -31,7 +31,7 @@ pub async fn list_persons(
 }
 
 /// Creates a person. The e-mail address must be valid and not in use (in any case).
-#[utoipa::path(post, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     request_body = NewPerson,
     responses(
         (status = 201, description = "The new person", body = Person),
@@ -55,7 +55,7 @@ pub async fn create_person(auth: Auth, body: Json<NewPerson>) -> Result<HttpResp
 }
 
 /// Reads one person.
-#[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person", body = Person),
@@ -73,7 +73,7 @@ pub async fn get_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, 
 }
 
 /// Changes some fields of a person: absent fields stay, `null` clears a field.
-#[utoipa::path(patch, path = "/api/v1/persons/{id}", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = PersonChanges,
     responses(
@@ -102,7 +102,7 @@ pub async fn update_person(
 /// The person card: details, preferences (current state and history per opt-in type),
 /// contact moments, transactions, profile, and administration with every reason the
 /// person cannot be mailed. Read in a fixed number of queries, whatever the history.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/card", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person card", body = PersonCard),
@@ -122,7 +122,7 @@ pub async fn person_card(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse,
 /// Anonymizes a person: every identifying value is removed in one transaction, the
 /// figures (counts, amounts, dates, consent records) are kept, and the person leaves every
 /// selection. A second call changes nothing and says so (`already_anonymized`).
-#[utoipa::path(post, path = "/api/v1/persons/{id}/anonymize", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "Anonymized now, or before", body = Anonymized),
@@ -148,7 +148,7 @@ pub async fn anonymize_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResp
 
 /// Clears a person's bouncer flag (with its date and reason), e.g. after they gave a
 /// working address; audited.
-#[utoipa::path(delete, path = "/api/v1/persons/{id}/bouncer", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person, no longer a bouncer", body = Person),
@@ -176,7 +176,7 @@ struct PdfFile(Vec<u8>);
 /// The personal-data export (right of access) as a PDF: every field, the profile, the
 /// consent history, contact moments, transactions and stored documents, with the
 /// organisation's name and the date; Dutch or English by setting. Audited.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/personal-data.pdf", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The PDF", content_type = "application/pdf", body = inline(PdfFile)),

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 
 /// Starts a recalculation of every profile (only persons with a current profiling opt-in
 /// get one) and answers at once with its task; follow it at `/api/v1/tasks/{id}`.
-#[utoipa::path(post, path = "/api/v1/profiles/recalculate", tag = "profiles", security(("bearer" = [])),
+#[utoipa::path(tag = "profiles", security(("bearer" = [])),
     responses(
         (status = 202, description = "The task, queued", body = Task),
         (status = 401, description = "No valid bearer token"),

@@ -15,7 +15,7 @@ use crate::extract::{check_body_paging, from_body, Json, OptionalJson, Paging};
 
 /// Every field a condition may use, with its value type and operators, for condition
 /// editors. `consent.<id>` fields follow the opt-in types.
-#[utoipa::path(get, path = "/api/v1/query-fields", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     responses(
         (status = 200, description = "The field registry", body = Vec<FieldInfo>),
         (status = 401, description = "No valid bearer token"),
@@ -66,7 +66,7 @@ fn under_conditions(e: QueryError) -> QueryError {
 
 /// Runs a condition tree without saving it: how many persons it selects and one page of
 /// them (in id order) with the chosen columns. Anonymized persons are never selected.
-#[utoipa::path(post, path = "/api/v1/queries/run", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     request_body = RunRequest,
     responses(
         (status = 200, description = "The count and a page of persons", body = RunResult),
@@ -96,7 +96,7 @@ pub async fn run_conditions(auth: Auth, body: Json<Value>) -> Result<HttpRespons
 }
 
 /// Saved queries by name; `name` finds those whose name contains it (ignoring case).
-#[utoipa::path(get, path = "/api/v1/queries", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(SavedQueryFilter, PageRequest),
     responses(
         (status = 200, description = "A page of saved queries, by name", body = Page<SavedQuery>),
@@ -118,7 +118,7 @@ pub async fn list_queries(
 }
 
 /// Saves a query. The tree is checked in full, including the saved queries it includes.
-#[utoipa::path(post, path = "/api/v1/queries", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     request_body = SavedQueryInput,
     responses(
         (status = 201, description = "The saved query", body = SavedQuery),
@@ -163,7 +163,7 @@ pub struct NameParams {
 
 /// Suggests a name as `<initials> – <yyyymmdd> – <purpose>` (today's date); names are not
 /// required to follow it.
-#[utoipa::path(get, path = "/api/v1/queries/name-suggestion", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(NameParams),
     responses(
         (status = 200, description = "The suggested name", body = NameSuggestion),
@@ -183,7 +183,7 @@ pub async fn name_suggestion(
 }
 
 /// Reads one saved query.
-#[utoipa::path(get, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     responses(
         (status = 200, description = "The saved query", body = SavedQuery),
@@ -202,7 +202,7 @@ pub async fn get_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, A
 
 /// Overwrites a saved query's name, description and conditions. A tree that would include
 /// the query itself, directly or through other queries, is refused.
-#[utoipa::path(put, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     request_body = SavedQueryInput,
     responses(
@@ -230,7 +230,7 @@ pub async fn replace_query(
 
 /// Deletes a saved query, unless another saved query or an opt-in type uses it; the
 /// answer then says which.
-#[utoipa::path(delete, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     responses(
         (status = 204, description = "Deleted"),
@@ -249,7 +249,7 @@ pub async fn delete_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
 }
 
 /// Saves a copy of a query under a new name ("save as").
-#[utoipa::path(post, path = "/api/v1/queries/{id}/copy", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     request_body = QueryCopy,
     responses(
@@ -278,7 +278,7 @@ pub async fn copy_query(
 }
 
 /// Runs a saved query: the count and one page of persons with the chosen columns.
-#[utoipa::path(post, path = "/api/v1/queries/{id}/run", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     request_body(content = Option<RunOptions>, description = "Optional; page 1 of 50 with the default columns when left out"),
     responses(

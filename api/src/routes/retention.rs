@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::extract::Json;
 
 /// Every retention rule.
-#[utoipa::path(get, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules", body = Vec<RetentionRule>),
         (status = 401, description = "No valid bearer token"),
@@ -23,7 +23,7 @@ pub async fn list_rules(auth: Auth) -> Result<HttpResponse, ApiError> {
 
 /// Creates a retention rule: a saved query and the action for its persons (anonymize),
 /// run by hand or daily.
-#[utoipa::path(post, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     request_body = NewRetentionRule,
     responses(
         (status = 201, description = "The rule", body = RetentionRule),
@@ -48,7 +48,7 @@ pub async fn create_rule(
 
 /// Counts the persons a rule selects now and shows a sample of them; changes nothing.
 /// The dry run is recorded.
-#[utoipa::path(post, path = "/api/v1/retention-rules/{id}/dry-run", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 200, description = "The count and a sample", body = DryRun),
@@ -69,7 +69,7 @@ pub async fn dry_run(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Api
 
 /// Runs a rule: queues a task that anonymizes the persons it selects in batches; follow it
 /// at `GET /api/v1/tasks/{id}`. The run is recorded and audited.
-#[utoipa::path(post, path = "/api/v1/retention-rules/{id}/run", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 202, description = "The task, queued", body = Task),
@@ -91,7 +91,7 @@ pub async fn run_rule(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
 }
 
 /// A rule's runs, dry and real, newest first.
-#[utoipa::path(get, path = "/api/v1/retention-rules/{id}/runs", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 200, description = "The runs", body = Vec<RetentionRun>),

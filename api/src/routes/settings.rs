@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::Json;
 
 /// The organisation's settings, with defaults for those never set.
-#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+#[utoipa::path(tag = "settings", security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings", body = Settings),
         (status = 401, description = "No valid bearer token"),
@@ -20,7 +20,7 @@ pub async fn get_settings(auth: Auth) -> Result<HttpResponse, ApiError> {
 }
 
 /// Changes some settings; fields left out keep their value. Admins only.
-#[utoipa::path(patch, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+#[utoipa::path(tag = "settings", security(("bearer" = [])),
     request_body = SettingsChanges,
     responses(
         (status = 200, description = "The settings after the change", body = Settings),

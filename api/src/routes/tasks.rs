@@ -6,7 +6,7 @@ use crate::error::ApiError;
 
 /// Reads a background task (recalculation, retention run, and later preparation and
 /// sending): its state, progress and outcome.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+#[utoipa::path(tag = "tasks", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Task id", example = 4)),
     responses(
         (status = 200, description = "The task", body = mailbaar_tasks::Task),

@@ -18,7 +18,7 @@ pub struct NewToken {
 }
 
 /// All API tokens, newest first; secrets are never listed. Admins only.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(tag = "tokens", security(("bearer" = [])),
     responses(
         (status = 200, description = "The tokens", body = Vec<Token>),
         (status = 401, description = "No valid bearer token"),
@@ -32,7 +32,7 @@ pub async fn list_tokens(auth: Auth) -> Result<HttpResponse, ApiError> {
 }
 
 /// Creates a token with a role; the answer holds the secret, shown this once. Admins only.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(tag = "tokens", security(("bearer" = [])),
     request_body = NewToken,
     responses(
         (status = 201, description = "The token, with its secret in `token`", body = IssuedToken),
@@ -51,7 +51,7 @@ pub async fn create_token(auth: Auth, body: Json<NewToken>) -> Result<HttpRespon
 }
 
 /// Revokes a token; it stops working at once. Admins only.
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(tag = "tokens", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Token id", example = 3)),
     responses(
         (status = 200, description = "The revoked token", body = Token),

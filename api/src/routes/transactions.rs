@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// A person's transactions, latest first.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42), PageRequest),
     responses(
         (status = 200, description = "A page of transactions", body = Page<Transaction>),
@@ -31,7 +31,7 @@ pub async fn list_transactions(
 }
 
 /// Records a transaction for a person.
-#[utoipa::path(post, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = NewTransaction,
     responses(
