@@ -60,10 +60,32 @@ mod codes {
     pub const INTERNAL: &str = "internal";
 }
 
-/// Every `code` a problem document can carry, sorted: the API's own and each domain
-/// error's. The contract lists them as the enum of `Problem.code`.
+/// Every `code` a problem document can carry, sorted: the API's own and those of the
+/// domain errors a client is told (not found, conflict, invalid; an internal or
+/// unavailable cause answers `internal` or `unavailable`). The contract lists them as the
+/// enum of `Problem.code`.
 pub fn problem_codes() -> Vec<&'static str> {
     use codes::*;
+    let domain: [&[(&'static str, ErrorKind)]; 11] = [
+        AccessError::CODES,
+        mailbaar_audit::AuditError::CODES,
+        CampaignError::CODES,
+        ConsentError::CODES,
+        GdprError::CODES,
+        mailbaar_imports::ImportError::CODES,
+        PeopleError::CODES,
+        ProfileError::CODES,
+        QueryError::CODES,
+        SettingsError::CODES,
+        TaskError::CODES,
+    ];
+    let told = domain.into_iter().flatten().filter_map(|(code, kind)| {
+        matches!(
+            kind,
+            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Invalid
+        )
+        .then_some(*code)
+    });
     let mut all: Vec<&'static str> = [
         UNAUTHORIZED,
         FORBIDDEN,
@@ -77,17 +99,7 @@ pub fn problem_codes() -> Vec<&'static str> {
         INTERNAL,
     ]
     .into_iter()
-    .chain(AccessError::CODES.iter().copied())
-    .chain(mailbaar_audit::AuditError::CODES.iter().copied())
-    .chain(CampaignError::CODES.iter().copied())
-    .chain(ConsentError::CODES.iter().copied())
-    .chain(GdprError::CODES.iter().copied())
-    .chain(mailbaar_imports::ImportError::CODES.iter().copied())
-    .chain(PeopleError::CODES.iter().copied())
-    .chain(ProfileError::CODES.iter().copied())
-    .chain(QueryError::CODES.iter().copied())
-    .chain(SettingsError::CODES.iter().copied())
-    .chain(TaskError::CODES.iter().copied())
+    .chain(told)
     .collect();
     all.sort_unstable();
     all.dedup();
@@ -764,6 +776,39 @@ mod tests {
             let doc = body(error.error_response());
             assert_eq!(doc["code"], code, "{doc}");
         }
+    }
+
+    /// A variant's code is listed with the kind the variant has.
+    #[test]
+    fn codes_are_listed_with_their_kind() {
+        fn listed<E: ErrorCode>(e: E) {
+            let entry = (e.code(), e.kind());
+            assert!(E::CODES.contains(&entry), "{entry:?} is not listed");
+        }
+        listed(PeopleError::DuplicateEmail("a@b.nl".into()));
+        listed(PeopleError::Invalid(vec![]));
+        listed(ConsentError::TypeReferenced {
+            id: 1,
+            uses: vec![],
+        });
+        listed(QueryError::InUse {
+            id: 1,
+            uses: vec![],
+        });
+        listed(GdprError::RunUnderWay {
+            rule_id: 1,
+            task_id: 2,
+        });
+        listed(CampaignError::NotTestPersons(vec![1]));
+        listed(TaskError::LeaseLost(1));
+        listed(AccessError::UnknownRole {
+            token_id: 1,
+            role: "root".into(),
+        });
+        listed(SettingsError::Unreadable {
+            key: "k".into(),
+            reason: "r".into(),
+        });
     }
 
     fn body(res: HttpResponse) -> serde_json::Value {

@@ -31,11 +31,11 @@ pub enum AccessError {
 }
 
 impl ErrorCode for AccessError {
-    const CODES: &'static [&'static str] = &[
-        "invalid_token_name",
-        "token_not_found",
-        "token_already_revoked",
-        "token_role_unknown",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_token_name", ErrorKind::Invalid),
+        ("token_not_found", ErrorKind::NotFound),
+        ("token_already_revoked", ErrorKind::Conflict),
+        ("token_role_unknown", ErrorKind::Internal),
     ];
 
     fn kind(&self) -> ErrorKind {

@@ -22,7 +22,8 @@ pub enum AuditError {
 }
 
 impl ErrorCode for AuditError {
-    const CODES: &'static [&'static str] = &["invalid_audit_filter"];
+    const CODES: &'static [(&'static str, ErrorKind)] =
+        &[("invalid_audit_filter", ErrorKind::Invalid)];
 
     fn kind(&self) -> ErrorKind {
         match self {

@@ -51,16 +51,16 @@ impl CampaignError {
 }
 
 impl ErrorCode for CampaignError {
-    const CODES: &'static [&'static str] = &[
-        "campaign_not_found",
-        "campaign_step_not_found",
-        "mail_job_not_found",
-        "invalid_campaign",
-        "duplicate_campaign_name",
-        "campaign_change_refused",
-        "step_not_ready",
-        "not_test_persons",
-        "transport_failed",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("campaign_not_found", ErrorKind::NotFound),
+        ("campaign_step_not_found", ErrorKind::NotFound),
+        ("mail_job_not_found", ErrorKind::NotFound),
+        ("invalid_campaign", ErrorKind::Invalid),
+        ("duplicate_campaign_name", ErrorKind::Conflict),
+        ("campaign_change_refused", ErrorKind::Conflict),
+        ("step_not_ready", ErrorKind::Conflict),
+        ("not_test_persons", ErrorKind::Invalid),
+        ("transport_failed", ErrorKind::Internal),
     ];
 
     fn kind(&self) -> ErrorKind {

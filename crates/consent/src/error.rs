@@ -43,18 +43,18 @@ impl ConsentError {
 }
 
 impl ErrorCode for ConsentError {
-    const CODES: &'static [&'static str] = &[
-        "person_not_found",
-        "opt_in_type_not_found",
-        "consent_record_not_found",
-        "person_anonymized",
-        "opt_in_type_inactive",
-        "duplicate_opt_in_type_name",
-        "opt_in_type_has_records",
-        "opt_in_type_in_use",
-        "no_soft_opt_in_query",
-        "invalid_consent",
-        "selection_failed",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("person_not_found", ErrorKind::NotFound),
+        ("opt_in_type_not_found", ErrorKind::NotFound),
+        ("consent_record_not_found", ErrorKind::NotFound),
+        ("person_anonymized", ErrorKind::Conflict),
+        ("opt_in_type_inactive", ErrorKind::Conflict),
+        ("duplicate_opt_in_type_name", ErrorKind::Conflict),
+        ("opt_in_type_has_records", ErrorKind::Conflict),
+        ("opt_in_type_in_use", ErrorKind::Conflict),
+        ("no_soft_opt_in_query", ErrorKind::Conflict),
+        ("invalid_consent", ErrorKind::Invalid),
+        ("selection_failed", ErrorKind::Internal),
     ];
 
     fn kind(&self) -> ErrorKind {

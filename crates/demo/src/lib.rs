@@ -30,7 +30,7 @@ pub enum DemoError {
 }
 
 impl ErrorCode for DemoError {
-    const CODES: &'static [&'static str] = &[];
+    const CODES: &'static [(&'static str, ErrorKind)] = &[];
 
     fn kind(&self) -> ErrorKind {
         match self {

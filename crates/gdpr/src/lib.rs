@@ -66,15 +66,15 @@ pub enum GdprError {
 }
 
 impl ErrorCode for GdprError {
-    const CODES: &'static [&'static str] = &[
-        "person_not_found",
-        "retention_rule_not_found",
-        "invalid_retention_rule",
-        "duplicate_retention_rule_name",
-        "retention_rule_inactive",
-        "retention_run_under_way",
-        "stored_value_unknown",
-        "pdf_failed",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("person_not_found", ErrorKind::NotFound),
+        ("retention_rule_not_found", ErrorKind::NotFound),
+        ("invalid_retention_rule", ErrorKind::Invalid),
+        ("duplicate_retention_rule_name", ErrorKind::Conflict),
+        ("retention_rule_inactive", ErrorKind::Conflict),
+        ("retention_run_under_way", ErrorKind::Conflict),
+        ("stored_value_unknown", ErrorKind::Internal),
+        ("pdf_failed", ErrorKind::Internal),
     ];
 
     fn kind(&self) -> ErrorKind {

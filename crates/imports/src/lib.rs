@@ -54,8 +54,11 @@ pub enum ImportError {
 }
 
 impl ErrorCode for ImportError {
-    const CODES: &'static [&'static str] =
-        &["import_not_found", "invalid_import", "import_file_failed"];
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("import_not_found", ErrorKind::NotFound),
+        ("invalid_import", ErrorKind::Invalid),
+        ("import_file_failed", ErrorKind::Internal),
+    ];
 
     fn kind(&self) -> ErrorKind {
         match self {

@@ -53,11 +53,11 @@ impl PeopleError {
 }
 
 impl ErrorCode for PeopleError {
-    const CODES: &'static [&'static str] = &[
-        "person_not_found",
-        "duplicate_email",
-        "person_anonymized",
-        "invalid_person",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("person_not_found", ErrorKind::NotFound),
+        ("duplicate_email", ErrorKind::Conflict),
+        ("person_anonymized", ErrorKind::Conflict),
+        ("invalid_person", ErrorKind::Invalid),
     ];
 
     fn kind(&self) -> ErrorKind {

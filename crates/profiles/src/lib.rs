@@ -30,7 +30,7 @@ pub enum ProfileError {
 }
 
 impl ErrorCode for ProfileError {
-    const CODES: &'static [&'static str] = &[];
+    const CODES: &'static [(&'static str, ErrorKind)] = &[];
 
     fn kind(&self) -> ErrorKind {
         match self {

@@ -52,12 +52,12 @@ pub enum QueryError {
 }
 
 impl ErrorCode for QueryError {
-    const CODES: &'static [&'static str] = &[
-        "invalid_conditions",
-        "invalid_query",
-        "query_not_found",
-        "duplicate_query_name",
-        "query_in_use",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_conditions", ErrorKind::Invalid),
+        ("invalid_query", ErrorKind::Invalid),
+        ("query_not_found", ErrorKind::NotFound),
+        ("duplicate_query_name", ErrorKind::Conflict),
+        ("query_in_use", ErrorKind::Conflict),
     ];
 
     fn kind(&self) -> ErrorKind {

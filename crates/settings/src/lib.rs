@@ -157,7 +157,10 @@ pub enum SettingsError {
 }
 
 impl ErrorCode for SettingsError {
-    const CODES: &'static [&'static str] = &["invalid_setting", "setting_unreadable"];
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_setting", ErrorKind::Invalid),
+        ("setting_unreadable", ErrorKind::Internal),
+    ];
 
     fn kind(&self) -> ErrorKind {
         match self {

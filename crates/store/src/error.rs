@@ -34,9 +34,9 @@ pub enum ErrorKind {
 /// so a code never changes once released. An error that wraps another crate's error
 /// answers with the wrapped one's kind and code.
 pub trait ErrorCode {
-    /// Every code this type's own variants give (not those of the errors it wraps), for
-    /// the list of codes in the contract.
-    const CODES: &'static [&'static str];
+    /// Every code this type's own variants give (not those of the errors it wraps), with
+    /// its kind, for the list of codes in the contract.
+    const CODES: &'static [(&'static str, ErrorKind)];
 
     /// How the failure is answered.
     fn kind(&self) -> ErrorKind;
@@ -64,7 +64,10 @@ fn unreachable(e: &diesel::result::Error) -> bool {
 }
 
 impl ErrorCode for diesel::result::Error {
-    const CODES: &'static [&'static str] = &["database_unavailable", "database_failed"];
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("database_unavailable", ErrorKind::Unavailable),
+        ("database_failed", ErrorKind::Internal),
+    ];
 
     fn kind(&self) -> ErrorKind {
         if unreachable(self) {
@@ -84,10 +87,10 @@ impl ErrorCode for diesel::result::Error {
 }
 
 impl ErrorCode for StoreError {
-    const CODES: &'static [&'static str] = &[
-        "invalid_database_url",
-        "database_unavailable",
-        "migration_failed",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_database_url", ErrorKind::Internal),
+        ("database_unavailable", ErrorKind::Unavailable),
+        ("migration_failed", ErrorKind::Internal),
     ];
 
     fn kind(&self) -> ErrorKind {

@@ -61,12 +61,12 @@ pub enum TaskError {
 }
 
 impl ErrorCode for TaskError {
-    const CODES: &'static [&'static str] = &[
-        "task_not_found",
-        "task_already_active",
-        "task_state_unknown",
-        "task_lease_lost",
-        "task_payload_unreadable",
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("task_not_found", ErrorKind::NotFound),
+        ("task_already_active", ErrorKind::Conflict),
+        ("task_state_unknown", ErrorKind::Internal),
+        ("task_lease_lost", ErrorKind::Internal),
+        ("task_payload_unreadable", ErrorKind::Internal),
     ];
 
     fn kind(&self) -> ErrorKind {
