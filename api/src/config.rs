@@ -1,6 +1,9 @@
-//! Configuration from the environment, each value with a default that works on a laptop.
+//! Configuration from the environment, each value with a default that works on a laptop
+//! and a range it must fall in.
 
 use std::time::Duration;
+
+use clap::builder::RangedU64ValueParser;
 
 /// Everything the service reads from its environment, read once at start.
 #[derive(Debug, Clone)]
@@ -122,103 +125,243 @@ impl Default for TaskConfig {
     }
 }
 
-impl Config {
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let listen = var("MAILBAAR_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+/// The environment as the `mailbaar` binary reads it: every variable with its default
+/// and its range, parsed by clap, so a value that does not parse or is out of range stops
+/// the process at start with an error naming the variable (rather than being ignored). Each
+/// is also a command-line option of the same meaning (`--smtp-rate` for
+/// `MAILBAAR_SMTP_RATE`); an empty variable counts as unset.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Configuration (environment)")]
+pub struct Environment {
+    /// `sqlite://FILE` (relative), `sqlite:///abs/FILE` or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "MAILBAAR_DATABASE_URL",
+        value_name = "MAILBAAR_DATABASE_URL",
+        default_value = "sqlite://mailbaar.db"
+    )]
+    pub database_url: String,
+    /// Address to bind; port 0 picks a free one.
+    #[arg(
+        long,
+        env = "MAILBAAR_LISTEN",
+        value_name = "MAILBAAR_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: String,
+    /// Registered as an admin bearer token at start.
+    #[arg(
+        long,
+        env = "MAILBAAR_ADMIN_TOKEN",
+        value_name = "MAILBAAR_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Base of the links recipients open (default `http://` and the listen address).
+    #[arg(long, env = "MAILBAAR_PUBLIC_URL", value_name = "MAILBAAR_PUBLIC_URL",
+        value_parser = absolute_url)]
+    pub public_url: Option<String>,
+    /// Database connections per process.
+    #[arg(long, env = "MAILBAAR_DB_POOL_SIZE", value_name = "MAILBAAR_DB_POOL_SIZE",
+        default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub db_pool_size: u32,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "MAILBAAR_WORKERS", value_name = "MAILBAAR_WORKERS",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub workers: Option<usize>,
+    /// Whether `serve` also runs background tasks (`true`/`false`, `yes`/`no`, `1`/`0`).
+    #[arg(long, env = "MAILBAAR_RUN_TASKS", value_name = "MAILBAAR_RUN_TASKS",
+        default_value_t = true, action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    pub run_tasks: bool,
+    /// Task runner threads per process.
+    #[arg(long, env = "MAILBAAR_TASK_RUNNERS", value_name = "MAILBAAR_TASK_RUNNERS",
+        default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub task_runners: usize,
+    /// Seconds a claimed task holds without renewal.
+    #[arg(long, env = "MAILBAAR_TASK_LEASE_SECONDS", value_name = "MAILBAAR_TASK_LEASE_SECONDS",
+        default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub task_lease_seconds: u64,
+    /// Milliseconds an idle runner waits before looking for due tasks again.
+    #[arg(long, env = "MAILBAAR_TASK_POLL_MS", value_name = "MAILBAAR_TASK_POLL_MS",
+        default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub task_poll_ms: u64,
+    /// Where the `.eml` transport writes messages.
+    #[arg(
+        long,
+        env = "MAILBAAR_OUTBOX",
+        value_name = "MAILBAAR_OUTBOX",
+        default_value = "outbox"
+    )]
+    pub outbox: std::path::PathBuf,
+    /// Where uploaded import files wait for their import.
+    #[arg(
+        long,
+        env = "MAILBAAR_IMPORT_DIR",
+        value_name = "MAILBAAR_IMPORT_DIR",
+        default_value = "imports"
+    )]
+    pub import_dir: std::path::PathBuf,
+    /// Recipients a send run claims per batch.
+    #[arg(long, env = "MAILBAAR_SEND_BATCH", value_name = "MAILBAAR_SEND_BATCH",
+        default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    pub send_batch: i64,
+    /// `smtp://host:25`, `smtp://user:pass@host:587?tls=starttls` or `smtps://user:pass@host`;
+    /// unset: the `.eml` outbox.
+    #[arg(long, env = "MAILBAAR_SMTP_URL", value_name = "MAILBAAR_SMTP_URL",
+        hide_env_values = true, value_parser = absolute_url)]
+    pub smtp_url: Option<String>,
+    /// SMTP connections, and so messages in flight, per send run.
+    #[arg(long, env = "MAILBAAR_SMTP_CONNECTIONS", value_name = "MAILBAAR_SMTP_CONNECTIONS",
+        default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub smtp_connections: usize,
+    /// Seconds one SMTP command may take.
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_SECONDS", default_value_t = 60.0,
+        value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_seconds: f64,
+    /// Messages per second from this process (default: no limit).
+    #[arg(long, env = "MAILBAAR_SMTP_RATE", value_name = "MAILBAAR_SMTP_RATE",
+        value_parser = number_in(0.001, 1_000_000.0))]
+    pub smtp_rate: Option<f64>,
+    /// Messages per second from all workers together (default: no limit).
+    #[arg(long, env = "MAILBAAR_SMTP_RATE_TOTAL", value_name = "MAILBAAR_SMTP_RATE_TOTAL",
+        value_parser = number_in(0.001, 1_000_000.0))]
+    pub smtp_rate_total: Option<f64>,
+    /// Attempts before a deferred recipient counts as failed.
+    #[arg(long, env = "MAILBAAR_SMTP_MAX_ATTEMPTS", value_name = "MAILBAAR_SMTP_MAX_ATTEMPTS",
+        default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub smtp_max_attempts: i32,
+    /// Seconds before the first retry; it doubles with each further one.
+    #[arg(long, env = "MAILBAAR_SMTP_RETRY_SECONDS", value_name = "MAILBAAR_SMTP_RETRY_SECONDS",
+        default_value_t = 300.0, value_parser = number_in(0.1, 86_400.0))]
+    pub smtp_retry_seconds: f64,
+    /// Seconds a claimed recipient is held without a sign of life.
+    #[arg(long, env = "MAILBAAR_SEND_LEASE_SECONDS", value_name = "MAILBAAR_SEND_LEASE_SECONDS",
+        default_value_t = 120.0, value_parser = number_in(1.0, 86_400.0))]
+    pub send_lease_seconds: f64,
+    /// Send runs per mail job on PostgreSQL.
+    #[arg(long, env = "MAILBAAR_SEND_RUNS", value_name = "MAILBAAR_SEND_RUNS",
+        default_value_t = 4, value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub send_runs: usize,
+    /// The DKIM private key file (with the selector and domain).
+    #[arg(
+        long,
+        env = "MAILBAAR_DKIM_KEY_FILE",
+        value_name = "MAILBAAR_DKIM_KEY_FILE"
+    )]
+    pub dkim_key_file: Option<std::path::PathBuf>,
+    /// The DKIM selector (with the key file and domain).
+    #[arg(
+        long,
+        env = "MAILBAAR_DKIM_SELECTOR",
+        value_name = "MAILBAAR_DKIM_SELECTOR"
+    )]
+    pub dkim_selector: Option<String>,
+    /// The DKIM signing domain (with the key file and selector).
+    #[arg(
+        long,
+        env = "MAILBAAR_DKIM_DOMAIN",
+        value_name = "MAILBAAR_DKIM_DOMAIN"
+    )]
+    pub dkim_domain: Option<String>,
+}
+
+/// A value parser for a decimal number from `min` to `max` inclusive (seconds, messages
+/// per second).
+fn number_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |text| match text.trim().parse::<f64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("must be from {min} to {max}")),
+        Err(_) => Err(format!("not a number; must be from {min} to {max}")),
+    }
+}
+
+/// A value parser for an absolute URL (`scheme://…`), kept as written.
+fn absolute_url(text: &str) -> Result<String, String> {
+    url::Url::parse(text.trim())
+        .map(|_| text.trim().to_owned())
+        .map_err(|e| format!("not an absolute URL: {e}"))
+}
+
+/// The DKIM variables: all three or none.
+const DKIM_VARIABLES: [&str; 3] = [
+    "MAILBAAR_DKIM_KEY_FILE",
+    "MAILBAAR_DKIM_SELECTOR",
+    "MAILBAAR_DKIM_DOMAIN",
+];
+
+impl Environment {
+    /// Removes the `MAILBAAR_*` variables that are set but empty, so that an empty variable
+    /// means "unset" (its default) as it always has; call before the parse, while the
+    /// process has one thread.
+    pub fn forget_empty_variables() {
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("MAILBAAR_") && value.to_string_lossy().trim().is_empty() {
+                std::env::remove_var(name);
+            }
+        }
+    }
+}
+
+impl From<Environment> for Config {
+    fn from(env: Environment) -> Self {
+        let dkim_given = [
+            env.dkim_key_file.is_some(),
+            env.dkim_selector.is_some(),
+            env.dkim_domain.is_some(),
+        ];
+        let given: Vec<&str> = DKIM_VARIABLES
+            .into_iter()
+            .zip(dkim_given)
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
         Config {
-            database_url: var("MAILBAAR_DATABASE_URL")
-                .unwrap_or_else(|| "sqlite://mailbaar.db".into()),
-            public_url: var("MAILBAAR_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}")),
-            listen,
-            admin_token: var("MAILBAAR_ADMIN_TOKEN"),
-            pool_size: var("MAILBAAR_DB_POOL_SIZE")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(8),
-            workers: var("MAILBAAR_WORKERS").and_then(|v| v.parse().ok()),
-            outbox: var("MAILBAAR_OUTBOX")
-                .unwrap_or_else(|| "outbox".into())
-                .into(),
-            import_dir: var("MAILBAAR_IMPORT_DIR")
-                .unwrap_or_else(|| "imports".into())
-                .into(),
-            delivery: {
-                let d = DeliveryConfig::default();
-                let num = |k: &str| var(k).and_then(|v| v.trim().parse::<f64>().ok());
-                DeliveryConfig {
-                    batch: var("MAILBAAR_SEND_BATCH")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(d.batch)
-                        .clamp(1, 10_000),
-                    smtp_url: var("MAILBAAR_SMTP_URL"),
-                    smtp_connections: num("MAILBAAR_SMTP_CONNECTIONS")
-                        .map_or(d.smtp_connections, |n| n as usize)
-                        .clamp(1, 256),
-                    smtp_timeout: num("MAILBAAR_SMTP_TIMEOUT_SECONDS")
-                        .map_or(d.smtp_timeout, |s| {
-                            Duration::from_secs_f64(s.clamp(1.0, 3600.0))
-                        }),
-                    rate: num("MAILBAAR_SMTP_RATE"),
-                    rate_total: num("MAILBAAR_SMTP_RATE_TOTAL"),
-                    max_attempts: num("MAILBAAR_SMTP_MAX_ATTEMPTS")
-                        .map_or(d.max_attempts, |n| n as i32)
-                        .clamp(1, 100),
-                    retry_first: num("MAILBAAR_SMTP_RETRY_SECONDS").map_or(d.retry_first, |s| {
-                        Duration::from_secs_f64(s.clamp(0.1, 86_400.0))
+            public_url: env
+                .public_url
+                .unwrap_or_else(|| format!("http://{}", env.listen)),
+            database_url: env.database_url,
+            listen: env.listen,
+            admin_token: env.admin_token,
+            pool_size: env.db_pool_size,
+            workers: env.workers,
+            outbox: env.outbox,
+            import_dir: env.import_dir,
+            delivery: DeliveryConfig {
+                batch: env.send_batch,
+                smtp_url: env.smtp_url,
+                smtp_connections: env.smtp_connections,
+                smtp_timeout: Duration::from_secs_f64(env.smtp_timeout_seconds),
+                rate: env.smtp_rate,
+                rate_total: env.smtp_rate_total,
+                max_attempts: env.smtp_max_attempts,
+                retry_first: Duration::from_secs_f64(env.smtp_retry_seconds),
+                lease: Duration::from_secs_f64(env.send_lease_seconds),
+                runs: env.send_runs,
+                dkim_incomplete: (!given.is_empty() && given.len() < DKIM_VARIABLES.len()).then(
+                    || {
+                        format!(
+                            "{} set without the others: DKIM needs all of {}",
+                            given.join(" and "),
+                            DKIM_VARIABLES.join(", ")
+                        )
+                    },
+                ),
+                dkim: match (env.dkim_key_file, env.dkim_selector, env.dkim_domain) {
+                    (Some(key_file), Some(selector), Some(domain)) => Some(DkimConfig {
+                        key_file,
+                        selector,
+                        domain,
                     }),
-                    lease: num("MAILBAAR_SEND_LEASE_SECONDS")
-                        .map_or(d.lease, |s| Duration::from_secs_f64(s.clamp(1.0, 86_400.0))),
-                    runs: num("MAILBAAR_SEND_RUNS")
-                        .map_or(d.runs, |n| n as usize)
-                        .clamp(1, 64),
-                    dkim_incomplete: {
-                        let names = [
-                            "MAILBAAR_DKIM_KEY_FILE",
-                            "MAILBAAR_DKIM_SELECTOR",
-                            "MAILBAAR_DKIM_DOMAIN",
-                        ];
-                        let set: Vec<&str> =
-                            names.into_iter().filter(|n| var(n).is_some()).collect();
-                        (!set.is_empty() && set.len() < names.len()).then(|| {
-                            format!(
-                                "{} set without the others: DKIM needs all of {}",
-                                set.join(" and "),
-                                names.join(", ")
-                            )
-                        })
-                    },
-                    dkim: match (
-                        var("MAILBAAR_DKIM_KEY_FILE"),
-                        var("MAILBAAR_DKIM_SELECTOR"),
-                        var("MAILBAAR_DKIM_DOMAIN"),
-                    ) {
-                        (Some(key_file), Some(selector), Some(domain)) => Some(DkimConfig {
-                            key_file: key_file.into(),
-                            selector,
-                            domain,
-                        }),
-                        _ => None,
-                    },
-                }
+                    _ => None,
+                },
             },
             tasks: TaskConfig {
-                run: var("MAILBAAR_RUN_TASKS")
-                    .is_none_or(|v| !matches!(v.trim(), "false" | "0" | "no")),
-                runners: var("MAILBAAR_TASK_RUNNERS")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-                lease: Duration::from_secs(
-                    var("MAILBAAR_TASK_LEASE_SECONDS")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(60)
-                        .max(1),
-                ),
-                poll: Duration::from_millis(
-                    var("MAILBAAR_TASK_POLL_MS")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(1000)
-                        .max(10),
-                ),
+                run: env.run_tasks,
+                runners: env.task_runners,
+                lease: Duration::from_secs(env.task_lease_seconds),
+                poll: Duration::from_millis(env.task_poll_ms),
             },
         }
     }

@@ -1,5 +1,6 @@
-//! The one place where domain errors become HTTP responses: RFC 9457 problem documents
-//! with a stable `type` per kind of failure.
+//! The one place where errors become HTTP responses: RFC 9457 problem documents with a
+//! coarse `type` per kind of failure and a stable `code` per cause. A domain error is
+//! answered by its [`ErrorKind`] and published by its [`ErrorCode::code`].
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -12,20 +13,24 @@ use mailbaar_people::{FieldError, PeopleError};
 use mailbaar_profiles::ProfileError;
 use mailbaar_query::QueryError;
 use mailbaar_settings::SettingsError;
-use mailbaar_store::StoreError;
+use mailbaar_store::{ErrorCode, ErrorKind, StoreError};
 use mailbaar_tasks::TaskError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 /// An error answer (RFC 9457, `application/problem+json`).
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"type": "/problems/validation", "title": "Invalid input",
-    "status": 422, "detail": "email: not a valid e-mail address",
+#[schema(example = json!({"type": "/problems/validation", "code": "invalid_person",
+    "title": "Invalid input", "status": 422, "detail": "email: not a valid e-mail address",
     "errors": [{"field": "email", "reason": "not a valid e-mail address"}]}))]
 pub struct Problem {
-    /// Stable identifier of the kind of problem; clients branch on this.
+    /// The kind of problem (`/problems/not-found`, `/problems/conflict`,
+    /// `/problems/validation`, …), one per status.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Stable identifier of the cause (`duplicate_email`, `step_not_ready`, …); clients
+    /// branch on this, never on `detail`. 500 answers `internal`, 503 `unavailable`.
+    pub code: String,
     pub title: String,
     pub status: u16,
     /// What went wrong in this case, for people.
@@ -42,6 +47,67 @@ pub struct Problem {
     pub request_id: Option<String>,
 }
 
+/// The codes the API gives itself, for failures no domain error describes.
+mod codes {
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NO_SUCH_RESOURCE: &str = "no_such_resource";
+    pub const INVALID_INPUT: &str = "invalid_input";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Every `code` a problem document can carry, sorted: the API's own and those of the
+/// domain errors a client is told (not found, conflict, invalid; an internal or
+/// unavailable cause answers `internal` or `unavailable`). The contract lists them as the
+/// enum of `Problem.code`.
+pub fn problem_codes() -> Vec<&'static str> {
+    use codes::*;
+    let domain: [&[(&'static str, ErrorKind)]; 12] = [
+        AccessError::CODES,
+        mailbaar_audit::AuditError::CODES,
+        CampaignError::CODES,
+        DeliveryError::CODES,
+        ConsentError::CODES,
+        GdprError::CODES,
+        mailbaar_imports::ImportError::CODES,
+        PeopleError::CODES,
+        ProfileError::CODES,
+        QueryError::CODES,
+        SettingsError::CODES,
+        TaskError::CODES,
+    ];
+    let told = domain.into_iter().flatten().filter_map(|(code, kind)| {
+        matches!(
+            kind,
+            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Invalid
+        )
+        .then_some(*code)
+    });
+    let mut all: Vec<&'static str> = [
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NO_SUCH_RESOURCE,
+        INVALID_INPUT,
+        BAD_REQUEST,
+        BODY_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        METHOD_NOT_ALLOWED,
+        UNAVAILABLE,
+        INTERNAL,
+    ]
+    .into_iter()
+    .chain(told)
+    .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// Every way a request can fail, as the API reports it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -49,15 +115,21 @@ pub enum ApiError {
     Unauthorized,
     #[error("the role {0} may not do this")]
     Forbidden(&'static str),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// What the request names does not exist (404).
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// The current state refuses the request (409).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     /// A step that may not be sent yet (409), with every missing requirement.
     #[error("{}", .0.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))]
     NotReady(Vec<mailbaar_campaigns::Requirement>),
-    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<FieldError>),
+    /// Values that do not fit (422), each with its field.
+    #[error("{}", .errors.iter().map(|e| format!("{}: {}", e.field, e.reason)).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        code: &'static str,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -86,47 +158,140 @@ tokio::task_local! {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    /// Status, `type` slug, title and code.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, &'static str) {
         use ApiError::*;
         match self {
-            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
-            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            NotReady(_) => (StatusCode::CONFLICT, "not-ready", "Not ready to send"),
-            Invalid(_) => (
+            Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                codes::UNAUTHORIZED,
+            ),
+            Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                codes::FORBIDDEN,
+            ),
+            NotFound { code, .. } => (StatusCode::NOT_FOUND, "not-found", "Not found", code),
+            Conflict { code, .. } => (StatusCode::CONFLICT, "conflict", "Conflict", code),
+            NotReady(_) => (
+                StatusCode::CONFLICT,
+                "not-ready",
+                "Not ready to send",
+                "step_not_ready",
+            ),
+            Invalid { code, .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",
                 "Invalid input",
+                code,
             ),
-            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large"),
+            BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                codes::BAD_REQUEST,
+            ),
+            PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Body too large",
+                codes::BODY_TOO_LARGE,
+            ),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
+                codes::UNSUPPORTED_MEDIA_TYPE,
             ),
             MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
+                codes::METHOD_NOT_ALLOWED,
             ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Unavailable",
+                codes::UNAVAILABLE,
             ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal error",
+                codes::INTERNAL,
             ),
         }
     }
 
-    /// A single-field validation problem.
+    /// A single-field validation problem of the request itself (a body, query or path
+    /// value the handler refuses).
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        ApiError::Invalid(vec![FieldError::new(field, reason)])
+        ApiError::invalid_input(vec![FieldError::new(field, reason)])
+    }
+
+    /// Validation problems of the request itself, each with its field.
+    pub fn invalid_input(errors: Vec<FieldError>) -> Self {
+        ApiError::Invalid {
+            code: codes::INVALID_INPUT,
+            errors,
+        }
+    }
+
+    /// A path that names no resource (404).
+    pub fn no_such_resource(detail: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            code: codes::NO_SUCH_RESOURCE,
+            detail: detail.into(),
+        }
+    }
+
+    /// The one mapping from a domain error to its answer, by its kind; its code is
+    /// published, its text is the detail. `field` names the request field an invalid
+    /// value came from, with the reason; an internal or unavailable cause is only logged.
+    fn by_kind<E>(e: E, field: Option<(&str, String)>) -> Self
+    where
+        E: ErrorCode + std::error::Error + Send + Sync + 'static,
+    {
+        let code = e.code();
+        match e.kind() {
+            ErrorKind::NotFound => ApiError::NotFound {
+                code,
+                detail: e.to_string(),
+            },
+            ErrorKind::Conflict => ApiError::Conflict {
+                code,
+                detail: e.to_string(),
+            },
+            ErrorKind::Invalid => {
+                let (field, reason) = field.unwrap_or(("body", e.to_string()));
+                ApiError::Invalid {
+                    code,
+                    errors: vec![FieldError::new(field, reason)],
+                }
+            }
+            ErrorKind::Unavailable => ApiError::Unavailable(Box::new(e)),
+            ErrorKind::Internal => ApiError::Internal(Box::new(Context {
+                context: code,
+                source: Box::new(e),
+            })),
+        }
+    }
+
+    /// [`Self::by_kind`] for an error that names no field.
+    fn domain<E>(e: E) -> Self
+    where
+        E: ErrorCode + std::error::Error + Send + Sync + 'static,
+    {
+        ApiError::by_kind(e, None)
+    }
+
+    /// Several invalid fields of one domain error, published under its code.
+    fn invalid_fields(code: &'static str, errors: Vec<FieldError>) -> Self {
+        ApiError::Invalid { code, errors }
     }
 }
 
@@ -136,7 +301,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, slug, title) = self.parts();
+        let (status, slug, title, code) = self.parts();
         let request_id = match self {
             ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
                 let id = REQUEST_ID.try_with(Clone::clone).ok();
@@ -154,11 +319,12 @@ impl ResponseError for ApiError {
         };
         let problem = Problem {
             kind: format!("/problems/{slug}"),
+            code: code.to_owned(),
             title: title.to_owned(),
             status: status.as_u16(),
             detail: self.to_string(),
             errors: match self {
-                ApiError::Invalid(e) => Some(e.clone()),
+                ApiError::Invalid { errors, .. } => Some(errors.clone()),
                 _ => None,
             },
             missing: match self {
@@ -182,17 +348,6 @@ impl ResponseError for ApiError {
     }
 }
 
-/// A 500 whose cause is logged (with the request id) when it is answered.
-fn internal(
-    context: &'static str,
-    error: impl std::error::Error + Send + Sync + 'static,
-) -> ApiError {
-    ApiError::Internal(Box::new(Context {
-        context,
-        source: Box::new(error),
-    }))
-}
-
 /// An error with what was being done when it happened.
 #[derive(Debug, thiserror::Error)]
 #[error("{context}")]
@@ -202,85 +357,56 @@ struct Context {
     source: Cause,
 }
 
-/// Whether a database error means the database is out of reach (the connection broke or
-/// could not be used) or busy past its wait (SQLite's write lock held by another process
-/// beyond `busy_timeout`), rather than that this statement failed: worth a retry.
-fn unreachable(e: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match e {
-        Error::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        )
-        | Error::BrokenTransactionManager => true,
-        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            info.message().starts_with("database is locked")
-        }
-        _ => false,
-    }
-}
-
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        if unreachable(&e) {
-            ApiError::Unavailable(Box::new(e))
-        } else {
-            internal("database query failed", e)
-        }
+        ApiError::domain(e)
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Connect(err) => ApiError::Unavailable(Box::new(err)),
             StoreError::Query(err) => err.into(),
-            other => internal("storage failed", other),
+            other => ApiError::domain(other),
         }
     }
 }
 
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
-        internal("blocking task failed", e)
+        ApiError::Internal(Box::new(Context {
+            context: "blocking task failed",
+            source: Box::new(e),
+        }))
     }
 }
 
 impl From<PeopleError> for ApiError {
     fn from(e: PeopleError) -> Self {
         match e {
-            PeopleError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            PeopleError::DuplicateEmail(_) | PeopleError::Anonymized(_) => {
-                ApiError::Conflict(e.to_string())
-            }
-            PeopleError::Invalid(errors) => ApiError::Invalid(errors),
+            PeopleError::Invalid(errors) => ApiError::invalid_fields("invalid_person", errors),
             PeopleError::Consent(err) => err.into(),
             PeopleError::Settings(err) => err.into(),
             PeopleError::Profile(err) => err.into(),
             PeopleError::Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
 
 impl From<ConsentError> for ApiError {
     fn from(e: ConsentError) -> Self {
-        use ConsentError::*;
         match e {
-            PersonNotFound(_) | TypeNotFound(_) | RecordNotFound(_) => {
-                ApiError::NotFound(e.to_string())
-            }
-            Anonymized(_)
-            | TypeInactive(_)
-            | DuplicateName(_)
-            | TypeInUse(_)
-            | TypeReferenced { .. }
-            | NoSoftQuery(_) => ApiError::Conflict(e.to_string()),
-            Selection(cause) => match cause.downcast::<QueryError>() {
+            ConsentError::Selection(cause) => match cause.downcast::<QueryError>() {
                 Ok(query) => (*query).into(),
                 Err(other) => ApiError::Internal(other),
             },
-            Invalid { field, reason } => ApiError::invalid(field, reason),
-            Database(err) => err.into(),
+            ConsentError::Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
+            }
+            ConsentError::Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -288,11 +414,12 @@ impl From<ConsentError> for ApiError {
 impl From<AccessError> for ApiError {
     fn from(e: AccessError) -> Self {
         match e {
-            AccessError::InvalidName => ApiError::invalid("name", e.to_string()),
-            AccessError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            AccessError::AlreadyRevoked(_) => ApiError::Conflict(e.to_string()),
-            AccessError::UnknownRole { .. } => internal("a stored token cannot be read", e),
+            AccessError::InvalidName => {
+                let reason = e.to_string();
+                ApiError::by_kind(e, Some(("name", reason)))
+            }
             AccessError::Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -300,20 +427,21 @@ impl From<AccessError> for ApiError {
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
-            QueryError::InvalidConditions(issues) => ApiError::Invalid(
+            QueryError::InvalidConditions(issues) => ApiError::invalid_fields(
+                "invalid_conditions",
                 issues
                     .into_iter()
                     .map(|i| FieldError::new(&i.path, i.reason))
                     .collect(),
             ),
-            QueryError::Invalid { field, reason } => ApiError::invalid(field, reason),
-            QueryError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            QueryError::DuplicateName(_) | QueryError::InUse { .. } => {
-                ApiError::Conflict(e.to_string())
+            QueryError::Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
             }
             QueryError::People(err) => err.into(),
             QueryError::Settings(err) => err.into(),
             QueryError::Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -321,8 +449,9 @@ impl From<QueryError> for ApiError {
 impl From<mailbaar_audit::AuditError> for ApiError {
     fn from(e: mailbaar_audit::AuditError) -> Self {
         match e {
-            mailbaar_audit::AuditError::Invalid { field, reason } => {
-                ApiError::invalid(field, reason)
+            mailbaar_audit::AuditError::Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
             }
             mailbaar_audit::AuditError::Database(err) => err.into(),
         }
@@ -332,13 +461,10 @@ impl From<mailbaar_audit::AuditError> for ApiError {
 impl From<GdprError> for ApiError {
     fn from(e: GdprError) -> Self {
         match e {
-            GdprError::PersonNotFound(_) | GdprError::RuleNotFound(_) => {
-                ApiError::NotFound(e.to_string())
+            GdprError::Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
             }
-            GdprError::Invalid { field, reason } => ApiError::invalid(field, reason),
-            GdprError::Conflict(_) => ApiError::Conflict(e.to_string()),
-            GdprError::UnknownStored { .. } => internal("a stored rule cannot be read", e),
-            GdprError::Pdf(err) => internal("making a PDF failed", err),
             GdprError::Query(err) => err.into(),
             GdprError::People(err) => err.into(),
             GdprError::Consent(err) => err.into(),
@@ -347,6 +473,7 @@ impl From<GdprError> for ApiError {
             GdprError::Task(err) => err.into(),
             GdprError::Store(err) => err.into(),
             GdprError::Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -363,14 +490,9 @@ impl From<ProfileError> for ApiError {
 impl From<TaskError> for ApiError {
     fn from(e: TaskError) -> Self {
         match e {
-            TaskError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            TaskError::AlreadyActive { .. } => ApiError::Conflict(e.to_string()),
-            TaskError::LeaseLost(_) => internal("a task was taken over", e),
-            TaskError::UnknownState { .. } | TaskError::Payload { .. } => {
-                internal("a stored task cannot be read", e)
-            }
             TaskError::Database(err) => err.into(),
             TaskError::Store(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -379,15 +501,17 @@ impl From<CampaignError> for ApiError {
     fn from(e: CampaignError) -> Self {
         use CampaignError::*;
         match e {
-            NotFound { .. } => ApiError::NotFound(e.to_string()),
-            Invalid { field, reason } => ApiError::invalid(field, reason),
-            DuplicateName(_) | Refused(_) => ApiError::Conflict(e.to_string()),
+            Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
+            }
             NotReady(missing) => ApiError::NotReady(missing),
             Query(err) => err.into(),
             People(err) => err.into(),
             Settings(err) => err.into(),
             Task(err) => err.into(),
             Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -396,19 +520,20 @@ impl From<DeliveryError> for ApiError {
     fn from(e: DeliveryError) -> Self {
         use DeliveryError::*;
         match e {
-            NotTestPersons(ref ids) => ApiError::Invalid(
+            NotTestPersons(ref ids) => ApiError::invalid_fields(
+                e.code(),
                 ids.iter()
                     .map(|id| {
                         FieldError::new("person_ids", format!("person {id} is not a test person"))
                     })
                     .collect(),
             ),
-            Transport(_) | TransportGone => internal("a message could not be handed over", e),
             Campaign(err) => err.into(),
             People(err) => err.into(),
             Settings(err) => err.into(),
             Task(err) => err.into(),
             Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -417,14 +542,16 @@ impl From<mailbaar_imports::ImportError> for ApiError {
     fn from(e: mailbaar_imports::ImportError) -> Self {
         use mailbaar_imports::ImportError::*;
         match e {
-            NotFound(_) => ApiError::NotFound(e.to_string()),
-            Invalid { field, reason } => ApiError::invalid(field, reason),
-            File(_) => internal("an import file could not be read or written", e),
+            Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
+            }
             Query(err) => err.into(),
             People(err) => err.into(),
             Consent(err) => err.into(),
             Task(err) => err.into(),
             Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -432,9 +559,12 @@ impl From<mailbaar_imports::ImportError> for ApiError {
 impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> Self {
         match e {
-            SettingsError::Invalid { field, reason } => ApiError::invalid(field, reason),
-            SettingsError::Unreadable { .. } => internal("the stored settings cannot be read", e),
+            SettingsError::Invalid { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
+            }
             SettingsError::Database(err) => err.into(),
+            other => ApiError::domain(other),
         }
     }
 }
@@ -481,7 +611,7 @@ pub mod extract {
                 allow,
             }
             .into(),
-            _ => ApiError::NotFound(format!("no such resource: {err}")).into(),
+            _ => ApiError::no_such_resource(format!("no such resource: {err}")).into(),
         }
     }
 }
@@ -544,7 +674,7 @@ mod tests {
             (G::Query(QueryError::NotFound(4)).into(), 404),
             (G::People(PeopleError::Anonymized(4)).into(), 409),
             (G::RuleNotFound(1).into(), 404),
-            (G::Conflict("inactive".into()).into(), 409),
+            (G::RuleInactive(1).into(), 409),
             (T::NotFound(9).into(), 404),
             (
                 CampaignError::NotFound {
@@ -619,9 +749,82 @@ mod tests {
             ),
             (DieselError::NotFound.into(), 500),
         ];
+        let codes = problem_codes();
         for (i, (error, expected)) in cases.into_iter().enumerate() {
+            let code = error.parts().3;
+            assert!(
+                codes.contains(&code),
+                "case {i}: {code} is not in the contract"
+            );
             assert_eq!(status(error), expected, "case {i}");
         }
+    }
+
+    /// A domain error publishes its own code, also when it arrives wrapped.
+    #[test]
+    fn each_error_publishes_its_code() {
+        let cases: Vec<(ApiError, &str)> = vec![
+            (
+                PeopleError::DuplicateEmail("a@b.nl".into()).into(),
+                "duplicate_email",
+            ),
+            (
+                QueryError::People(PeopleError::Anonymized(1)).into(),
+                "person_anonymized",
+            ),
+            (GdprError::RuleInactive(2).into(), "retention_rule_inactive"),
+            (
+                CampaignError::NotFound {
+                    what: "campaign step",
+                    id: 3,
+                }
+                .into(),
+                "campaign_step_not_found",
+            ),
+            (CampaignError::NotReady(vec![]).into(), "step_not_ready"),
+            (
+                ConsentError::Selection(Box::new(QueryError::NotFound(3))).into(),
+                "query_not_found",
+            ),
+            (ApiError::invalid("page", "not a number"), "invalid_input"),
+        ];
+        for (error, code) in cases {
+            let doc = body(error.error_response());
+            assert_eq!(doc["code"], code, "{doc}");
+        }
+    }
+
+    /// A variant's code is listed with the kind the variant has.
+    #[test]
+    fn codes_are_listed_with_their_kind() {
+        fn listed<E: ErrorCode>(e: E) {
+            let entry = (e.code(), e.kind());
+            assert!(E::CODES.contains(&entry), "{entry:?} is not listed");
+        }
+        listed(PeopleError::DuplicateEmail("a@b.nl".into()));
+        listed(PeopleError::Invalid(vec![]));
+        listed(ConsentError::TypeReferenced {
+            id: 1,
+            uses: vec![],
+        });
+        listed(QueryError::InUse {
+            id: 1,
+            uses: vec![],
+        });
+        listed(GdprError::RunUnderWay {
+            rule_id: 1,
+            task_id: 2,
+        });
+        listed(DeliveryError::NotTestPersons(vec![1]));
+        listed(TaskError::LeaseLost(1));
+        listed(AccessError::UnknownRole {
+            token_id: 1,
+            role: "root".into(),
+        });
+        listed(SettingsError::Unreadable {
+            key: "k".into(),
+            reason: "r".into(),
+        });
     }
 
     fn body(res: HttpResponse) -> serde_json::Value {

@@ -50,7 +50,7 @@ fn paging_from_query(query: &str) -> Result<PageRequest, ApiError> {
     };
     let (page, per_page) = (given("page"), given("per_page"));
     if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
+        return Err(ApiError::invalid_input(errors));
     }
     PageRequest::from_text(page, per_page).map_err(refused)
 }
@@ -65,7 +65,7 @@ pub fn check_body_paging(body: &Value) -> Result<(), ApiError> {
 }
 
 fn refused(issues: Vec<(&'static str, String)>) -> ApiError {
-    ApiError::Invalid(
+    ApiError::invalid_input(
         issues
             .into_iter()
             .map(|(field, reason)| FieldError::new(field, reason))
@@ -166,7 +166,7 @@ mod tests {
 
     fn fields(e: ApiError) -> Vec<String> {
         match e {
-            ApiError::Invalid(errors) => errors.into_iter().map(|e| e.field).collect(),
+            ApiError::Invalid { errors, .. } => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("not a validation error: {other:?}"),
         }
     }

@@ -19,6 +19,7 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 use mailbaar_access::Role;
 use mailbaar_store::{DatabaseUrl, Pool, StoreError};
+use utoipa_actix_web::AppExt;
 
 pub use config::Config;
 use state::AppState;
@@ -101,7 +102,9 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(error::extract::path))
                 .wrap(Compress::default())
                 .wrap(from_fn(request_log::log_request))
+                .into_utoipa_app()
                 .configure(routes::configure)
+                .into_app()
                 .default_service(web::to(routes::not_found))
         })
         .shutdown_timeout(30)

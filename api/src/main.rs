@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use mailbaar_access::Role;
+use mailbaar_api::config::Environment;
 use mailbaar_api::{open_database, Application, Config};
 
 #[derive(Parser)]
@@ -14,6 +15,8 @@ use mailbaar_api::{open_database, Application, Config};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    environment: Environment,
 }
 
 #[derive(Subcommand)]
@@ -94,8 +97,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
+    Environment::forget_empty_variables();
     let cli = Cli::parse();
-    let config = Config::from_env();
+    let config = Config::from(cli.environment);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => actix_web::rt::System::new().block_on(async move {
             let app = Application::build(config)?;

@@ -1,5 +1,5 @@
-//! The OpenAPI document, derived from the handlers and types. `openapi/openapi.json` in
-//! the repository is this document, kept equal by a test.
+//! The OpenAPI document, derived from the routes as registered and from the handlers'
+//! types. `openapi/openapi.json` in the repository is this document, kept equal by a test.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -9,6 +9,7 @@ use utoipa::openapi::schema::{Object, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
 
 use crate::{routes, MAX_JSON_BODY};
 
@@ -18,88 +19,17 @@ use crate::{routes, MAX_JSON_BODY};
         title = "Mailbaar",
         description = "Headless CRM and e-mail marketing with a GDPR consent ledger. \
             Every `/api/v1` route takes `Authorization: Bearer <token>`; errors are \
-            `application/problem+json` (RFC 9457) with a stable `type`.",
+            `application/problem+json` (RFC 9457) with a `type` per kind of problem and a \
+            stable `code` per cause.",
         license(name = "AGPL-3.0-or-later")
     ),
-    paths(
-        routes::health::healthz,
-        routes::docs::openapi_json,
-        routes::docs::docs_index,
-        routes::tokens::list_tokens,
-        routes::tokens::create_token,
-        routes::tokens::revoke_token,
-        routes::persons::list_persons,
-        routes::persons::create_person,
-        routes::persons::get_person,
-        routes::persons::update_person,
-        routes::persons::person_card,
-        routes::persons::anonymize_person,
-        routes::persons::personal_data_pdf,
-        routes::persons::clear_bouncer,
-        routes::audit::list_audit,
-        routes::retention::list_rules,
-        routes::retention::create_rule,
-        routes::retention::dry_run,
-        routes::retention::run_rule,
-        routes::retention::list_runs,
-        routes::transactions::list_transactions,
-        routes::transactions::add_transaction,
-        routes::consents::list_consents,
-        routes::consents::record_consent,
-        routes::consents::get_consent,
-        routes::consents::unsubscribe_all,
-        routes::opt_in_types::list_types,
-        routes::opt_in_types::create_type,
-        routes::opt_in_types::get_type,
-        routes::opt_in_types::update_type,
-        routes::opt_in_types::delete_type,
-        routes::opt_in_types::soft_opt_ins,
-        routes::queries::query_fields,
-        routes::queries::run_conditions,
-        routes::queries::list_queries,
-        routes::queries::create_query,
-        routes::queries::name_suggestion,
-        routes::queries::get_query,
-        routes::queries::replace_query,
-        routes::queries::delete_query,
-        routes::queries::copy_query,
-        routes::queries::run_query,
-        routes::profiles::recalculate,
-        routes::tasks::get_task,
-        routes::settings::get_settings,
-        routes::settings::update_settings,
-        routes::campaigns::list_campaigns,
-        routes::campaigns::create_campaign,
-        routes::campaigns::get_campaign,
-        routes::campaigns::update_campaign,
-        routes::campaigns::delete_campaign,
-        routes::campaigns::list_steps,
-        routes::campaigns::create_step,
-        routes::campaigns::get_step,
-        routes::campaigns::update_step,
-        routes::campaigns::delete_step,
-        routes::campaigns::readiness,
-        routes::campaigns::preview,
-        routes::campaigns::test_mail,
-        routes::campaigns::send,
-        routes::campaigns::reset,
-        routes::campaigns::delete_test_moments,
-        routes::campaigns::results,
-        routes::mailjobs::list_mail_jobs,
-        routes::mailjobs::get_mail_job,
-        routes::mailjobs::reschedule,
-        routes::mailjobs::cancel,
-        routes::mailjobs::pause,
-        routes::mailjobs::resume,
-        routes::bounces::report,
-        routes::imports::create_import,
-        routes::imports::get_import,
-        routes::imports::import_errors,
-        routes::imports::export,
-    ),
-    // The import's mapping travels as JSON in a query parameter; its schema is named here.
-    components(schemas(mailbaar_imports::ImportMapping, mailbaar_imports::ImportMode)),
-    modifiers(&BearerAuth, &OptionalBodies, &InputRules, &StandardResponses),
+    // The import's mapping travels as JSON in a query parameter; the problem document is
+    // the body of every error answer (`ProblemBodies`). Their schemas are named here.
+    components(schemas(
+        mailbaar_imports::ImportMapping,
+        mailbaar_imports::ImportMode,
+        crate::error::Problem
+    )),
     tags(
         (name = "service", description = "Health and the contract itself"),
         (name = "tokens", description = "API tokens and their roles (admins only)"),
@@ -185,9 +115,10 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// Input rules the service enforces that a field attribute cannot state: string fields
-/// that take a closed set of values (utoipa has no per-field `enum`), and the name of a
-/// new token, which `mailbaar_access::register` checks (1 to 100 characters, trimmed). A
-/// field that is no longer there is a bug here, not a rule to drop silently.
+/// that take a closed set of values (utoipa has no per-field `enum`; `Problem.code` lists
+/// every code of [`crate::error::problem_codes`]), and the name of a new token, which
+/// `mailbaar_access::register` checks (1 to 100 characters, trimmed). A field that is no
+/// longer there is a bug here, not a rule to drop silently.
 struct InputRules;
 
 impl Modify for InputRules {
@@ -199,6 +130,12 @@ impl Modify for InputRules {
         let name = property(schemas, "NewToken", "name");
         name.min_length = Some(1);
         name.max_length = Some(100);
+        property(schemas, "Problem", "code").enum_values = Some(
+            crate::error::problem_codes()
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect(),
+        );
     }
 }
 
@@ -298,22 +235,65 @@ impl Modify for StandardResponses {
     }
 }
 
+/// Every error answer (4xx, 5xx) is a problem document: an operation declares an error
+/// response by its status and description alone (`(status = 409, description = "…")`),
+/// and its body is set here, once.
+struct ProblemBodies;
+
+impl Modify for ProblemBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with(['4', '5']) && response.content.is_empty() {
+                        response
+                            .content
+                            .insert("application/problem+json".to_owned(), problem_content());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The body of an error answer: a `Problem` as `application/problem+json`.
+fn problem_content() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build()
+}
+
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
         .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
+        .content("application/problem+json", problem_content())
         .build()
         .into()
 }
 
-/// The document as a value.
+/// The document as a value: the operations of the handlers [`routes::configure`]
+/// registers (the same declaration the router is built from), within this file's
+/// description, tags and schemas, completed by the rules above.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let (_, mut document) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(routes::configure)
+        .split_for_parts();
+    let rules: [&dyn Modify; 5] = [
+        &BearerAuth,
+        &OptionalBodies,
+        &InputRules,
+        &StandardResponses,
+        &ProblemBodies,
+    ];
+    for rule in rules {
+        rule.modify(&mut document);
+    }
+    document
 }
 
 /// The document as pretty JSON with a trailing newline, built once per process.

@@ -6,14 +6,14 @@ use mailbaar_access::Permission;
 use mailbaar_delivery::{BounceOutcome, BounceReport, BounceWebhook};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Reports a bounce: a raw DSN (RFC 3464; `message/rfc822` or `multipart/report`),
 /// matched to its message by the original Message-ID, or a provider's JSON webhook
 /// matched by address. A hard bounce sets the person's bouncer flag with the server's
 /// reply and marks the contact moment; soft bounces are counted and turn hard at the
 /// setting `soft_bounce_limit`. A malformed report changes nothing.
-#[utoipa::path(post, path = "/api/v1/bounces", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     request_body(content(
         (BounceWebhook = "application/json"),
         (String = "message/rfc822", example = "From: MAILER-DAEMON@mx.example.net\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n…"),
@@ -21,9 +21,9 @@ use crate::error::{ApiError, Problem};
         description = "A DSN message, or a webhook"),
     responses(
         (status = 200, description = "What the report changed", body = BounceOutcome),
-        (status = 403, description = "Admins only", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON, message/rfc822 or multipart/report", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a DSN, or an invalid webhook; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admins only"),
+        (status = 415, description = "Not JSON, message/rfc822 or multipart/report"),
+        (status = 422, description = "Not a DSN, or an invalid webhook; nothing changed"),
     ))]
 #[post("/bounces")]
 pub async fn report(

@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Paging};
 use crate::state::AppState;
 
 /// Campaigns, newest first; `q` finds a part of the name or an id.
-#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(NameSearch, PageRequest),
     responses(
         (status = 200, description = "A page of campaigns", body = Page<Campaign>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`q`, `page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "`q`, `page` or `per_page` out of range"),
     ))]
 #[get("/campaigns")]
 pub async fn list_campaigns(
@@ -39,13 +39,13 @@ pub async fn list_campaigns(
 }
 
 /// Creates a campaign.
-#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The campaign", body = Campaign),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or description", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name or description"),
     ))]
 #[post("/campaigns")]
 pub async fn create_campaign(
@@ -61,11 +61,11 @@ pub async fn create_campaign(
 }
 
 /// One campaign.
-#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     responses(
         (status = 200, description = "The campaign", body = Campaign),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign"),
     ))]
 #[get("/campaigns/{id}")]
 pub async fn get_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -78,14 +78,14 @@ pub async fn get_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
 }
 
 /// Changes a campaign's name or description.
-#[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     request_body = CampaignChanges,
     responses(
         (status = 200, description = "The campaign", body = Campaign),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such campaign"),
+        (status = 409, description = "The name is in use"),
     ))]
 #[patch("/campaigns/{id}")]
 pub async fn update_campaign(
@@ -102,13 +102,13 @@ pub async fn update_campaign(
 }
 
 /// Deletes a campaign that has no steps.
-#[utoipa::path(delete, path = "/api/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Campaign id", example = 3)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The campaign still has steps", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such campaign"),
+        (status = 409, description = "The campaign still has steps"),
     ))]
 #[delete("/campaigns/{id}")]
 pub async fn delete_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -120,11 +120,11 @@ pub async fn delete_campaign(auth: Auth, id: web::Path<i64>) -> Result<HttpRespo
 }
 
 /// Campaign steps, newest first; of one campaign, and `q` finds a part of the name or an id.
-#[utoipa::path(get, path = "/api/v1/campaign-steps", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(StepFilter, PageRequest),
     responses(
         (status = 200, description = "A page of steps", body = Page<CampaignStep>),
-        (status = 422, description = "`q`, `page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`q`, `page` or `per_page` out of range"),
     ))]
 #[get("/campaign-steps")]
 pub async fn list_steps(
@@ -141,12 +141,12 @@ pub async fn list_steps(
 }
 
 /// Creates a step in a campaign; it may be unfinished (see its readiness).
-#[utoipa::path(post, path = "/api/v1/campaign-steps", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     request_body = NewStep,
     responses(
         (status = 201, description = "The step", body = CampaignStep),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid field, or an unknown campaign, query or opt-in type", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 422, description = "An invalid field, or an unknown campaign, query or opt-in type"),
     ))]
 #[post("/campaign-steps")]
 pub async fn create_step(auth: Auth, body: Json<NewStep>) -> Result<HttpResponse, ApiError> {
@@ -159,11 +159,11 @@ pub async fn create_step(auth: Auth, body: Json<NewStep>) -> Result<HttpResponse
 }
 
 /// One step.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The step", body = CampaignStep),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such step"),
     ))]
 #[get("/campaign-steps/{id}")]
 pub async fn get_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -177,14 +177,14 @@ pub async fn get_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
 
 /// Changes a step; a field left out stays, `null` clears a field that may be empty. A mail
 /// job whose preparation started keeps the content it froze.
-#[utoipa::path(patch, path = "/api/v1/campaign-steps/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body = StepChanges,
     responses(
         (status = 200, description = "The step", body = CampaignStep),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid field, or an unknown query or opt-in type", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such step"),
+        (status = 422, description = "An invalid field, or an unknown query or opt-in type"),
     ))]
 #[patch("/campaign-steps/{id}")]
 pub async fn update_step(
@@ -201,13 +201,13 @@ pub async fn update_step(
 }
 
 /// Deletes a step that was never sent or scheduled.
-#[utoipa::path(delete, path = "/api/v1/campaign-steps/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The step has mail jobs (its results stay)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "The step has mail jobs (its results stay)"),
     ))]
 #[delete("/campaign-steps/{id}")]
 pub async fn delete_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -228,11 +228,11 @@ pub struct IncludePrevious {
 
 /// What the step still needs before it can be sent, with warnings that do not block, and
 /// how many persons a send now reaches.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}/readiness", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7), IncludePrevious),
     responses(
         (status = 200, description = "The readiness", body = Readiness),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such step"),
     ))]
 #[get("/campaign-steps/{id}/readiness")]
 pub async fn readiness(
@@ -250,14 +250,14 @@ pub async fn readiness(
 
 /// Recipient `index` of the step's audience (person-id order), rendered exactly as it will
 /// be sent, with the total to page previous/next.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}/preview", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7), PreviewRequest),
     responses(
         (status = 200, description = "The rendered message", body = Preview),
-        (status = 403, description = "Previews show personal data: persons' readers only", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The content does not compile, or there is no selection", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`index` outside 1 to the audience's size", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Previews show personal data: persons' readers only"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "The content does not compile, or there is no selection"),
+        (status = 422, description = "`index` outside 1 to the audience's size"),
     ))]
 #[get("/campaign-steps/{id}/preview")]
 pub async fn preview(
@@ -278,15 +278,15 @@ pub async fn preview(
 
 /// Sends the step's current content to test persons (only persons flagged
 /// `is_test_person`); each gets a test contact moment.
-#[utoipa::path(post, path = "/api/v1/campaign-steps/{id}/test-mail", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body = TestMailRequest,
     responses(
         (status = 200, description = "The test mails sent", body = Vec<TestMailSent>),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The content has no sender or subject or does not compile", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A person who does not exist, is not a test person or has no address; nothing was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "The content has no sender or subject or does not compile"),
+        (status = 422, description = "A person who does not exist, is not a test person or has no address; nothing was sent"),
     ))]
 #[post("/campaign-steps/{id}/test-mail")]
 pub async fn test_mail(
@@ -306,15 +306,15 @@ pub async fn test_mail(
 
 /// Sends the step now, or schedules it (`scheduled_at` with an explicit offset): creates a
 /// mail job. Follow it at `GET /api/v1/mailjobs/{id}`.
-#[utoipa::path(post, path = "/api/v1/campaign-steps/{id}/send", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body(content = Option<SendRequest>, description = "Left out: send now"),
     responses(
         (status = 202, description = "The mail job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not ready (`missing` lists every requirement), or a one-time step already sent", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`scheduled_at` in the past or out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "Not ready (`missing` lists every requirement), or a one-time step already sent"),
+        (status = 422, description = "`scheduled_at` in the past or out of range"),
     ))]
 #[post("/campaign-steps/{id}/send")]
 pub async fn send(
@@ -333,13 +333,13 @@ pub async fn send(
 }
 
 /// Releases a sent one-time step so it can be sent again; every result stays.
-#[utoipa::path(post, path = "/api/v1/campaign-steps/{id}/reset", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The step, no longer blocked", body = CampaignStep),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Repeatable, not blocked, or a job still under way", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such step"),
+        (status = 409, description = "Repeatable, not blocked, or a job still under way"),
     ))]
 #[post("/campaign-steps/{id}/reset")]
 pub async fn reset(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -359,12 +359,12 @@ pub struct Deleted {
 }
 
 /// Deletes the step's test contact moments, so results count real sends only.
-#[utoipa::path(delete, path = "/api/v1/campaign-steps/{id}/test-contact-moments", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "How many were deleted", body = Deleted),
-        (status = 403, description = "Only marketers and admins manage campaigns", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins manage campaigns"),
+        (status = 404, description = "No such step"),
     ))]
 #[delete("/campaign-steps/{id}/test-contact-moments")]
 pub async fn delete_test_moments(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -378,11 +378,11 @@ pub async fn delete_test_moments(auth: Auth, id: web::Path<i64>) -> Result<HttpR
 
 /// What the step's sends reached: counts and rates, tests apart, and the first week's
 /// opens and clicks per hour.
-#[utoipa::path(get, path = "/api/v1/campaign-steps/{id}/results", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     responses(
         (status = 200, description = "The results", body = StepResults),
-        (status = 404, description = "No such step", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such step"),
     ))]
 #[get("/campaign-steps/{id}/results")]
 pub async fn results(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

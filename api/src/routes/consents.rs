@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
 
 /// Narrows a consent history to one opt-in type.
@@ -17,12 +17,12 @@ pub struct HistoryFilter {
 }
 
 /// A person's consent history, per opt-in type, newest first.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(get, path = "/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42), HistoryFilter),
     responses(
         (status = 200, description = "The ledger records of the person", body = Vec<ConsentRecord>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such person"),
     ))]
 pub async fn list_consents(
     auth: Auth,
@@ -39,17 +39,17 @@ pub async fn list_consents(
 
 /// Records a subscribe (`opt_in: true`) or unsubscribe given by staff on the person's
 /// behalf. Channel, description, type and opt_in are all required.
-#[utoipa::path(post, path = "/api/v1/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(post, path = "/persons/{id}/consents", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = ConsentChange,
     responses(
         (status = 201, description = "The new ledger record", body = ConsentRecord),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not record consent", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person or opt-in type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The person is anonymized or the type inactive", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or invalid channel, description or fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not record consent"),
+        (status = 404, description = "No such person or opt-in type"),
+        (status = 409, description = "The person is anonymized or the type inactive"),
+        (status = 422, description = "Missing or invalid channel, description or fields"),
     ))]
 pub async fn record_consent(
     auth: Auth,
@@ -65,13 +65,13 @@ pub async fn record_consent(
 }
 
 /// One ledger record of a person. Records are append-only: they cannot be changed or deleted.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/consents/{record_id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(get, path = "/persons/{id}/consents/{record_id}", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42),
            ("record_id" = i64, Path, description = "Consent record id", example = 901)),
     responses(
         (status = 200, description = "The record", body = ConsentRecord),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record for this person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such record for this person"),
     ))]
 pub async fn get_consent(
     auth: Auth,
@@ -87,16 +87,16 @@ pub async fn get_consent(
 
 /// Withdraws every opt-in of the person at once, profiling included: one opt-out record
 /// per type that is currently opted in, in one transaction. Profile calculations stop.
-#[utoipa::path(post, path = "/api/v1/persons/{id}/unsubscribe-all", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(post, path = "/persons/{id}/unsubscribe-all", tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = Unsubscribe,
     responses(
         (status = 200, description = "The opt-out records written (empty when nothing was opted in)", body = Vec<ConsentRecord>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not record consent", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing or invalid channel or description", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not record consent"),
+        (status = 404, description = "No such person"),
+        (status = 409, description = "The person is anonymized"),
+        (status = 422, description = "Missing or invalid channel or description"),
     ))]
 pub async fn unsubscribe_all(
     auth: Auth,

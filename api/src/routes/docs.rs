@@ -26,7 +26,7 @@ const INDEX: &str = r##"<!doctype html>
 "##;
 
 /// The OpenAPI document of this service; the same as `openapi/openapi.json` in the repository.
-#[utoipa::path(get, path = "/openapi.json", tag = "service",
+#[utoipa::path(tag = "service",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
 #[get("/openapi.json")]
 pub async fn openapi_json() -> HttpResponse {
@@ -36,7 +36,7 @@ pub async fn openapi_json() -> HttpResponse {
 }
 
 /// The interactive API documentation (Swagger UI, served from the binary).
-#[utoipa::path(get, path = "/docs", tag = "service",
+#[utoipa::path(tag = "service",
     responses((status = 200, description = "An HTML page", content_type = "text/html")))]
 #[get("/docs")]
 pub async fn docs_index() -> HttpResponse {

@@ -3,7 +3,7 @@ use diesel::connection::SimpleConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Liveness and database reachability.
@@ -17,10 +17,10 @@ pub struct Health {
 }
 
 /// Liveness and database check, for load balancers and monitoring. No token needed.
-#[utoipa::path(get, path = "/healthz", tag = "service",
+#[utoipa::path(tag = "service",
     responses(
         (status = 200, description = "The service runs and its database answers", body = Health),
-        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer"),
     ))]
 #[get("/healthz")]
 pub async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Largest import file: 2 GiB.
@@ -29,16 +29,16 @@ pub struct ImportParams {
 /// Imports persons from a CSV body (UTF-8, with or without BOM; comma, semicolon or tab;
 /// a header row), streamed to storage, never held in memory. Answers at once with the
 /// import; its task reads the file in batches. Follow it at `GET /api/v1/imports/{id}`.
-#[utoipa::path(post, path = "/api/v1/imports", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(ImportParams),
     request_body(content = String, content_type = "text/csv", description = "The CSV file",
         example = "E-mailadres;Voornaam;Nieuwsbrief\nanna@example.nl;Anna;ja\n"),
     responses(
         (status = 202, description = "The import, queued", body = Import),
-        (status = 403, description = "The role may not write persons and consent", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than 2 GiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not sent as text/csv, text/plain or application/octet-stream", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not CSV, a mapping naming a missing column or unknown target; nothing written", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not write persons and consent"),
+        (status = 413, description = "Larger than 2 GiB"),
+        (status = 415, description = "Not sent as text/csv, text/plain or application/octet-stream"),
+        (status = 422, description = "Not CSV, a mapping naming a missing column or unknown target; nothing written"),
     ))]
 #[post("/imports")]
 pub async fn create_import(
@@ -70,58 +70,11 @@ pub async fn create_import(
     let dir = state.config.import_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let path = dir.join(format!("{}.csv", uuid::Uuid::new_v4().simple()));
-    // The body goes to the file from a thread of its own, chunk by chunk.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<web::Bytes>(16);
-    let file_path = path.clone();
-    let writer = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&file_path)?);
-        for chunk in rx {
-            file.write_all(&chunk)?;
-        }
-        file.flush()
-    });
-    let mut size = 0u64;
-    let mut failed = None;
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(chunk) => {
-                size += chunk.len() as u64;
-                if size > MAX_IMPORT_BYTES {
-                    failed = Some(ApiError::PayloadTooLarge(
-                        "an import file is at most 2 GiB".into(),
-                    ));
-                    break;
-                }
-                if tx.send(chunk).is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                failed = Some(ApiError::BadRequest(format!(
-                    "the body could not be read: {e}"
-                )));
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let written = web::block(move || writer.join()).await?;
     let cleanup = |e: ApiError| {
         let _ = std::fs::remove_file(&path);
         e
     };
-    if let Some(e) = failed {
-        return Err(cleanup(e));
-    }
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(cleanup(ApiError::Internal(Box::new(e)))),
-        Err(_) => {
-            return Err(cleanup(ApiError::Internal(
-                "the import writer stopped".into(),
-            )))
-        }
-    }
+    receive(&mut body, &path).await.map_err(cleanup)?;
     let stored = path.clone();
     let import = auth
         .db(move |conn| mailbaar_imports::create_import(conn, &stored, &mapping, &by, true))
@@ -132,13 +85,58 @@ pub async fn create_import(
         .json(import))
 }
 
+/// How much of an upload is gathered before it is written: the file grows in steps of
+/// this size, and no more than this is held in memory per upload.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Streams an upload body to `path` in writes of at most [`WRITE_CHUNK`] bytes, each on
+/// the blocking pool (`web::block`), so an actix worker never waits on the disk. Refuses
+/// a body over [`MAX_IMPORT_BYTES`] (413) and one that breaks off (400).
+async fn receive(body: &mut web::Payload, path: &std::path::Path) -> Result<(), ApiError> {
+    let file_path = path.to_owned();
+    let mut file = web::block(move || std::fs::File::create(file_path))
+        .await?
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let mut pending = Vec::with_capacity(WRITE_CHUNK);
+    let mut size = 0u64;
+    loop {
+        let chunk = match body.next().await {
+            Some(Ok(chunk)) => Some(chunk),
+            Some(Err(e)) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the body could not be read: {e}"
+                )))
+            }
+            None => None,
+        };
+        if let Some(chunk) = &chunk {
+            size += chunk.len() as u64;
+            if size > MAX_IMPORT_BYTES {
+                return Err(ApiError::PayloadTooLarge(
+                    "an import file is at most 2 GiB".into(),
+                ));
+            }
+            pending.extend_from_slice(chunk);
+        }
+        if pending.len() >= WRITE_CHUNK || (chunk.is_none() && !pending.is_empty()) {
+            let data = std::mem::replace(&mut pending, Vec::with_capacity(WRITE_CHUNK));
+            file = web::block(move || file.write_all(&data).map(|()| file))
+                .await?
+                .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        }
+        if chunk.is_none() {
+            return Ok(());
+        }
+    }
+}
+
 /// An import's progress and outcome, with its first 1,000 row errors.
-#[utoipa::path(get, path = "/api/v1/imports/{id}", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Import id", example = 3)),
     responses(
         (status = 200, description = "The import", body = Import),
-        (status = 403, description = "The role may not read persons", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not read persons"),
+        (status = 404, description = "No such import"),
     ))]
 #[get("/imports/{id}")]
 pub async fn get_import(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -151,13 +149,13 @@ pub async fn get_import(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, 
 }
 
 /// Every row error of an import, as CSV (`row,column,reason`).
-#[utoipa::path(get, path = "/api/v1/imports/{id}/errors.csv", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Import id", example = 3)),
     responses(
         (status = 200, description = "The errors", content_type = "text/csv", body = String,
             example = "row,column,reason\n17,E-mailadres,not a valid e-mail address\n"),
-        (status = 403, description = "The role may not read persons", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such import", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not read persons"),
+        (status = 404, description = "No such import"),
     ))]
 #[get("/imports/{id}/errors.csv")]
 pub async fn import_errors(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -191,13 +189,13 @@ impl Write for Sink {
 
 /// The persons of a saved query as CSV, streamed, in the column names an import takes (an
 /// export imports back unchanged). Audited with the count.
-#[utoipa::path(get, path = "/api/v1/queries/{id}/export.csv", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12), ExportColumns),
     responses(
         (status = 200, description = "The persons", content_type = "text/csv", body = String,
             example = "email,first_name,consent.1\nanna@example.nl,Anna,yes\n"),
-        (status = 403, description = "Only marketers and admins export", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins export"),
+        (status = 404, description = "No such query"),
     ))]
 #[get("/queries/{id}/export.csv")]
 pub async fn export(

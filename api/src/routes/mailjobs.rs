@@ -6,16 +6,16 @@ use mailbaar_campaigns::{MailJob, MailJobChanges, MailJobFilter};
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// Scheduled and sent mail jobs, latest send time first, with progress; local times in
 /// the organisation's time zone.
-#[utoipa::path(get, path = "/api/v1/mailjobs", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(MailJobFilter, PageRequest),
     responses(
         (status = 200, description = "A page of mail jobs", body = Page<MailJob>),
-        (status = 422, description = "An unknown status, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown status, or `page`/`per_page` out of range"),
     ))]
 #[get("/mailjobs")]
 pub async fn list_mail_jobs(
@@ -32,11 +32,11 @@ pub async fn list_mail_jobs(
 }
 
 /// One mail job with its progress.
-#[utoipa::path(get, path = "/api/v1/mailjobs/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The mail job", body = MailJob),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mail job"),
     ))]
 #[get("/mailjobs/{id}")]
 pub async fn get_mail_job(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -49,15 +49,15 @@ pub async fn get_mail_job(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
 }
 
 /// Moves a scheduled job to a new time, until its preparation starts.
-#[utoipa::path(patch, path = "/api/v1/mailjobs/{id}", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     request_body = MailJobChanges,
     responses(
         (status = 200, description = "The mail job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Its preparation started, or it ended or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`scheduled_at` in the past or out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "Its preparation started, or it ended or was cancelled"),
+        (status = 422, description = "`scheduled_at` in the past or out of range"),
     ))]
 #[patch("/mailjobs/{id}")]
 pub async fn reschedule(
@@ -76,13 +76,13 @@ pub async fn reschedule(
 /// Cancels a job that is scheduled, prepared or sending: no message is started after this
 /// (those being handed over finish). What was sent stays sent; a one-time step that sent
 /// nothing is free again.
-#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The cancelled job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It is being prepared, or it ended", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "It is being prepared, or it ended"),
     ))]
 #[post("/mailjobs/{id}/cancel")]
 pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -96,13 +96,13 @@ pub async fn cancel(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiE
 
 /// Pauses a job that has not ended: no message is started until it is resumed; those
 /// being handed over finish and are recorded. The progress stays readable.
-#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/pause", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The paused job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It ended, or is paused already", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "It ended, or is paused already"),
     ))]
 #[post("/mailjobs/{id}/pause")]
 pub async fn pause(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -115,13 +115,13 @@ pub async fn pause(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiEr
 }
 
 /// Resumes a paused job: it sends to exactly the recipients not yet handled.
-#[utoipa::path(post, path = "/api/v1/mailjobs/{id}/resume", tag = "campaigns", security(("bearer" = [])),
+#[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Mail job id", example = 21)),
     responses(
         (status = 200, description = "The resumed job", body = MailJob),
-        (status = 403, description = "Only marketers and admins send", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such mail job", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It is not paused, or it ended", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only marketers and admins send"),
+        (status = 404, description = "No such mail job"),
+        (status = 409, description = "It is not paused, or it ended"),
     ))]
 #[post("/mailjobs/{id}/resume")]
 pub async fn resume(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -20,26 +20,37 @@ pub mod tasks;
 pub mod tokens;
 pub mod transactions;
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::web;
+use utoipa::openapi::path::Paths;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{scope, OpenApiFactory};
 
 use crate::error::ApiError;
 
-/// Registers every route of the service.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers every route of the service, and so declares the contract: each handler
+/// registered with `service` brings its `#[utoipa::path]` operation into the OpenAPI
+/// document ([`crate::openapi::document`]), which also answers which methods a path takes
+/// ([`allowed_methods`]). Routes outside the contract (the UI's assets, the recipient
+/// pages) are registered through `map`.
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(docs::openapi_json)
         .service(docs::docs_index)
-        .service(docs::docs_asset)
-        .service(recipient::preferences)
-        .service(recipient::save_preferences)
-        .service(recipient::unsubscribe_page)
-        .service(recipient::unsubscribe)
-        .service(recipient::open_pixel)
-        .service(recipient::click)
-        .service(recipient::table_click)
-        .service(recipient::view_online)
+        .map(|cfg| {
+            cfg.service(docs::docs_asset)
+                .service(recipient::preferences)
+                .service(recipient::save_preferences)
+                .service(recipient::unsubscribe_page)
+                .service(recipient::unsubscribe)
+                .service(recipient::open_pixel)
+                .service(recipient::click)
+                .service(recipient::table_click)
+                .service(recipient::view_online)
+        })
         .service(
-            web::scope("/api/v1")
+            scope("/api/v1")
                 .service(tokens::list_tokens)
                 .service(tokens::create_token)
                 .service(tokens::revoke_token)
@@ -108,23 +119,70 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(settings::get_settings)
                 .service(settings::update_settings)
                 // The ledger answers 405 to every method that would change a record.
-                .service(
+                .service(Documented::new(
                     web::resource("/persons/{id}/consents")
                         .route(web::get().to(consents::list_consents))
                         .route(web::post().to(consents::record_consent))
                         .default_service(web::to(consents::append_only)),
-                )
-                .service(
+                    &[
+                        &consents::__path_list_consents,
+                        &consents::__path_record_consent,
+                    ],
+                ))
+                .service(Documented::new(
                     web::resource("/persons/{id}/consents/{record_id}")
                         .route(web::get().to(consents::get_consent))
                         .default_service(web::to(consents::append_only)),
-                )
-                .service(
+                    &[&consents::__path_get_consent],
+                ))
+                .service(Documented::new(
                     web::resource("/persons/{id}/unsubscribe-all")
                         .route(web::post().to(consents::unsubscribe_all))
                         .default_service(web::to(not_found)),
-                ),
+                    &[&consents::__path_unsubscribe_all],
+                )),
         );
+}
+
+/// A resource registered with its own routes (and its own answer to other methods),
+/// documented by the `#[utoipa::path]` operations of its handlers: `service` collects
+/// only handlers declared with a method macro (`#[get(…)]`).
+struct Documented {
+    resource: actix_web::Resource,
+    paths: Paths,
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+impl Documented {
+    fn new(resource: actix_web::Resource, operations: &[&dyn OpenApiFactory]) -> Self {
+        let mut paths = Paths::new();
+        let mut schemas = Vec::new();
+        for operation in operations {
+            paths.merge(operation.paths());
+            operation.schemas(&mut schemas);
+        }
+        Documented {
+            resource,
+            paths,
+            schemas,
+        }
+    }
+}
+
+impl HttpServiceFactory for Documented {
+    fn register(self, config: &mut actix_web::dev::AppService) {
+        self.resource.register(config);
+    }
+}
+
+impl OpenApiFactory for Documented {
+    fn paths(&self) -> Paths {
+        self.paths.clone()
+    }
+
+    fn schemas(&self, schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.extend(self.schemas.iter().cloned());
+    }
 }
 
 /// The answer for requests no route takes: 405 with `Allow` when the path is a resource
@@ -144,7 +202,7 @@ pub async fn not_found(
             ),
             allow,
         }),
-        None => Err(ApiError::NotFound("no such resource".into())),
+        None => Err(ApiError::no_such_resource("no such resource")),
     }
 }
 

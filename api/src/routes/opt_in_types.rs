@@ -5,14 +5,14 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson};
 
 /// All opt-in types, in creation order.
-#[utoipa::path(get, path = "/api/v1/opt-in-types", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     responses(
         (status = 200, description = "The opt-in types", body = Vec<OptInType>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
     ))]
 #[get("/opt-in-types")]
 pub async fn list_types(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -22,14 +22,14 @@ pub async fn list_types(auth: Auth) -> Result<HttpResponse, ApiError> {
 }
 
 /// Creates an opt-in type (a purpose people can consent to).
-#[utoipa::path(post, path = "/api/v1/opt-in-types", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     request_body = NewOptInType,
     responses(
         (status = 201, description = "The new type", body = OptInType),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid fields"),
     ))]
 #[post("/opt-in-types")]
 pub async fn create_type(auth: Auth, body: Json<NewOptInType>) -> Result<HttpResponse, ApiError> {
@@ -42,12 +42,12 @@ pub async fn create_type(auth: Auth, body: Json<NewOptInType>) -> Result<HttpRes
 }
 
 /// Reads one opt-in type.
-#[utoipa::path(get, path = "/api/v1/opt-in-types/{id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 1)),
     responses(
         (status = 200, description = "The type", body = OptInType),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such type"),
     ))]
 #[get("/opt-in-types/{id}")]
 pub async fn get_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -60,16 +60,16 @@ pub async fn get_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
 }
 
 /// Changes an opt-in type's name, description, active flag or soft opt-in query.
-#[utoipa::path(patch, path = "/api/v1/opt-in-types/{id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 1)),
     request_body = OptInTypeChanges,
     responses(
         (status = 200, description = "The changed type", body = OptInType),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 404, description = "No such type"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid fields"),
     ))]
 #[patch("/opt-in-types/{id}")]
 pub async fn update_type(
@@ -87,14 +87,14 @@ pub async fn update_type(
 
 /// Deletes an opt-in type that has no consent records; a type with history can only be
 /// set inactive.
-#[utoipa::path(delete, path = "/api/v1/opt-in-types/{id}", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 4)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The type has consent records", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 404, description = "No such type"),
+        (status = 409, description = "The type has consent records"),
     ))]
 #[delete("/opt-in-types/{id}")]
 pub async fn delete_type(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -130,18 +130,18 @@ fn yes() -> bool {
 /// Gives every person selected by the type's saved query a soft opt-in (channel `system`),
 /// except persons who already have a record for the type. Idempotent; `dry_run=true`
 /// only counts.
-#[utoipa::path(post, path = "/api/v1/opt-in-types/{id}/soft-opt-ins", tag = "consent", security(("bearer" = [])),
+#[utoipa::path(tag = "consent", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Opt-in type id", example = 2), SoftRunParams),
     request_body(content = Option<SoftRunBody>, description = "Optional; soft opt-ins when left out"),
     responses(
         (status = 200, description = "What was (or would be) assigned", body = SoftConsentOutcome),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not manage opt-in types", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such type", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The type has no (existing) soft query, or is inactive", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "A body is sent, but not as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A body that is not a `SoftRunBody`, or a malformed `dry_run`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not manage opt-in types"),
+        (status = 404, description = "No such type"),
+        (status = 409, description = "The type has no (existing) soft query, or is inactive"),
+        (status = 415, description = "A body is sent, but not as application/json"),
+        (status = 422, description = "A body that is not a `SoftRunBody`, or a malformed `dry_run`"),
     ))]
 #[post("/opt-in-types/{id}/soft-opt-ins")]
 pub async fn soft_opt_ins(

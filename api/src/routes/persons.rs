@@ -5,16 +5,16 @@ use mailbaar_people::{NewPerson, Person, PersonCard, PersonChanges, PersonFilter
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// Lists persons, newest first; `q` searches names and e-mail addresses.
-#[utoipa::path(get, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(PersonFilter, PageRequest),
     responses(
         (status = 200, description = "A page of persons", body = Page<Person>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed query parameters, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "Malformed query parameters, or `page`/`per_page` out of range"),
     ))]
 #[get("/persons")]
 pub async fn list_persons(
@@ -31,16 +31,16 @@ pub async fn list_persons(
 }
 
 /// Creates a person. The e-mail address must be valid and not in use (in any case).
-#[utoipa::path(post, path = "/api/v1/persons", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     request_body = NewPerson,
     responses(
         (status = 201, description = "The new person", body = Person),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The e-mail address is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 409, description = "The e-mail address is in use"),
+        (status = 413, description = "Body too large"),
+        (status = 422, description = "Invalid or unknown fields"),
     ))]
 #[post("/persons")]
 pub async fn create_person(auth: Auth, body: Json<NewPerson>) -> Result<HttpResponse, ApiError> {
@@ -55,12 +55,12 @@ pub async fn create_person(auth: Auth, body: Json<NewPerson>) -> Result<HttpResp
 }
 
 /// Reads one person.
-#[utoipa::path(get, path = "/api/v1/persons/{id}", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person", body = Person),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such person"),
     ))]
 #[get("/persons/{id}")]
 pub async fn get_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -73,17 +73,17 @@ pub async fn get_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, 
 }
 
 /// Changes some fields of a person: absent fields stay, `null` clears a field.
-#[utoipa::path(patch, path = "/api/v1/persons/{id}", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = PersonChanges,
     responses(
         (status = 200, description = "The changed person", body = Person),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "E-mail in use, or the person is anonymized", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or unknown fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 404, description = "No such person"),
+        (status = 409, description = "E-mail in use, or the person is anonymized"),
+        (status = 422, description = "Invalid or unknown fields"),
     ))]
 #[patch("/persons/{id}")]
 pub async fn update_person(
@@ -102,12 +102,12 @@ pub async fn update_person(
 /// The person card: details, preferences (current state and history per opt-in type),
 /// contact moments, transactions, profile, and administration with every reason the
 /// person cannot be mailed. Read in a fixed number of queries, whatever the history.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/card", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person card", body = PersonCard),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such person"),
     ))]
 #[get("/persons/{id}/card")]
 pub async fn person_card(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -122,13 +122,13 @@ pub async fn person_card(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse,
 /// Anonymizes a person: every identifying value is removed in one transaction, the
 /// figures (counts, amounts, dates, consent records) are kept, and the person leaves every
 /// selection. A second call changes nothing and says so (`already_anonymized`).
-#[utoipa::path(post, path = "/api/v1/persons/{id}/anonymize", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "Anonymized now, or before", body = Anonymized),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins anonymize", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins anonymize"),
+        (status = 404, description = "No such person"),
     ))]
 #[post("/persons/{id}/anonymize")]
 pub async fn anonymize_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -148,14 +148,14 @@ pub async fn anonymize_person(auth: Auth, id: web::Path<i64>) -> Result<HttpResp
 
 /// Clears a person's bouncer flag (with its date and reason), e.g. after they gave a
 /// working address; audited.
-#[utoipa::path(delete, path = "/api/v1/persons/{id}/bouncer", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The person, no longer a bouncer", body = Person),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 404, description = "No such person"),
+        (status = 409, description = "The person is anonymized"),
     ))]
 #[delete("/persons/{id}/bouncer")]
 pub async fn clear_bouncer(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -176,13 +176,13 @@ struct PdfFile(Vec<u8>);
 /// The personal-data export (right of access) as a PDF: every field, the profile, the
 /// consent history, contact moments, transactions and stored documents, with the
 /// organisation's name and the date; Dutch or English by setting. Audited.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/personal-data.pdf", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     responses(
         (status = 200, description = "The PDF", content_type = "application/pdf", body = inline(PdfFile)),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins export personal data", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins export personal data"),
+        (status = 404, description = "No such person"),
     ))]
 #[get("/persons/{id}/personal-data.pdf")]
 pub async fn personal_data_pdf(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -3,16 +3,16 @@ use mailbaar_access::Permission;
 use mailbaar_tasks::{Task, TaskError};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Starts a recalculation of every profile (only persons with a current profiling opt-in
 /// get one) and answers at once with its task; follow it at `/api/v1/tasks/{id}`.
-#[utoipa::path(post, path = "/api/v1/profiles/recalculate", tag = "profiles", security(("bearer" = [])),
+#[utoipa::path(tag = "profiles", security(("bearer" = [])),
     responses(
         (status = 202, description = "The task, queued", body = Task),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not recalculate profiles", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A recalculation is already queued or running", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not recalculate profiles"),
+        (status = 409, description = "A recalculation is already queued or running"),
     ))]
 #[post("/profiles/recalculate")]
 pub async fn recalculate(auth: Auth) -> Result<HttpResponse, ApiError> {

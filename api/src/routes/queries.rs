@@ -10,15 +10,15 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{check_body_paging, from_body, Json, OptionalJson, Paging};
 
 /// Every field a condition may use, with its value type and operators, for condition
 /// editors. `consent.<id>` fields follow the opt-in types.
-#[utoipa::path(get, path = "/api/v1/query-fields", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     responses(
         (status = 200, description = "The field registry", body = Vec<FieldInfo>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
     ))]
 #[get("/query-fields")]
 pub async fn query_fields(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -66,15 +66,15 @@ fn under_conditions(e: QueryError) -> QueryError {
 
 /// Runs a condition tree without saving it: how many persons it selects and one page of
 /// them (in id order) with the chosen columns. Anonymized persons are never selected.
-#[utoipa::path(post, path = "/api/v1/queries/run", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     request_body = RunRequest,
     responses(
         (status = 200, description = "The count and a page of persons", body = RunResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid conditions (each error names the path of the offending node), unknown columns, or `page`/`per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 413, description = "Body too large"),
+        (status = 415, description = "The body is not sent as application/json"),
+        (status = 422, description = "Invalid conditions (each error names the path of the offending node), unknown columns, or `page`/`per_page` out of range"),
     ))]
 #[post("/queries/run")]
 pub async fn run_conditions(auth: Auth, body: Json<Value>) -> Result<HttpResponse, ApiError> {
@@ -96,12 +96,12 @@ pub async fn run_conditions(auth: Auth, body: Json<Value>) -> Result<HttpRespons
 }
 
 /// Saved queries by name; `name` finds those whose name contains it (ignoring case).
-#[utoipa::path(get, path = "/api/v1/queries", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(SavedQueryFilter, PageRequest),
     responses(
         (status = 200, description = "A page of saved queries, by name", body = Page<SavedQuery>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "`page` or `per_page` out of range"),
     ))]
 #[get("/queries")]
 pub async fn list_queries(
@@ -118,15 +118,15 @@ pub async fn list_queries(
 }
 
 /// Saves a query. The tree is checked in full, including the saved queries it includes.
-#[utoipa::path(post, path = "/api/v1/queries", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     request_body = SavedQueryInput,
     responses(
         (status = 201, description = "The saved query", body = SavedQuery),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or conditions", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not save queries"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name or conditions"),
     ))]
 #[post("/queries")]
 pub async fn create_query(
@@ -163,12 +163,12 @@ pub struct NameParams {
 
 /// Suggests a name as `<initials> – <yyyymmdd> – <purpose>` (today's date); names are not
 /// required to follow it.
-#[utoipa::path(get, path = "/api/v1/queries/name-suggestion", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(NameParams),
     responses(
         (status = 200, description = "The suggested name", body = NameSuggestion),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing initials or purpose", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "Missing initials or purpose"),
     ))]
 #[get("/queries/name-suggestion")]
 pub async fn name_suggestion(
@@ -183,12 +183,12 @@ pub async fn name_suggestion(
 }
 
 /// Reads one saved query.
-#[utoipa::path(get, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     responses(
         (status = 200, description = "The saved query", body = SavedQuery),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such query"),
     ))]
 #[get("/queries/{id}")]
 pub async fn get_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -202,17 +202,17 @@ pub async fn get_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, A
 
 /// Overwrites a saved query's name, description and conditions. A tree that would include
 /// the query itself, directly or through other queries, is refused.
-#[utoipa::path(put, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     request_body = SavedQueryInput,
     responses(
         (status = 200, description = "The overwritten query", body = SavedQuery),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or conditions, or a cycle of saved queries", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not save queries"),
+        (status = 404, description = "No such query"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name or conditions, or a cycle of saved queries"),
     ))]
 #[put("/queries/{id}")]
 pub async fn replace_query(
@@ -230,14 +230,14 @@ pub async fn replace_query(
 
 /// Deletes a saved query, unless another saved query or an opt-in type uses it; the
 /// answer then says which.
-#[utoipa::path(delete, path = "/api/v1/queries/{id}", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not delete queries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The query is in use", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not delete queries"),
+        (status = 404, description = "No such query"),
+        (status = 409, description = "The query is in use"),
     ))]
 #[delete("/queries/{id}")]
 pub async fn delete_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -249,17 +249,17 @@ pub async fn delete_query(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse
 }
 
 /// Saves a copy of a query under a new name ("save as").
-#[utoipa::path(post, path = "/api/v1/queries/{id}/copy", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     request_body = QueryCopy,
     responses(
         (status = 201, description = "The copy", body = SavedQuery),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not save queries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not save queries"),
+        (status = 404, description = "No such query"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name"),
     ))]
 #[post("/queries/{id}/copy")]
 pub async fn copy_query(
@@ -278,16 +278,16 @@ pub async fn copy_query(
 }
 
 /// Runs a saved query: the count and one page of persons with the chosen columns.
-#[utoipa::path(post, path = "/api/v1/queries/{id}/run", tag = "queries", security(("bearer" = [])),
+#[utoipa::path(tag = "queries", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Saved query id", example = 12)),
     request_body(content = Option<RunOptions>, description = "Optional; page 1 of 50 with the default columns when left out"),
     responses(
         (status = 200, description = "The count and a page of persons", body = RunResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such query", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "A body is sent, but not as application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown columns or body fields, `page`/`per_page` out of range, or the query no longer validates (e.g. an opt-in type it names was deleted)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such query"),
+        (status = 415, description = "A body is sent, but not as application/json"),
+        (status = 422, description = "Unknown columns or body fields, `page`/`per_page` out of range, or the query no longer validates (e.g. an opt-in type it names was deleted)"),
     ))]
 #[post("/queries/{id}/run")]
 pub async fn run_query(

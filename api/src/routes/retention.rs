@@ -4,15 +4,15 @@ use mailbaar_gdpr::{DryRun, NewRetentionRule, RetentionRule, RetentionRun};
 use mailbaar_tasks::Task;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
 
 /// Every retention rule.
-#[utoipa::path(get, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules", body = Vec<RetentionRule>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
     ))]
 #[get("/retention-rules")]
 pub async fn list_rules(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -23,15 +23,15 @@ pub async fn list_rules(auth: Auth) -> Result<HttpResponse, ApiError> {
 
 /// Creates a retention rule: a saved query and the action for its persons (anonymize),
 /// run by hand or daily.
-#[utoipa::path(post, path = "/api/v1/retention-rules", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     request_body = NewRetentionRule,
     responses(
         (status = 201, description = "The rule", body = RetentionRule),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is in use", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name, action, schedule or query", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 409, description = "The name is in use"),
+        (status = 422, description = "Invalid name, action, schedule or query"),
     ))]
 #[post("/retention-rules")]
 pub async fn create_rule(
@@ -48,14 +48,14 @@ pub async fn create_rule(
 
 /// Counts the persons a rule selects now and shows a sample of them; changes nothing.
 /// The dry run is recorded.
-#[utoipa::path(post, path = "/api/v1/retention-rules/{id}/dry-run", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 200, description = "The count and a sample", body = DryRun),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The rule's query no longer runs", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 404, description = "No such rule"),
+        (status = 409, description = "The rule's query no longer runs"),
     ))]
 #[post("/retention-rules/{id}/dry-run")]
 pub async fn dry_run(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -69,14 +69,14 @@ pub async fn dry_run(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Api
 
 /// Runs a rule: queues a task that anonymizes the persons it selects in batches; follow it
 /// at `GET /api/v1/tasks/{id}`. The run is recorded and audited.
-#[utoipa::path(post, path = "/api/v1/retention-rules/{id}/run", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 202, description = "The task, queued", body = Task),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The rule is inactive, or a run of it is already queued or running", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 404, description = "No such rule"),
+        (status = 409, description = "The rule is inactive, or a run of it is already queued or running"),
     ))]
 #[post("/retention-rules/{id}/run")]
 pub async fn run_rule(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
@@ -91,13 +91,13 @@ pub async fn run_rule(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
 }
 
 /// A rule's runs, dry and real, newest first.
-#[utoipa::path(get, path = "/api/v1/retention-rules/{id}/runs", tag = "gdpr", security(("bearer" = [])),
+#[utoipa::path(tag = "gdpr", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Rule id", example = 2)),
     responses(
         (status = 200, description = "The runs", body = Vec<RetentionRun>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only privacy officers and admins manage retention", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such rule", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only privacy officers and admins manage retention"),
+        (status = 404, description = "No such rule"),
     ))]
 #[get("/retention-rules/{id}/runs")]
 pub async fn list_runs(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

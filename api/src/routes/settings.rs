@@ -3,14 +3,14 @@ use mailbaar_access::Permission;
 use mailbaar_settings::{Settings, SettingsChanges};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
 
 /// The organisation's settings, with defaults for those never set.
-#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+#[utoipa::path(tag = "settings", security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings", body = Settings),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
     ))]
 #[get("/settings")]
 pub async fn get_settings(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -20,14 +20,14 @@ pub async fn get_settings(auth: Auth) -> Result<HttpResponse, ApiError> {
 }
 
 /// Changes some settings; fields left out keep their value. Admins only.
-#[utoipa::path(patch, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+#[utoipa::path(tag = "settings", security(("bearer" = [])),
     request_body = SettingsChanges,
     responses(
         (status = 200, description = "The settings after the change", body = Settings),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only admins change settings", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A value out of range, or an unknown setting", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "Only admins change settings"),
+        (status = 422, description = "A value out of range, or an unknown setting"),
     ))]
 #[patch("/settings")]
 pub async fn update_settings(

@@ -2,16 +2,16 @@ use actix_web::{get, web, HttpResponse};
 use mailbaar_access::Permission;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Reads a background task (recalculation, retention run, and later preparation and
 /// sending): its state, progress and outcome.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+#[utoipa::path(tag = "tasks", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Task id", example = 4)),
     responses(
         (status = 200, description = "The task", body = mailbaar_tasks::Task),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such task", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such task"),
     ))]
 #[get("/tasks/{id}")]
 pub async fn get_task(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

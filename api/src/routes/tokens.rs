@@ -4,7 +4,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::Json;
 
 /// A token to create.
@@ -18,11 +18,11 @@ pub struct NewToken {
 }
 
 /// All API tokens, newest first; secrets are never listed. Admins only.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(tag = "tokens", security(("bearer" = [])),
     responses(
         (status = 200, description = "The tokens", body = Vec<Token>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The caller is not an admin"),
     ))]
 #[get("/tokens")]
 pub async fn list_tokens(auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -32,13 +32,13 @@ pub async fn list_tokens(auth: Auth) -> Result<HttpResponse, ApiError> {
 }
 
 /// Creates a token with a role; the answer holds the secret, shown this once. Admins only.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(tag = "tokens", security(("bearer" = [])),
     request_body = NewToken,
     responses(
         (status = 201, description = "The token, with its secret in `token`", body = IssuedToken),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Missing name or unknown role", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The caller is not an admin"),
+        (status = 422, description = "Missing name or unknown role"),
     ))]
 #[post("/tokens")]
 pub async fn create_token(auth: Auth, body: Json<NewToken>) -> Result<HttpResponse, ApiError> {
@@ -51,14 +51,14 @@ pub async fn create_token(auth: Auth, body: Json<NewToken>) -> Result<HttpRespon
 }
 
 /// Revokes a token; it stops working at once. Admins only.
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(tag = "tokens", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Token id", example = 3)),
     responses(
         (status = 200, description = "The revoked token", body = Token),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The caller is not an admin"),
+        (status = 404, description = "No such token"),
+        (status = 409, description = "Already revoked"),
     ))]
 #[delete("/tokens/{id}")]
 pub async fn revoke_token(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -4,17 +4,17 @@ use mailbaar_people::{NewTransaction, Transaction};
 use mailbaar_store::{Page, PageRequest};
 
 use crate::auth::Auth;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::{Json, Paging};
 
 /// A person's transactions, latest first.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42), PageRequest),
     responses(
         (status = 200, description = "A page of transactions", body = Page<Transaction>),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`page` or `per_page` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 404, description = "No such person"),
+        (status = 422, description = "`page` or `per_page` out of range"),
     ))]
 #[get("/persons/{id}/transactions")]
 pub async fn list_transactions(
@@ -31,17 +31,17 @@ pub async fn list_transactions(
 }
 
 /// Records a transaction for a person.
-#[utoipa::path(post, path = "/api/v1/persons/{id}/transactions", tag = "persons", security(("bearer" = [])),
+#[utoipa::path(tag = "persons", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Person id", example = 42)),
     request_body = NewTransaction,
     responses(
         (status = 201, description = "The recorded transaction", body = Transaction),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role may not write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such person", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The person is anonymized", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid kind, currency or fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 403, description = "The role may not write"),
+        (status = 404, description = "No such person"),
+        (status = 409, description = "The person is anonymized"),
+        (status = 422, description = "Invalid kind, currency or fields"),
     ))]
 #[post("/persons/{id}/transactions")]
 pub async fn add_transaction(

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use mailbaar_store::schema::api_tokens;
 use mailbaar_store::{now, DbConnection};
+use mailbaar_store::{ErrorCode, ErrorKind};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,6 +28,35 @@ pub enum AccessError {
     UnknownRole { token_id: i64, role: String },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for AccessError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_token_name", ErrorKind::Invalid),
+        ("token_not_found", ErrorKind::NotFound),
+        ("token_already_revoked", ErrorKind::Conflict),
+        ("token_role_unknown", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AccessError::InvalidName => ErrorKind::Invalid,
+            AccessError::NotFound(_) => ErrorKind::NotFound,
+            AccessError::AlreadyRevoked(_) => ErrorKind::Conflict,
+            AccessError::UnknownRole { .. } => ErrorKind::Internal,
+            AccessError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AccessError::InvalidName => "invalid_token_name",
+            AccessError::NotFound(_) => "token_not_found",
+            AccessError::AlreadyRevoked(_) => "token_already_revoked",
+            AccessError::UnknownRole { .. } => "token_role_unknown",
+            AccessError::Database(e) => e.code(),
+        }
+    }
 }
 
 mailbaar_store::text_enum! {

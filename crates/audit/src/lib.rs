@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use mailbaar_store::schema::audit_log;
 use mailbaar_store::{now, DbConnection, Page, PageRequest};
+use mailbaar_store::{ErrorCode, ErrorKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -18,6 +19,25 @@ pub enum AuditError {
     Invalid { field: &'static str, reason: String },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for AuditError {
+    const CODES: &'static [(&'static str, ErrorKind)] =
+        &[("invalid_audit_filter", ErrorKind::Invalid)];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AuditError::Invalid { .. } => ErrorKind::Invalid,
+            AuditError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AuditError::Invalid { .. } => "invalid_audit_filter",
+            AuditError::Database(e) => e.code(),
+        }
+    }
 }
 
 /// One audited action.

@@ -1,5 +1,6 @@
 //! The one error type of the campaigns crate.
 
+use mailbaar_store::{ErrorCode, ErrorKind};
 use thiserror::Error;
 
 use crate::readiness::Requirement;
@@ -39,6 +40,55 @@ impl CampaignError {
         CampaignError::Invalid {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+impl ErrorCode for CampaignError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("campaign_not_found", ErrorKind::NotFound),
+        ("campaign_step_not_found", ErrorKind::NotFound),
+        ("mail_job_not_found", ErrorKind::NotFound),
+        ("invalid_campaign", ErrorKind::Invalid),
+        ("duplicate_campaign_name", ErrorKind::Conflict),
+        ("campaign_change_refused", ErrorKind::Conflict),
+        ("step_not_ready", ErrorKind::Conflict),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        use CampaignError::*;
+        match self {
+            NotFound { .. } => ErrorKind::NotFound,
+            Invalid { .. } => ErrorKind::Invalid,
+            DuplicateName(_) | Refused(_) | NotReady(_) => ErrorKind::Conflict,
+            Query(e) => e.kind(),
+            People(e) => e.kind(),
+            Settings(e) => e.kind(),
+            Task(e) => e.kind(),
+            Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use CampaignError::*;
+        match self {
+            NotFound {
+                what: "campaign", ..
+            } => "campaign_not_found",
+            NotFound {
+                what: "campaign step",
+                ..
+            } => "campaign_step_not_found",
+            NotFound { .. } => "mail_job_not_found",
+            Invalid { .. } => "invalid_campaign",
+            DuplicateName(_) => "duplicate_campaign_name",
+            Refused(_) => "campaign_change_refused",
+            NotReady(_) => "step_not_ready",
+            Query(e) => e.code(),
+            People(e) => e.code(),
+            Settings(e) => e.code(),
+            Task(e) => e.code(),
+            Database(e) => e.code(),
         }
     }
 }

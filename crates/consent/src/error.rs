@@ -1,3 +1,4 @@
+use mailbaar_store::{ErrorCode, ErrorKind};
 use thiserror::Error;
 
 /// Errors of the consent domain.
@@ -37,6 +38,56 @@ impl ConsentError {
         ConsentError::Invalid {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+impl ErrorCode for ConsentError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("person_not_found", ErrorKind::NotFound),
+        ("opt_in_type_not_found", ErrorKind::NotFound),
+        ("consent_record_not_found", ErrorKind::NotFound),
+        ("person_anonymized", ErrorKind::Conflict),
+        ("opt_in_type_inactive", ErrorKind::Conflict),
+        ("duplicate_opt_in_type_name", ErrorKind::Conflict),
+        ("opt_in_type_has_records", ErrorKind::Conflict),
+        ("opt_in_type_in_use", ErrorKind::Conflict),
+        ("no_soft_opt_in_query", ErrorKind::Conflict),
+        ("invalid_consent", ErrorKind::Invalid),
+        ("selection_failed", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        use ConsentError::*;
+        match self {
+            PersonNotFound(_) | TypeNotFound(_) | RecordNotFound(_) => ErrorKind::NotFound,
+            Anonymized(_)
+            | TypeInactive(_)
+            | DuplicateName(_)
+            | TypeInUse(_)
+            | TypeReferenced { .. }
+            | NoSoftQuery(_) => ErrorKind::Conflict,
+            Invalid { .. } => ErrorKind::Invalid,
+            Selection(_) => ErrorKind::Internal,
+            Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use ConsentError::*;
+        match self {
+            PersonNotFound(_) => "person_not_found",
+            TypeNotFound(_) => "opt_in_type_not_found",
+            RecordNotFound(_) => "consent_record_not_found",
+            Anonymized(_) => "person_anonymized",
+            TypeInactive(_) => "opt_in_type_inactive",
+            DuplicateName(_) => "duplicate_opt_in_type_name",
+            TypeInUse(_) => "opt_in_type_has_records",
+            TypeReferenced { .. } => "opt_in_type_in_use",
+            NoSoftQuery(_) => "no_soft_opt_in_query",
+            Invalid { .. } => "invalid_consent",
+            Selection(_) => "selection_failed",
+            Database(e) => e.code(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The one error type of the delivery crate.
 
+use mailbaar_store::{ErrorCode, ErrorKind};
 use thiserror::Error;
 
 use crate::transport::TransportError;
@@ -43,5 +44,40 @@ impl DeliveryError {
 impl From<mailbaar_store::StoreError> for DeliveryError {
     fn from(e: mailbaar_store::StoreError) -> Self {
         DeliveryError::Task(mailbaar_tasks::TaskError::from(e))
+    }
+}
+
+impl ErrorCode for DeliveryError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("not_test_persons", ErrorKind::Invalid),
+        ("transport_failed", ErrorKind::Internal),
+        ("transport_gone", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        use DeliveryError::*;
+        match self {
+            NotTestPersons(_) => ErrorKind::Invalid,
+            Transport(_) | TransportGone => ErrorKind::Internal,
+            Campaign(e) => e.kind(),
+            People(e) => e.kind(),
+            Settings(e) => e.kind(),
+            Task(e) => e.kind(),
+            Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use DeliveryError::*;
+        match self {
+            NotTestPersons(_) => "not_test_persons",
+            Transport(_) => "transport_failed",
+            TransportGone => "transport_gone",
+            Campaign(e) => e.code(),
+            People(e) => e.code(),
+            Settings(e) => e.code(),
+            Task(e) => e.code(),
+            Database(e) => e.code(),
+        }
     }
 }

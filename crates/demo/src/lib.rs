@@ -5,6 +5,7 @@
 //! inserts in one transaction per chunk. The consent ledger's triggers keep the current
 //! state for both, so the data is exactly what the service itself would have written.
 
+use mailbaar_store::{ErrorCode, ErrorKind};
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Days, NaiveDate, NaiveDateTime};
@@ -32,6 +33,30 @@ pub enum DemoError {
     Consent(#[from] mailbaar_consent::ConsentError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for DemoError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DemoError::Query(e) => e.kind(),
+            DemoError::Campaign(e) => e.kind(),
+            DemoError::People(e) => e.kind(),
+            DemoError::Consent(e) => e.kind(),
+            DemoError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            DemoError::Query(e) => e.code(),
+            DemoError::Campaign(e) => e.code(),
+            DemoError::People(e) => e.code(),
+            DemoError::Consent(e) => e.code(),
+            DemoError::Database(e) => e.code(),
+        }
+    }
 }
 
 /// What to make.

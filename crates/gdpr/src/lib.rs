@@ -16,6 +16,7 @@ pub use retention::{
     RETENTION_RUN, RETENTION_SCHEDULE,
 };
 
+use mailbaar_store::{ErrorCode, ErrorKind};
 use thiserror::Error;
 
 /// Errors of the GDPR operations. Errors of the crates it builds on keep their kind and
@@ -28,8 +29,15 @@ pub enum GdprError {
     RuleNotFound(i64),
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
-    #[error("{0}")]
-    Conflict(String),
+    /// Another retention rule has this name.
+    #[error("a retention rule named {0:?} already exists")]
+    DuplicateRuleName(String),
+    /// The rule is switched off; it does not run.
+    #[error("retention rule {0} is inactive")]
+    RuleInactive(i64),
+    /// A run of the rule is queued or running already.
+    #[error("a run of retention rule {rule_id} is already queued or running (task {task_id})")]
+    RunUnderWay { rule_id: i64, task_id: i64 },
     /// A stored value this version does not know (written by a newer one).
     #[error("{table} row {id} holds a value this version does not know: {value:?}")]
     UnknownStored {
@@ -55,4 +63,57 @@ pub enum GdprError {
     Store(#[from] mailbaar_store::StoreError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for GdprError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("person_not_found", ErrorKind::NotFound),
+        ("retention_rule_not_found", ErrorKind::NotFound),
+        ("invalid_retention_rule", ErrorKind::Invalid),
+        ("duplicate_retention_rule_name", ErrorKind::Conflict),
+        ("retention_rule_inactive", ErrorKind::Conflict),
+        ("retention_run_under_way", ErrorKind::Conflict),
+        ("stored_value_unknown", ErrorKind::Internal),
+        ("pdf_failed", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        use GdprError::*;
+        match self {
+            PersonNotFound(_) | RuleNotFound(_) => ErrorKind::NotFound,
+            Invalid { .. } => ErrorKind::Invalid,
+            DuplicateRuleName(_) | RuleInactive(_) | RunUnderWay { .. } => ErrorKind::Conflict,
+            UnknownStored { .. } | Pdf(_) => ErrorKind::Internal,
+            Query(e) => e.kind(),
+            People(e) => e.kind(),
+            Consent(e) => e.kind(),
+            Settings(e) => e.kind(),
+            Profile(e) => e.kind(),
+            Task(e) => e.kind(),
+            Store(e) => e.kind(),
+            Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        use GdprError::*;
+        match self {
+            PersonNotFound(_) => "person_not_found",
+            RuleNotFound(_) => "retention_rule_not_found",
+            Invalid { .. } => "invalid_retention_rule",
+            DuplicateRuleName(_) => "duplicate_retention_rule_name",
+            RuleInactive(_) => "retention_rule_inactive",
+            RunUnderWay { .. } => "retention_run_under_way",
+            UnknownStored { .. } => "stored_value_unknown",
+            Pdf(_) => "pdf_failed",
+            Query(e) => e.code(),
+            People(e) => e.code(),
+            Consent(e) => e.code(),
+            Settings(e) => e.code(),
+            Profile(e) => e.code(),
+            Task(e) => e.code(),
+            Store(e) => e.code(),
+            Database(e) => e.code(),
+        }
+    }
 }

@@ -229,7 +229,7 @@ pub fn create_rule(
         .get_result(conn)
         .map_err(|e| match e {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                GdprError::Conflict(format!("a retention rule named {name:?} already exists"))
+                GdprError::DuplicateRuleName(name.clone())
             }
             other => other.into(),
         })?;
@@ -353,8 +353,8 @@ struct RunPayload {
 }
 
 /// Queues a run of an active rule as a task (one at a time per rule); follow it at
-/// `/api/v1/tasks/{id}`. Refused with [`GdprError::Conflict`] for an inactive rule or
-/// while a run of the rule is queued or running.
+/// `/api/v1/tasks/{id}`. Refused with [`GdprError::RuleInactive`] for an inactive rule
+/// and [`GdprError::RunUnderWay`] while a run of the rule is queued or running.
 pub fn run_task(
     conn: &mut DbConnection,
     rule_id: i64,
@@ -363,9 +363,7 @@ pub fn run_task(
 ) -> Result<Task, GdprError> {
     let rule = get_rule(conn, rule_id)?;
     if !rule.active {
-        return Err(GdprError::Conflict(format!(
-            "retention rule {rule_id} is inactive"
-        )));
+        return Err(GdprError::RuleInactive(rule_id));
     }
     let payload = RunPayload {
         rule_id,
@@ -377,9 +375,9 @@ pub fn run_task(
         .at(at);
     match mailbaar_tasks::enqueue(conn, &new) {
         Ok(task) => Ok(task),
-        Err(TaskError::AlreadyActive { task_id, .. }) => Err(GdprError::Conflict(format!(
-            "a run of retention rule {rule_id} is already queued or running (task {task_id})"
-        ))),
+        Err(TaskError::AlreadyActive { task_id, .. }) => {
+            Err(GdprError::RunUnderWay { rule_id, task_id })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -418,7 +416,7 @@ pub fn retention_schedule_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkErr
         }
         match run_task(&mut conn, rule.id, "schedule", now) {
             Ok(task) => queued.push(task.id),
-            Err(GdprError::Conflict(_)) => {}
+            Err(GdprError::RuleInactive(_) | GdprError::RunUnderWay { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -120,7 +120,7 @@ fn retention(backend: Backend) {
     let task = run_task(conn, rule.id, "token:4:privacy", mailbaar_store::now()).unwrap();
     let err = run_task(conn, rule.id, "token:4:privacy", mailbaar_store::now()).unwrap_err();
     assert!(
-        matches!(err, GdprError::Conflict(_)),
+        matches!(err, GdprError::RunUnderWay { .. }),
         "one run per rule at a time: {err:?}"
     );
     let done = runner.run_next().unwrap().unwrap();

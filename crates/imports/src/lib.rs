@@ -17,6 +17,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use mailbaar_store::schema::{import_errors, imports};
 use mailbaar_store::{now, DbConnection};
+use mailbaar_store::{ErrorCode, ErrorKind};
 use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -50,6 +51,40 @@ pub enum ImportError {
     Task(#[from] mailbaar_tasks::TaskError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for ImportError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("import_not_found", ErrorKind::NotFound),
+        ("invalid_import", ErrorKind::Invalid),
+        ("import_file_failed", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ImportError::NotFound(_) => ErrorKind::NotFound,
+            ImportError::Invalid { .. } => ErrorKind::Invalid,
+            ImportError::File(_) => ErrorKind::Internal,
+            ImportError::Query(e) => e.kind(),
+            ImportError::People(e) => e.kind(),
+            ImportError::Consent(e) => e.kind(),
+            ImportError::Task(e) => e.kind(),
+            ImportError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ImportError::NotFound(_) => "import_not_found",
+            ImportError::Invalid { .. } => "invalid_import",
+            ImportError::File(_) => "import_file_failed",
+            ImportError::Query(e) => e.code(),
+            ImportError::People(e) => e.code(),
+            ImportError::Consent(e) => e.code(),
+            ImportError::Task(e) => e.code(),
+            ImportError::Database(e) => e.code(),
+        }
+    }
 }
 
 impl ImportError {

@@ -1,3 +1,4 @@
+use mailbaar_store::{ErrorCode, ErrorKind};
 use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -47,6 +48,40 @@ impl PeopleError {
         match why {
             mailbaar_store::NotLiving::Missing => PeopleError::NotFound(id),
             mailbaar_store::NotLiving::Anonymized => PeopleError::Anonymized(id),
+        }
+    }
+}
+
+impl ErrorCode for PeopleError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("person_not_found", ErrorKind::NotFound),
+        ("duplicate_email", ErrorKind::Conflict),
+        ("person_anonymized", ErrorKind::Conflict),
+        ("invalid_person", ErrorKind::Invalid),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PeopleError::NotFound(_) => ErrorKind::NotFound,
+            PeopleError::DuplicateEmail(_) | PeopleError::Anonymized(_) => ErrorKind::Conflict,
+            PeopleError::Invalid(_) => ErrorKind::Invalid,
+            PeopleError::Consent(e) => e.kind(),
+            PeopleError::Profile(e) => e.kind(),
+            PeopleError::Settings(e) => e.kind(),
+            PeopleError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            PeopleError::NotFound(_) => "person_not_found",
+            PeopleError::DuplicateEmail(_) => "duplicate_email",
+            PeopleError::Anonymized(_) => "person_anonymized",
+            PeopleError::Invalid(_) => "invalid_person",
+            PeopleError::Consent(e) => e.code(),
+            PeopleError::Profile(e) => e.code(),
+            PeopleError::Settings(e) => e.code(),
+            PeopleError::Database(e) => e.code(),
         }
     }
 }

@@ -12,6 +12,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use mailbaar_store::schema::{person_profile_totals, person_profiles};
 use mailbaar_store::{saturating_sum, Backend, DbConnection};
+use mailbaar_store::{ErrorCode, ErrorKind};
 use mailbaar_tasks::{next_hour, NewTask, Outcome, TaskContext, TaskError, WorkError};
 use serde::Serialize;
 use thiserror::Error;
@@ -26,6 +27,24 @@ pub enum ProfileError {
     Stopped(#[from] TaskError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for ProfileError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProfileError::Stopped(e) => e.kind(),
+            ProfileError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ProfileError::Stopped(e) => e.code(),
+            ProfileError::Database(e) => e.code(),
+        }
+    }
 }
 
 /// One person's calculated figures.

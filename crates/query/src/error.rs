@@ -1,5 +1,6 @@
 use std::fmt;
 
+use mailbaar_store::{ErrorCode, ErrorKind};
 use thiserror::Error;
 
 /// One problem in a condition tree, at a JSON-pointer path into the tree (`/all/0/op`).
@@ -48,4 +49,38 @@ pub enum QueryError {
     Settings(#[from] mailbaar_settings::SettingsError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for QueryError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_conditions", ErrorKind::Invalid),
+        ("invalid_query", ErrorKind::Invalid),
+        ("query_not_found", ErrorKind::NotFound),
+        ("duplicate_query_name", ErrorKind::Conflict),
+        ("query_in_use", ErrorKind::Conflict),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            QueryError::InvalidConditions(_) | QueryError::Invalid { .. } => ErrorKind::Invalid,
+            QueryError::NotFound(_) => ErrorKind::NotFound,
+            QueryError::DuplicateName(_) | QueryError::InUse { .. } => ErrorKind::Conflict,
+            QueryError::People(e) => e.kind(),
+            QueryError::Settings(e) => e.kind(),
+            QueryError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            QueryError::InvalidConditions(_) => "invalid_conditions",
+            QueryError::Invalid { .. } => "invalid_query",
+            QueryError::NotFound(_) => "query_not_found",
+            QueryError::DuplicateName(_) => "duplicate_query_name",
+            QueryError::InUse { .. } => "query_in_use",
+            QueryError::People(e) => e.code(),
+            QueryError::Settings(e) => e.code(),
+            QueryError::Database(e) => e.code(),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 use mailbaar_store::schema::settings;
 use mailbaar_store::{now, DbConnection};
+use mailbaar_store::{ErrorCode, ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -145,6 +146,29 @@ pub enum SettingsError {
     Unreadable { key: String, reason: String },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl ErrorCode for SettingsError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_setting", ErrorKind::Invalid),
+        ("setting_unreadable", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            SettingsError::Invalid { .. } => ErrorKind::Invalid,
+            SettingsError::Unreadable { .. } => ErrorKind::Internal,
+            SettingsError::Database(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            SettingsError::Invalid { .. } => "invalid_setting",
+            SettingsError::Unreadable { .. } => "setting_unreadable",
+            SettingsError::Database(e) => e.code(),
+        }
+    }
 }
 
 /// The current settings: stored values over the defaults. Stored values of keys this

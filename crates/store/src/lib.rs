@@ -20,7 +20,7 @@ pub use connection::{
     connect, write_transaction, Backend, DatabaseUrl, DbConnection, MultiBackend, Pool,
     PooledConnection,
 };
-pub use error::StoreError;
+pub use error::{ErrorCode, ErrorKind, StoreError};
 pub use idioms::lock_rows;
 pub use migrations::{revert_all_migrations, run_migrations};
 pub use paging::{Page, PageRequest};

@@ -25,6 +25,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use mailbaar_store::schema::tasks;
 use mailbaar_store::{now, DbConnection};
+use mailbaar_store::{ErrorCode, ErrorKind};
 use serde::Serialize;
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -57,6 +58,40 @@ pub enum TaskError {
     Database(#[from] DieselError),
     #[error(transparent)]
     Store(#[from] mailbaar_store::StoreError),
+}
+
+impl ErrorCode for TaskError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("task_not_found", ErrorKind::NotFound),
+        ("task_already_active", ErrorKind::Conflict),
+        ("task_state_unknown", ErrorKind::Internal),
+        ("task_lease_lost", ErrorKind::Internal),
+        ("task_payload_unreadable", ErrorKind::Internal),
+    ];
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TaskError::NotFound(_) => ErrorKind::NotFound,
+            TaskError::AlreadyActive { .. } => ErrorKind::Conflict,
+            TaskError::UnknownState { .. }
+            | TaskError::LeaseLost(_)
+            | TaskError::Payload { .. } => ErrorKind::Internal,
+            TaskError::Database(e) => e.kind(),
+            TaskError::Store(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            TaskError::NotFound(_) => "task_not_found",
+            TaskError::AlreadyActive { .. } => "task_already_active",
+            TaskError::UnknownState { .. } => "task_state_unknown",
+            TaskError::LeaseLost(_) => "task_lease_lost",
+            TaskError::Payload { .. } => "task_payload_unreadable",
+            TaskError::Database(e) => e.code(),
+            TaskError::Store(e) => e.code(),
+        }
+    }
 }
 
 mailbaar_store::text_enum! {
