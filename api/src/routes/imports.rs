@@ -86,10 +86,10 @@ pub async fn create_import(
 }
 
 /// How much of an upload is gathered before it is written: the file grows in steps of
-/// this size, and no more than this is held in memory per upload.
+/// about this size (this plus one received chunk at most is held in memory per upload).
 const WRITE_CHUNK: usize = 256 * 1024;
 
-/// Streams an upload body to `path` in writes of at most [`WRITE_CHUNK`] bytes, each on
+/// Streams an upload body to `path` in writes of about [`WRITE_CHUNK`] bytes, each on
 /// the blocking pool (`web::block`), so an actix worker never waits on the disk. Refuses
 /// a body over [`MAX_IMPORT_BYTES`] (413) and one that breaks off (400).
 async fn receive(body: &mut web::Payload, path: &std::path::Path) -> Result<(), ApiError> {

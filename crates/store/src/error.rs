@@ -7,8 +7,9 @@ pub enum StoreError {
     InvalidUrl(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[from] diesel::r2d2::PoolError),
+    /// The migration harness failed; its error is the source.
     #[error("migrations failed: {0}")]
-    Migration(String),
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
 }

@@ -20,7 +20,7 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, StoreError
             result
         }
     };
-    applied.map_err(|e| StoreError::Migration(e.to_string()))
+    applied.map_err(StoreError::Migration)
 }
 
 /// Reverts every migration; used to prove that each `down.sql` undoes its `up.sql`.
@@ -29,7 +29,7 @@ pub fn revert_all_migrations(conn: &mut DbConnection) -> Result<Vec<String>, Sto
         DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE).map(names),
         DbConnection::Pg(c) => c.revert_all_migrations(POSTGRES).map(names),
     };
-    reverted.map_err(|e| StoreError::Migration(e.to_string()))
+    reverted.map_err(StoreError::Migration)
 }
 
 fn names(versions: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
