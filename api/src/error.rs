@@ -20,12 +20,12 @@ use utoipa::ToSchema;
 
 /// An error answer (RFC 9457, `application/problem+json`).
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"type": "/problems/validation", "code": "invalid_person",
+#[schema(example = json!({"type": "/problems/invalid_person", "code": "invalid_person",
     "title": "Invalid input", "status": 422, "detail": "email: not a valid e-mail address",
     "errors": [{"field": "email", "reason": "not a valid e-mail address"}]}))]
 pub struct Problem {
-    /// The kind of problem (`/problems/not-found`, `/problems/conflict`,
-    /// `/problems/validation`, …), one per status.
+    /// The problem type (RFC 9457 §3.1.1): `/problems/` and the stable [`Problem::code`]
+    /// (`/problems/duplicate_email`, `/problems/step_not_ready`, …).
     #[serde(rename = "type")]
     pub kind: String,
     /// Stable identifier of the cause (`duplicate_email`, `step_not_ready`, …); clients
@@ -158,69 +158,43 @@ tokio::task_local! {
 }
 
 impl ApiError {
-    /// Status, `type` slug, title and code.
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, &'static str) {
+    /// Status, title and code (the problem `type` is `/problems/{code}`).
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
             Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
                 "Unauthorized",
                 codes::UNAUTHORIZED,
             ),
-            Forbidden(_) => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Forbidden",
-                codes::FORBIDDEN,
-            ),
-            NotFound { code, .. } => (StatusCode::NOT_FOUND, "not-found", "Not found", code),
-            Conflict { code, .. } => (StatusCode::CONFLICT, "conflict", "Conflict", code),
-            NotReady(_) => (
-                StatusCode::CONFLICT,
-                "not-ready",
-                "Not ready to send",
-                "step_not_ready",
-            ),
-            Invalid { code, .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                "Invalid input",
-                code,
-            ),
-            BadRequest(_) => (
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Bad request",
-                codes::BAD_REQUEST,
-            ),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden", codes::FORBIDDEN),
+            NotFound { code, .. } => (StatusCode::NOT_FOUND, "Not found", code),
+            Conflict { code, .. } => (StatusCode::CONFLICT, "Conflict", code),
+            NotReady(_) => (StatusCode::CONFLICT, "Not ready to send", "step_not_ready"),
+            Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid input", code),
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request", codes::BAD_REQUEST),
             PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
                 "Body too large",
                 codes::BODY_TOO_LARGE,
             ),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
                 "Unsupported media type",
                 codes::UNSUPPORTED_MEDIA_TYPE,
             ),
             MethodNotAllowed { .. } => (
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
                 "Method not allowed",
                 codes::METHOD_NOT_ALLOWED,
             ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
                 "Unavailable",
                 codes::UNAVAILABLE,
             ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
                 "Internal error",
                 codes::INTERNAL,
             ),
@@ -301,7 +275,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, slug, title, code) = self.parts();
+        let (status, title, code) = self.parts();
         let request_id = match self {
             ApiError::Internal(cause) | ApiError::Unavailable(cause) => {
                 let id = REQUEST_ID.try_with(Clone::clone).ok();
@@ -318,7 +292,7 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let problem = Problem {
-            kind: format!("/problems/{slug}"),
+            kind: format!("/problems/{code}"),
             code: code.to_owned(),
             title: title.to_owned(),
             status: status.as_u16(),
@@ -751,7 +725,7 @@ mod tests {
         ];
         let codes = problem_codes();
         for (i, (error, expected)) in cases.into_iter().enumerate() {
-            let code = error.parts().3;
+            let code = error.parts().2;
             assert!(
                 codes.contains(&code),
                 "case {i}: {code} is not in the contract"

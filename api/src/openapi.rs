@@ -130,10 +130,13 @@ impl Modify for InputRules {
         let name = property(schemas, "NewToken", "name");
         name.min_length = Some(1);
         name.max_length = Some(100);
-        property(schemas, "Problem", "code").enum_values = Some(
-            crate::error::problem_codes()
-                .into_iter()
-                .map(serde_json::Value::from)
+        let codes = crate::error::problem_codes();
+        property(schemas, "Problem", "code").enum_values =
+            Some(codes.iter().map(|c| serde_json::Value::from(*c)).collect());
+        property(schemas, "Problem", "type").enum_values = Some(
+            codes
+                .iter()
+                .map(|c| serde_json::Value::from(format!("/problems/{c}")))
                 .collect(),
         );
     }
