@@ -15,6 +15,7 @@ use mailbaar_settings::Language;
 use minijinja::{context, Environment};
 use serde::Serialize;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A transparent 1×1 GIF: the open pixel.
@@ -226,21 +227,49 @@ async fn look(state: &AppState) -> (Language, String) {
         .unwrap_or((Language::Nl, "Mailbaar".into()))
 }
 
-/// A failure behind a recipient page, for the friendly error page (the cause is logged).
-fn failed(e: impl std::fmt::Display) -> LinkRefusal {
-    LinkRefusal::Failed(mailbaar_campaigns::CampaignError::Refused(e.to_string()).into())
+/// The friendly error page for a failure behind a recipient page; the cause is logged,
+/// never shown.
+async fn failed(state: &AppState, cause: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %cause, "a recipient page failed");
+    error_page(state, Shown::Failed).await
 }
 
-async fn refusal(state: &AppState, e: LinkRefusal) -> HttpResponse {
+/// Which friendly error page a recipient sees.
+enum Shown {
+    Invalid,
+    Expired,
+    Failed,
+}
+
+/// Why a recipient page cannot be shown: the link's own refusal, or a failure of the
+/// service behind it (no database connection).
+enum PageError {
+    Link(LinkRefusal),
+    Service(ApiError),
+}
+
+impl From<LinkRefusal> for PageError {
+    fn from(e: LinkRefusal) -> Self {
+        PageError::Link(e)
+    }
+}
+
+async fn refusal(state: &AppState, e: impl Into<PageError>) -> HttpResponse {
+    match e.into() {
+        PageError::Link(LinkRefusal::Invalid) => error_page(state, Shown::Invalid).await,
+        PageError::Link(LinkRefusal::Expired) => error_page(state, Shown::Expired).await,
+        PageError::Link(LinkRefusal::Failed(cause)) => failed(state, cause).await,
+        PageError::Service(cause) => failed(state, cause).await,
+    }
+}
+
+async fn error_page(state: &AppState, shown: Shown) -> HttpResponse {
     let (language, org) = look(state).await;
     let w = words(language);
-    let (status, title, line) = match e {
-        LinkRefusal::Invalid => (StatusCode::NOT_FOUND, w.invalid_title, w.invalid),
-        LinkRefusal::Expired => (StatusCode::GONE, w.expired_title, w.expired),
-        LinkRefusal::Failed(cause) => {
-            tracing::error!(error = %cause, "a recipient page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, w.failed_title, w.failed)
-        }
+    let (status, title, line) = match shown {
+        Shown::Invalid => (StatusCode::NOT_FOUND, w.invalid_title, w.invalid),
+        Shown::Expired => (StatusCode::GONE, w.expired_title, w.expired),
+        Shown::Failed => (StatusCode::INTERNAL_SERVER_ERROR, w.failed_title, w.failed),
     };
     html(
         status,
@@ -258,7 +287,7 @@ async fn reach(
     state: &AppState,
     purpose: LinkPurpose,
     token: String,
-) -> Result<Reached, LinkRefusal> {
+) -> Result<Reached, PageError> {
     let delivery = state.delivery.clone();
     state
         .db(move |conn| {
@@ -271,7 +300,8 @@ async fn reach(
             ))
         })
         .await
-        .map_err(failed)?
+        .map_err(PageError::Service)?
+        .map_err(PageError::Link)
 }
 
 fn preferences_url(state: &AppState, reached: &Reached) -> String {
@@ -301,7 +331,7 @@ async fn preference_page(
     let w = words(language);
     let shown = match shown {
         Ok(s) => s,
-        Err(e) => return refusal(state, failed(e)).await,
+        Err(e) => return failed(state, e).await,
     };
     let mut page = Page {
         title: done.as_ref().map_or(w.preferences_title, |d| d.0).into(),
@@ -418,7 +448,7 @@ pub async fn save_preferences(
             }
             preference_page(&state, reached, Some((w.saved_title, lines))).await
         }
-        Err(e) => refusal(&state, failed(e)).await,
+        Err(e) => failed(&state, e).await,
     }
 }
 
@@ -511,7 +541,7 @@ pub async fn unsubscribe(
         Ok(Unsubscribed::Type(name)) => vec![format!("{} “{name}”.", w.unsubscribed)],
         Ok(Unsubscribed::Everything) => vec![w.unsubscribed_all.into()],
         Ok(Unsubscribed::Nothing) => vec![w.already.into()],
-        Err(e) => return refusal(&state, failed(e)).await,
+        Err(e) => return failed(&state, e).await,
     };
     html(
         StatusCode::OK,
@@ -639,7 +669,7 @@ pub async fn view_online(state: web::Data<AppState>, token: web::Path<String>) -
                 },
             )
         }
-        Err(e) => refusal(&state, failed(e)).await,
+        Err(e) => failed(&state, e).await,
     }
 }
 

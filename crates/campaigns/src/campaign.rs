@@ -206,15 +206,15 @@ pub fn update_campaign(
     })
 }
 
-/// Deletes a campaign without steps. Errors: `NotFound`; `Refused` while it has steps.
+/// Deletes a campaign without steps. Errors: `NotFound`; `CampaignHasSteps` while it has steps.
 pub fn delete_campaign(conn: &mut DbConnection, id: i64) -> Result<(), CampaignError> {
     mailbaar_store::write_transaction(conn, |conn| {
         let campaign = get_campaign(conn, id)?;
         if campaign.steps > 0 {
-            return Err(CampaignError::Refused(format!(
-                "campaign {id} still has {} step(s); delete them first",
-                campaign.steps
-            )));
+            return Err(CampaignError::CampaignHasSteps {
+                id,
+                steps: campaign.steps,
+            });
         }
         diesel::delete(campaigns::table.find(id)).execute(conn)?;
         Ok(())

@@ -506,26 +506,19 @@ pub fn send_step(
     get_mail_job(conn, id)
 }
 
-fn not_scheduled(job: &JobRow, what: &str) -> CampaignError {
-    let status = job.status();
-    let why = match status {
-        MailJobStatus::Cancelled => "it was cancelled".to_owned(),
+fn not_scheduled(job: &JobRow, action: &'static str) -> CampaignError {
+    let (id, status) = (job.id, job.status());
+    match status {
+        MailJobStatus::Cancelled => CampaignError::JobCancelled { id, action },
         MailJobStatus::Sent | MailJobStatus::Failed => {
-            format!("it has ended ({})", status.as_str())
+            CampaignError::JobEnded { id, action, status }
         }
-        _ => format!(
-            "its preparation started (status {}); the content and recipients are frozen",
-            status.as_str()
-        ),
-    };
-    CampaignError::Refused(format!(
-        "mail job {} can no longer be {what}: {why}",
-        job.id
-    ))
+        _ => CampaignError::JobFrozen { id, action, status },
+    }
 }
 
 /// Moves a scheduled job to a new time, until its preparation starts. Errors: `NotFound`;
-/// `Refused` once preparation started or the job ended; `Invalid` (`scheduled_at`).
+/// `JobFrozen`, `JobCancelled` or `JobEnded` once preparation started or the job ended; `Invalid` (`scheduled_at`).
 pub fn reschedule_mail_job(
     conn: &mut DbConnection,
     id: i64,
@@ -570,7 +563,7 @@ pub fn reschedule_mail_job(
 
 /// Cancels a job that is scheduled, prepared or sending: no message is started after
 /// this (those in flight finish); a one-time step is no longer blocked by it when it sent
-/// nothing. Errors: `NotFound`; `Refused` while its preparation runs (one short
+/// nothing. Errors: `NotFound`; `JobFrozen` while its preparation runs (one short
 /// transaction) or once it ended.
 pub fn cancel_mail_job(
     conn: &mut DbConnection,
@@ -620,7 +613,7 @@ pub fn cancel_mail_job(
 }
 
 /// Pauses a job that has not ended: no run starts a message of it until it is resumed
-/// (those in flight finish and are recorded). Errors: `NotFound`; `Refused` when it ended
+/// (those in flight finish and are recorded). Errors: `NotFound`; `JobCancelled`/`JobEnded` when it ended, `JobAlreadyPaused`
 /// or is paused already.
 pub fn pause_mail_job(
     conn: &mut DbConnection,
@@ -633,9 +626,7 @@ pub fn pause_mail_job(
             return Err(not_scheduled(&job, "paused"));
         }
         if job.paused_at.is_some() {
-            return Err(CampaignError::Refused(format!(
-                "mail job {id} is paused already; resume it first"
-            )));
+            return Err(CampaignError::JobAlreadyPaused { id });
         }
         let at = now();
         diesel::update(mail_jobs::table.find(id))
@@ -652,7 +643,7 @@ pub fn pause_mail_job(
 }
 
 /// Resumes a paused job: its send carries on with exactly the recipients not yet handled.
-/// Errors: `NotFound`; `Refused` when it is not paused or has ended.
+/// Errors: `NotFound`; `JobNotPaused`; `JobCancelled`/`JobEnded` when it has ended.
 pub fn resume_mail_job(
     conn: &mut DbConnection,
     id: i64,
@@ -664,9 +655,7 @@ pub fn resume_mail_job(
             return Err(not_scheduled(&job, "resumed"));
         }
         if job.paused_at.is_none() {
-            return Err(CampaignError::Refused(format!(
-                "mail job {id} is not paused"
-            )));
+            return Err(CampaignError::JobNotPaused { id });
         }
         let at = now();
         diesel::update(mail_jobs::table.find(id))
@@ -708,7 +697,7 @@ fn step_has_other_jobs(
 
 /// Releases a sent one-time step so it can be sent again (manual §4.3). Every result and
 /// contact moment stays; a next send skips earlier recipients unless asked. Errors:
-/// `NotFound`; `Refused` for a repeatable step, a step that is not blocked, or one whose
+/// `NotFound`; `StepRepeatable`, `StepNotBlocked`, or `StepHasActiveJob` for one whose
 /// job is still under way.
 pub fn reset_step(
     conn: &mut DbConnection,
@@ -718,25 +707,23 @@ pub fn reset_step(
     mailbaar_store::write_transaction(conn, |conn| {
         let step = lock_step(conn, step_id)?;
         if step.send_kind() == SendKind::Repeatable {
-            return Err(CampaignError::Refused(format!(
-                "campaign step {step_id} is repeatable; it is never blocked and needs no reset"
-            )));
+            return Err(CampaignError::StepRepeatable { id: step_id });
         }
         if step.blocked_since.is_none() {
-            return Err(CampaignError::Refused(format!(
-                "campaign step {step_id} is not blocked: it was not sent since its last reset"
-            )));
+            return Err(CampaignError::StepNotBlocked { id: step_id });
         }
-        let active: Option<(i64, String)> = mail_jobs::table
+        let active: Option<JobRow> = mail_jobs::table
             .filter(mail_jobs::step_id.eq(step_id))
             .filter(mail_jobs::status.eq_any(MailJobStatus::ACTIVE))
-            .select((mail_jobs::id, mail_jobs::status))
+            .select(JobRow::as_select())
             .first(conn)
             .optional()?;
-        if let Some((job, status)) = active {
-            return Err(CampaignError::Refused(format!(
-                "campaign step {step_id} has mail job {job} under way ({status}); cancel it or let it finish first"
-            )));
+        if let Some(job) = active {
+            return Err(CampaignError::StepHasActiveJob {
+                id: step_id,
+                job: job.id,
+                status: job.status(),
+            });
         }
         diesel::update(campaign_steps::table.find(step_id))
             .set((

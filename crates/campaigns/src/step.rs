@@ -665,9 +665,7 @@ pub fn update_step(
                     .count()
                     .get_result(conn)?;
                 if row.blocked_since.is_some() || active > 0 {
-                    return Err(CampaignError::Refused(format!(
-                        "campaign step {id} is blocked by its send or has a mail job under way; its send kind can change after a reset"
-                    )));
+                    return Err(CampaignError::SendKindLocked { id });
                 }
             }
             row.send_kind = v;
@@ -701,7 +699,7 @@ pub fn update_step(
     })
 }
 
-/// Deletes a step that never had a mail job. Errors: `NotFound`; `Refused` once it has
+/// Deletes a step that never had a mail job. Errors: `NotFound`; `StepHasJobs` once it has
 /// one (its results and contact moments stay with it).
 pub fn delete_step(conn: &mut DbConnection, id: i64) -> Result<(), CampaignError> {
     mailbaar_store::write_transaction(conn, |conn| {
@@ -711,9 +709,7 @@ pub fn delete_step(conn: &mut DbConnection, id: i64) -> Result<(), CampaignError
             .count()
             .get_result(conn)?;
         if jobs > 0 {
-            return Err(CampaignError::Refused(format!(
-                "campaign step {id} has {jobs} mail job(s); a step that was sent or scheduled keeps its results and cannot be deleted"
-            )));
+            return Err(CampaignError::StepHasJobs { id, jobs });
         }
         diesel::delete(
             mailbaar_store::schema::contact_moments::table

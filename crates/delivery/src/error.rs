@@ -21,6 +21,9 @@ pub enum DeliveryError {
     /// What the campaigns crate refused or failed with (not found, invalid, not ready).
     #[error(transparent)]
     Campaign(#[from] mailbaar_campaigns::CampaignError),
+    /// The ledger refused a recipient's choice (an inactive or unknown opt-in type).
+    #[error(transparent)]
+    Consent(mailbaar_consent::ConsentError),
     #[error(transparent)]
     People(#[from] mailbaar_people::PeopleError),
     #[error(transparent)]
@@ -60,6 +63,7 @@ impl ErrorCode for DeliveryError {
             NotTestPersons(_) => ErrorKind::Invalid,
             Transport(_) | TransportGone => ErrorKind::Internal,
             Campaign(e) => e.kind(),
+            Consent(e) => e.kind(),
             People(e) => e.kind(),
             Settings(e) => e.kind(),
             Task(e) => e.kind(),
@@ -74,6 +78,7 @@ impl ErrorCode for DeliveryError {
             Transport(_) => "transport_failed",
             TransportGone => "transport_gone",
             Campaign(e) => e.code(),
+            Consent(e) => e.code(),
             People(e) => e.code(),
             Settings(e) => e.code(),
             Task(e) => e.code(),

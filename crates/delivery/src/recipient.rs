@@ -16,9 +16,7 @@ use mailbaar_store::schema::{
 };
 use mailbaar_store::DbConnection;
 
-use mailbaar_campaigns::{
-    render_message, CampaignError, CurrentContent, FrozenContent, PERSON_FIELDS,
-};
+use mailbaar_campaigns::{render_message, CurrentContent, FrozenContent, PERSON_FIELDS};
 use mailbaar_render::{LinkError, TokenPurpose};
 
 use crate::delivery::Delivery;
@@ -229,7 +227,7 @@ pub fn save_preferences(
 fn consent_error(e: mailbaar_consent::ConsentError) -> DeliveryError {
     match e {
         mailbaar_consent::ConsentError::Database(d) => d.into(),
-        other => CampaignError::Refused(other.to_string()).into(),
+        other => DeliveryError::Consent(other),
     }
 }
 

@@ -326,12 +326,4 @@ fn scripted_send(backend: Backend) {
     assert_eq!(job.progress.remaining, 0);
 }
 
-#[test]
-fn scripted_answers_sqlite() {
-    scripted_send(Backend::Sqlite);
-}
-
-#[test]
-fn scripted_answers_postgres() {
-    scripted_send(Backend::Postgres);
-}
+mailbaar_store::both_engines!(backend: scripted_send);
