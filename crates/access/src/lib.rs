@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use mailbaar_store::schema::api_tokens;
 use mailbaar_store::{now, DbConnection};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -31,8 +31,6 @@ pub enum AccessError {
 
 mailbaar_store::text_enum! {
     /// What a token may do. Roles are fixed bundles of these.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     #[schema(example = "marketer")]
     pub enum Role as "role" {
         /// Everything, including token management.

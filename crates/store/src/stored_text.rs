@@ -3,9 +3,10 @@
 //! not know.
 //!
 //! Declare such an enum with [`text_enum!`](crate::text_enum): it writes the enum, its
-//! [`StoredText`] mapping (the only place a variant's text is spelled), `FromStr`,
-//! `Display`, and diesel's `ToSql`/`FromSql` for `Text`, so a row struct may hold the enum
-//! itself and a query may compare a column with it.
+//! [`StoredText`] mapping (the only place a variant's text is spelled: the database, the
+//! JSON of the API and the OpenAPI document all use it), `FromStr`, `Display`, and
+//! diesel's `ToSql`/`FromSql` for `Text`, so a row struct may hold the enum itself and a
+//! query may compare a column with it.
 
 /// A stored text that names none of an enum's variants: a database written by another
 /// version, or a hand edit. Reading such a row fails with this as the cause.
@@ -46,10 +47,13 @@ pub trait StoredText: Sized + Copy + 'static {
     }
 }
 
-/// Declares an enum stored as text (see the module): attributes and doc comments as on
-/// any enum, each variant followed by `= "its text"`, and the name used in messages
-/// after the enum's name: `pub enum TaskState as "task state" { Queued = "queued", … }`.
-/// The crate using it depends on `diesel`.
+/// Declares an enum stored as text (see the module): doc comments and further attributes
+/// (`Default`, a `#[schema(example)]`) as on any enum, each variant followed by
+/// `= "its text"`, and the name used in messages after the enum's name:
+/// `pub enum TaskState as "task state" { Queued = "queued", … }`. It derives `Debug`,
+/// `Clone`, `Copy`, `Eq`, `Hash`, serde's `Serialize`/`Deserialize` and utoipa's
+/// `ToSchema` under the variants' texts; the crate using it depends on `diesel`, `serde`
+/// and `utoipa`.
 #[macro_export]
 macro_rules! text_enum {
     (
@@ -61,12 +65,25 @@ macro_rules! text_enum {
             ),+ $(,)?
         }
     ) => {
-        $(#[$attr])*
-        #[derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+            diesel::expression::AsExpression,
+            diesel::deserialize::FromSqlRow,
+        )]
         #[diesel(sql_type = diesel::sql_types::Text)]
+        $(#[$attr])*
         $vis enum $name {
             $(
                 $(#[$vattr])*
+                #[serde(rename = $text)]
                 $variant,
             )+
         }
@@ -165,7 +182,6 @@ mod tests {
 
     crate::text_enum! {
         /// A test enum.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         enum Colour as "colour" {
             Red = "red",
             DarkBlue = "dark_blue",

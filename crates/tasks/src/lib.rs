@@ -61,8 +61,6 @@ pub enum TaskError {
 
 mailbaar_store::text_enum! {
     /// Where a task is in its life; stored as text with a CHECK in SQL.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     #[schema(example = "running")]
     pub enum TaskState as "task state" {
         /// Waiting for its `run_at` and a runner.
