@@ -61,7 +61,7 @@ macro_rules! text_enum {
         $vis:vis enum $name:ident as $what:literal {
             $(
                 $(#[$vattr:meta])*
-                $variant:ident = $text:literal
+                $variant:ident = $text:tt
             ),+ $(,)?
         }
     ) => {
