@@ -45,50 +45,10 @@ macro_rules! id_newtype {
             }
         }
 
-        impl diesel::serialize::ToSql<diesel::sql_types::BigInt, diesel::pg::Pg> for $name {
-            fn to_sql<'b>(
-                &'b self,
-                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
-            ) -> diesel::serialize::Result {
-                <i64 as diesel::serialize::ToSql<diesel::sql_types::BigInt, diesel::pg::Pg>>::to_sql(
-                    &self.0, out,
-                )
-            }
-        }
-
-        impl diesel::serialize::ToSql<diesel::sql_types::BigInt, diesel::sqlite::Sqlite>
-            for $name
-        {
-            fn to_sql<'b>(
-                &'b self,
-                out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
-            ) -> diesel::serialize::Result {
-                out.set_value(self.0);
-                Ok(diesel::serialize::IsNull::No)
-            }
-        }
-
-        impl diesel::serialize::ToSql<diesel::sql_types::BigInt, crate::MultiBackend> for $name {
-            fn to_sql<'b>(
-                &'b self,
-                out: &mut diesel::serialize::Output<'b, '_, crate::MultiBackend>,
-            ) -> diesel::serialize::Result {
-                out.set_value((diesel::sql_types::BigInt, self));
-                Ok(diesel::serialize::IsNull::No)
-            }
-        }
-
-        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::BigInt, DB> for $name
-        where
-            DB: diesel::backend::Backend,
-            i64: diesel::deserialize::FromSql<diesel::sql_types::BigInt, DB>,
-        {
-            fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
-                Ok($name(<i64 as diesel::deserialize::FromSql<
-                    diesel::sql_types::BigInt,
-                    DB,
-                >>::from_sql(bytes)?))
-            }
+        $crate::sql_through! {
+            $name, sql: diesel::sql_types::BigInt, base: i64, owned: i64,
+            write: |id| &id.0,
+            read: |id| Ok::<_, std::convert::Infallible>($name(id)),
         }
     };
 }
