@@ -8,7 +8,7 @@ use mailbaar_store::schema::api_tokens;
 use mailbaar_store::{now, DbConnection};
 use mailbaar_store::{ErrorCode, ErrorKind};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use utoipa::ToSchema;
@@ -61,8 +61,6 @@ impl ErrorCode for AccessError {
 
 mailbaar_store::text_enum! {
     /// What a token may do. Roles are fixed bundles of these.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     #[schema(example = "marketer")]
     pub enum Role as "role" {
         /// Everything, including token management.

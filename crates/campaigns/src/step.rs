@@ -21,8 +21,7 @@ pub const MAX_TEMPLATE_CHARS: usize = 200_000;
 
 mailbaar_store::text_enum! {
     /// Whether a step is sent once (then blocked until reset) or again and again.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
+    #[derive(Default)]
     #[schema(example = "one_time")]
     pub enum SendKind as "send kind" {
         /// Sent once; blocked after its send until `POST …/reset` (manual §4.3).

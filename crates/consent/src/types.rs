@@ -10,8 +10,6 @@ use crate::ConsentError;
 
 mailbaar_store::text_enum! {
     /// The purpose a consent is for; several types may share a kind (e.g. two newsletters).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     #[schema(example = "newsletter")]
     pub enum OptInKind as "opt-in kind" {
         Newsletter = "newsletter",

@@ -61,8 +61,7 @@ pub struct NewRetentionRule {
 
 mailbaar_store::text_enum! {
     /// What a rule does to the persons it selects; stored as text with a CHECK in SQL.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
+    #[derive(Default)]
     #[schema(example = "anonymize")]
     pub enum RetentionAction as "retention action" {
         /// Remove everything that identifies them (see `anonymize`).
@@ -73,8 +72,7 @@ mailbaar_store::text_enum! {
 
 mailbaar_store::text_enum! {
     /// When a rule runs; stored as text with a CHECK in SQL.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
+    #[derive(Default)]
     #[schema(example = "daily")]
     pub enum RetentionSchedule as "retention schedule" {
         /// Only when run by hand (`POST …/run`).

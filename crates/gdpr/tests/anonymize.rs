@@ -215,6 +215,14 @@ fn anonymize_removes_every_identifying_value(db: &TestDatabase, conn: &mut DbCon
         .first(conn)
         .unwrap();
     assert_eq!(birth, None);
+    // Every field the person-field registry marks as personal data is emptied.
+    let person = serde_json::to_value(mailbaar_people::get_person(conn, p).unwrap()).unwrap();
+    for name in mailbaar_people::fields::personal_data() {
+        assert!(
+            person[name].is_null(),
+            "{name} is personal data and still set"
+        );
+    }
     let card = person_card(conn, p, "token:4:privacy").unwrap();
     assert!(!card.administration.mailable);
     assert_eq!(card.details.anonymized_at, Some(done.anonymized_at));

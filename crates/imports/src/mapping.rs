@@ -27,8 +27,7 @@ pub const FLAG_COLUMNS: [&str; 5] = [
 
 mailbaar_store::text_enum! {
     /// How an import treats persons it finds (by e-mail address) or does not find.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
+    #[derive(Default)]
     #[schema(example = "create_or_update")]
     pub enum ImportMode as "import mode" {
         /// New addresses become persons; known ones are skipped.

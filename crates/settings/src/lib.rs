@@ -73,8 +73,7 @@ impl Settings {
 
 mailbaar_store::text_enum! {
     /// A language the service writes documents for persons in.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
+    #[derive(Default)]
     #[schema(example = "nl")]
     pub enum Language as "language" {
         /// Dutch, the default.

@@ -8,6 +8,7 @@
 mod connection;
 mod error;
 mod idioms;
+mod ids;
 mod migrations;
 mod paging;
 pub mod schema;
@@ -22,6 +23,7 @@ pub use connection::{
 };
 pub use error::{ErrorCode, ErrorKind, StoreError};
 pub use idioms::lock_rows;
+pub use ids::{ContactMomentId, MailJobId, PersonId};
 pub use migrations::{revert_all_migrations, run_migrations};
 pub use paging::{Page, PageRequest};
 pub use stored_text::{StoredText, UnknownText};

@@ -3,9 +3,10 @@
 //! not know.
 //!
 //! Declare such an enum with [`text_enum!`](crate::text_enum): it writes the enum, its
-//! [`StoredText`] mapping (the only place a variant's text is spelled), `FromStr`,
-//! `Display`, and diesel's `ToSql`/`FromSql` for `Text`, so a row struct may hold the enum
-//! itself and a query may compare a column with it.
+//! [`StoredText`] mapping (the only place a variant's text is spelled: the database, the
+//! JSON of the API and the OpenAPI document all use it), `FromStr`, `Display`, and
+//! diesel's `ToSql`/`FromSql` for `Text`, so a row struct may hold the enum itself and a
+//! query may compare a column with it.
 
 /// A stored text that names none of an enum's variants: a database written by another
 /// version, or a hand edit. Reading such a row fails with this as the cause.
@@ -46,10 +47,13 @@ pub trait StoredText: Sized + Copy + 'static {
     }
 }
 
-/// Declares an enum stored as text (see the module): attributes and doc comments as on
-/// any enum, each variant followed by `= "its text"`, and the name used in messages
-/// after the enum's name: `pub enum TaskState as "task state" { Queued = "queued", … }`.
-/// The crate using it depends on `diesel`.
+/// Declares an enum stored as text (see the module): doc comments and further attributes
+/// (`Default`, a `#[schema(example)]`) as on any enum, each variant followed by
+/// `= "its text"`, and the name used in messages after the enum's name:
+/// `pub enum TaskState as "task state" { Queued = "queued", … }`. It derives `Debug`,
+/// `Clone`, `Copy`, `Eq`, `Hash`, serde's `Serialize`/`Deserialize` and utoipa's
+/// `ToSchema` under the variants' texts; the crate using it depends on `diesel`, `serde`
+/// and `utoipa`.
 #[macro_export]
 macro_rules! text_enum {
     (
@@ -57,16 +61,29 @@ macro_rules! text_enum {
         $vis:vis enum $name:ident as $what:literal {
             $(
                 $(#[$vattr:meta])*
-                $variant:ident = $text:literal
+                $variant:ident = $text:tt
             ),+ $(,)?
         }
     ) => {
-        $(#[$attr])*
-        #[derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+            diesel::expression::AsExpression,
+            diesel::deserialize::FromSqlRow,
+        )]
         #[diesel(sql_type = diesel::sql_types::Text)]
+        $(#[$attr])*
         $vis enum $name {
             $(
                 $(#[$vattr])*
+                #[serde(rename = $text)]
                 $variant,
             )+
         }
@@ -103,57 +120,67 @@ macro_rules! text_enum {
             }
         }
 
-        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+        $crate::sql_through! {
+            $name, sql: diesel::sql_types::Text, base: str, owned: String,
+            write: |value| value.as_str(),
+            read: |text| <Self as $crate::StoredText>::from_text(&text),
+        }
+    };
+}
+
+/// Implements diesel's `ToSql` (PostgreSQL, SQLite and the shared connection's backend)
+/// and `FromSql` for a type stored as another: written as a borrowed `$base` (`write`
+/// gives it from `&self`), read as an owned `$owned` that `read` turns into the type or
+/// an error. The one place a stored type's conversions are spelled, for
+/// [`text_enum!`](crate::text_enum) and the id newtypes.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! sql_through {
+    (
+        $name:ty, sql: $sql:path, base: $base:ty, owned: $owned:ty,
+        write: |$value:ident| $write:expr,
+        read: |$read:ident| $convert:expr,
+    ) => {
+        impl diesel::serialize::ToSql<$sql, diesel::pg::Pg> for $name {
             fn to_sql<'b>(
                 &'b self,
                 out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
             ) -> diesel::serialize::Result {
-                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
-                    self.as_str(),
-                    out,
-                )
+                let $value = self;
+                <$base as diesel::serialize::ToSql<$sql, diesel::pg::Pg>>::to_sql($write, out)
             }
         }
 
-        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::sqlite::Sqlite> for $name {
+        impl diesel::serialize::ToSql<$sql, diesel::sqlite::Sqlite> for $name {
             fn to_sql<'b>(
                 &'b self,
                 out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
             ) -> diesel::serialize::Result {
-                out.set_value(self.as_str());
-                Ok(diesel::serialize::IsNull::No)
+                let $value = self;
+                <$base as diesel::serialize::ToSql<$sql, diesel::sqlite::Sqlite>>::to_sql(
+                    $write, out,
+                )
             }
         }
 
-        impl diesel::serialize::ToSql<
-            diesel::sql_types::Text,
-            $crate::MultiBackend,
-        > for $name
-        {
+        impl diesel::serialize::ToSql<$sql, $crate::MultiBackend> for $name {
             fn to_sql<'b>(
                 &'b self,
-                out: &mut diesel::serialize::Output<
-                    'b,
-                    '_,
-                    $crate::MultiBackend,
-                >,
+                out: &mut diesel::serialize::Output<'b, '_, $crate::MultiBackend>,
             ) -> diesel::serialize::Result {
-                out.set_value((diesel::sql_types::Text, self));
+                out.set_value(($sql, self));
                 Ok(diesel::serialize::IsNull::No)
             }
         }
 
-        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
+        impl<DB> diesel::deserialize::FromSql<$sql, DB> for $name
         where
             DB: diesel::backend::Backend,
-            String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+            $owned: diesel::deserialize::FromSql<$sql, DB>,
         {
             fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
-                let text = <String as diesel::deserialize::FromSql<
-                    diesel::sql_types::Text,
-                    DB,
-                >>::from_sql(bytes)?;
-                Ok(<Self as $crate::StoredText>::from_text(&text)?)
+                let $read = <$owned as diesel::deserialize::FromSql<$sql, DB>>::from_sql(bytes)?;
+                Ok($convert?)
             }
         }
     };
@@ -165,7 +192,6 @@ mod tests {
 
     crate::text_enum! {
         /// A test enum.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         enum Colour as "colour" {
             Red = "red",
             DarkBlue = "dark_blue",

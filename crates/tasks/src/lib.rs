@@ -5,9 +5,9 @@
 //! - A task is claimed under a **lease** (owner and expiry). The runner renews the lease
 //!   while the work runs; when a process dies, its task is taken again once the lease has
 //!   expired, and its `attempts` count up to `max_attempts`.
-//! - Claiming is the one engine-specific statement: `FOR UPDATE SKIP LOCKED` on
-//!   PostgreSQL, so several runners never take the same row; on SQLite the same `UPDATE`
-//!   is a single short write transaction, which SQLite serialises.
+//! - Claiming is the one engine-specific step (`mailbaar_store::load_claimable!`):
+//!   `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several runners never take the same row;
+//!   on SQLite the claim is a short write transaction, which SQLite serialises.
 //! - "Only one of this kind at a time" is a `unique_key`, held by a partial unique index
 //!   over queued and running tasks, never a read followed by an insert.
 //! - A recurring task (a daily schedule) is one row whose work answers
@@ -96,8 +96,6 @@ impl ErrorCode for TaskError {
 
 mailbaar_store::text_enum! {
     /// Where a task is in its life; stored as text with a CHECK in SQL.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     #[schema(example = "running")]
     pub enum TaskState as "task state" {
         /// Waiting for its `run_at` and a runner.

@@ -256,7 +256,7 @@ impl Runner {
             )),
         ))
         .execute(&mut conn)?;
-        let claimed = mailbaar_store::write_transaction(&mut *conn, |conn| {
+        let claimed = mailbaar_store::write_transaction(&mut conn, |conn| {
             let due = tasks::table
                 .filter(tasks::kind.eq_any(&kinds))
                 .filter(
