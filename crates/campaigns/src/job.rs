@@ -179,7 +179,6 @@ pub struct MailJobFilter {
 pub(crate) struct JobRow {
     pub id: i64,
     pub step_id: i64,
-    #[diesel(deserialize_as = String)]
     pub status: MailJobStatus,
     pub scheduled_at: NaiveDateTime,
     pub prepare_at: NaiveDateTime,

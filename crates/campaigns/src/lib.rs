@@ -58,7 +58,7 @@ pub use sending::{
     fail_sending, finish_sending, sending_stop_reason, start_sending, store_sending_counts,
     SendEnd, SendStart, SendingJob,
 };
-pub use status::{MailJobStatus, RecipientState, UnknownState};
+pub use status::{MailJobStatus, RecipientState};
 pub use step::{
     create_step, delete_step, get_step, list_steps, update_step, CampaignStep, NewStep, SendKind,
     StepBlock, StepChanges, StepFilter, StepStatus, MAX_BLOCKS, MAX_TEMPLATE_CHARS,

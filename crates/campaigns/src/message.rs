@@ -10,22 +10,11 @@ use mailbaar_render::{
     CompiledStep, Envelope, Links, PersonValue, PersonVars, Recipient, RenderedMail,
 };
 
-/// The person fields templates may use (`person.NAME`); identifying numbers (BSN, IBAN)
-/// are never offered to mail content.
-pub const PERSON_FIELDS: [&str; 12] = [
-    "id",
-    "email",
-    "first_name",
-    "infix",
-    "last_name",
-    "full_name",
-    "street",
-    "house_number",
-    "postal_code",
-    "city",
-    "country",
-    "birth_date",
-];
+/// The person fields templates may use (`person.NAME`), from the person-field registry
+/// (`mailbaar_people::fields`); identifying numbers (BSN, IBAN) are never offered to mail
+/// content.
+pub static PERSON_FIELDS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(mailbaar_people::fields::template_variables);
 
 fn text(v: &Option<String>) -> PersonValue {
     v.as_ref()
@@ -44,23 +33,30 @@ fn full_name(p: &Person) -> Option<String> {
 
 /// The personalisation fields of a person ([`PERSON_FIELDS`]).
 fn person_vars(p: &Person) -> PersonVars {
-    PersonVars::from([
-        ("id".to_owned(), PersonValue::Integer(p.id)),
-        ("email".to_owned(), text(&p.email)),
-        ("first_name".to_owned(), text(&p.first_name)),
-        ("infix".to_owned(), text(&p.infix)),
-        ("last_name".to_owned(), text(&p.last_name)),
-        ("full_name".to_owned(), text(&full_name(p))),
-        ("street".to_owned(), text(&p.street)),
-        ("house_number".to_owned(), text(&p.house_number)),
-        ("postal_code".to_owned(), text(&p.postal_code)),
-        ("city".to_owned(), text(&p.city)),
-        ("country".to_owned(), text(&p.country)),
-        (
-            "birth_date".to_owned(),
-            p.birth_date.map_or(PersonValue::Null, PersonValue::Date),
-        ),
-    ])
+    PERSON_FIELDS
+        .iter()
+        .filter_map(|&name| Some((name.to_owned(), template_value(name)?(p))))
+        .collect()
+}
+
+/// How a template variable of [`PERSON_FIELDS`] is read from a person; `None` for a name
+/// this version cannot fill (a test keeps the registry and this list equal).
+fn template_value(name: &str) -> Option<fn(&Person) -> PersonValue> {
+    Some(match name {
+        "id" => |p| PersonValue::Integer(p.id),
+        "email" => |p| text(&p.email),
+        "first_name" => |p| text(&p.first_name),
+        "infix" => |p| text(&p.infix),
+        "last_name" => |p| text(&p.last_name),
+        "full_name" => |p| text(&full_name(p)),
+        "street" => |p| text(&p.street),
+        "house_number" => |p| text(&p.house_number),
+        "postal_code" => |p| text(&p.postal_code),
+        "city" => |p| text(&p.city),
+        "country" => |p| text(&p.country),
+        "birth_date" => |p| p.birth_date.map_or(PersonValue::Null, PersonValue::Date),
+        _ => return None,
+    })
 }
 
 /// A fresh Message-ID (without brackets) in the sender's domain (RFC 5322 §3.6.4), for
@@ -108,4 +104,16 @@ pub fn render_message(
     compiled
         .render(&recipient, &envelope, links.tracking())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registry_template_variable_is_filled() {
+        for name in PERSON_FIELDS.iter() {
+            assert!(template_value(name).is_some(), "person.{name} has no value");
+        }
+    }
 }

@@ -61,7 +61,7 @@ pub(crate) fn check(conn: &mut DbConnection, step: &StepRow) -> Result<Checked, 
         missing.push(Requirement::new(Subject, "the step has no subject"));
     }
     let compiled = if step.from_email.is_some() {
-        match CompiledStep::compile(&step.render_step(), &PERSON_FIELDS) {
+        match CompiledStep::compile(&step.render_step(), PERSON_FIELDS.as_slice()) {
             Ok(c) => {
                 for issue in c.readiness() {
                     match issue {

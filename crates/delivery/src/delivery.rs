@@ -145,7 +145,7 @@ impl Delivery {
     ) -> Result<Option<Arc<Vec<String>>>, DeliveryError> {
         const KEPT: usize = 256;
         let compile = |step: &mailbaar_render::Step| {
-            CompiledStep::compile(step, &PERSON_FIELDS)
+            CompiledStep::compile(step, PERSON_FIELDS.as_slice())
                 .ok()
                 .map(|c| Arc::new(c.link_table().to_vec()))
         };

@@ -75,7 +75,7 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
         SendStart::Stop(message) => return Ok(Outcome::Done(message)),
         SendStart::Go(job) => *job,
     };
-    let compiled = match CompiledStep::compile(&job.frozen.step, &PERSON_FIELDS) {
+    let compiled = match CompiledStep::compile(&job.frozen.step, PERSON_FIELDS.as_slice()) {
         Ok(c) => c,
         Err(e) => {
             let message = format!("not sent: the frozen content does not compile: {e}");

@@ -492,7 +492,7 @@ pub fn view_online(
             (current.step, blocks)
         }
     };
-    let Ok(compiled) = CompiledStep::compile(&step, &PERSON_FIELDS) else {
+    let Ok(compiled) = CompiledStep::compile(&step, PERSON_FIELDS.as_slice()) else {
         return Ok(None);
     };
     let message_id = reached.message_id.clone().unwrap_or_default();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, Days, NaiveDate, NaiveDateTime};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use mailbaar_campaigns::{MailJobStatus, RecipientState};
 use mailbaar_consent::NewRecord;
 use mailbaar_people::{PersonRow, TransactionRecord};
 use mailbaar_store::schema::{contact_moments, persons};
@@ -576,7 +577,7 @@ fn newsletters(conn: &mut DbConnection, now: NaiveDateTime) -> Result<u64, DemoE
         let job: i64 = diesel::insert_into(mail_jobs::table)
             .values((
                 mail_jobs::step_id.eq(step.id),
-                mail_jobs::status.eq("sent"),
+                mail_jobs::status.eq(MailJobStatus::Sent),
                 mail_jobs::scheduled_at.eq(sent_at),
                 mail_jobs::prepare_at.eq(sent_at - chrono::Duration::minutes(15)),
                 mail_jobs::include_previous_recipients.eq(false),
@@ -607,7 +608,7 @@ fn newsletters(conn: &mut DbConnection, now: NaiveDateTime) -> Result<u64, DemoE
                     .select((
                         contact_moments::mail_job_id.assume_not_null(),
                         contact_moments::person_id,
-                        "sent".into_sql::<diesel::sql_types::Text>(),
+                        RecipientState::Sent.into_sql::<diesel::sql_types::Text>(),
                     )),
             )
             .into_columns((

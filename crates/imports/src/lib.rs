@@ -124,6 +124,21 @@ pub struct ImportCounts {
     pub failed: i64,
 }
 
+mailbaar_store::text_enum! {
+    /// Where an import is in its life.
+    #[schema(example = "done")]
+    pub enum ImportStatus as "import status" {
+        /// Waiting for a task runner.
+        Queued = "queued",
+        /// Rows are being read and written.
+        Running = "running",
+        /// Every row was read; the counts and row errors are final.
+        Done = "done",
+        /// Stopped before the end; `message` says why.
+        Failed = "failed",
+    }
+}
+
 /// An import: its state, counts and first errors.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"id": 3, "task_id": 41, "status": "done", "mode": "create_or_update",
@@ -135,8 +150,7 @@ pub struct Import {
     pub id: i64,
     /// The task running it (`GET /api/v1/tasks/{id}`).
     pub task_id: Option<i64>,
-    /// `queued`, `running`, `done` or `failed`.
-    pub status: String,
+    pub status: ImportStatus,
     pub mode: ImportMode,
     pub counts: ImportCounts,
     pub errors_total: i64,
@@ -155,7 +169,7 @@ pub(crate) struct ImportRow {
     pub file: String,
     pub mapping: String,
     pub mode: ImportMode,
-    pub status: String,
+    pub status: ImportStatus,
     pub rows_read: i64,
     pub created: i64,
     pub updated: i64,
@@ -196,7 +210,7 @@ pub fn create_import(
                 imports::file.eq(file.to_string_lossy().as_ref()),
                 imports::mapping.eq(serde_json::to_string(mapping).expect("a mapping serializes")),
                 imports::mode.eq(mapping.mode),
-                imports::status.eq("queued"),
+                imports::status.eq(ImportStatus::Queued),
                 imports::created_by.eq(by),
                 imports::created_at.eq(at),
             ))

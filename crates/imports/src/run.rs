@@ -14,7 +14,7 @@ use mailbaar_tasks::{Outcome, TaskContext, TaskError, WorkError};
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::{date, delimiter, moment, yes_no, ImportMapping, ImportMode, Plan, Target};
-use crate::{csv_error, import_row, ImportCounts, ImportError, RowError};
+use crate::{csv_error, import_row, ImportCounts, ImportError, ImportStatus, RowError};
 
 /// Rows per batch: one transaction, one multi-row insert of persons and of records.
 const BATCH: usize = 1000;
@@ -460,7 +460,7 @@ pub fn run_import(
             .execute(conn)?;
         diesel::update(imports::table.find(id))
             .set((
-                imports::status.eq("running"),
+                imports::status.eq(ImportStatus::Running),
                 imports::rows_read.eq(0),
                 imports::created.eq(0),
                 imports::updated.eq(0),
@@ -538,7 +538,7 @@ pub fn run_import(
     flush(conn, &plan, id, by, &mut batch, &mut errors, &mut counts)?;
     diesel::update(imports::table.find(id))
         .set((
-            imports::status.eq("done"),
+            imports::status.eq(ImportStatus::Done),
             imports::rows_read.eq(counts.rows_read),
             imports::failed.eq(counts.failed),
             imports::message.eq(format!(
@@ -616,7 +616,7 @@ pub fn import_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
             let message = format!("import failed: {e}");
             diesel::update(imports::table.find(payload.import_id))
                 .set((
-                    imports::status.eq("failed"),
+                    imports::status.eq(ImportStatus::Failed),
                     imports::message.eq(&message),
                     imports::finished_at.eq(now()),
                 ))
@@ -630,7 +630,7 @@ pub fn import_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
                 let message = format!("import failed: {e}");
                 diesel::update(imports::table.find(payload.import_id))
                     .set((
-                        imports::status.eq("failed"),
+                        imports::status.eq(ImportStatus::Failed),
                         imports::message.eq(&message),
                         imports::finished_at.eq(now()),
                     ))

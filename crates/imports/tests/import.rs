@@ -141,7 +141,7 @@ fn import_round(backend: Backend) {
     let mapping = mapping(events);
 
     let first = run(&mut conn, &path, &mapping);
-    assert_eq!(first.status, "done", "{}", first.message);
+    assert_eq!(first.status.as_str(), "done", "{}", first.message);
     let c = &first.counts;
     assert_eq!(c.rows_read, ROWS as i64);
     assert_eq!(c.failed, 50);

@@ -93,16 +93,16 @@ macro_rules! text_enum {
             const ALL: &'static [Self] = &[$($name::$variant),+];
 
             fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
+                $name::as_str(self)
             }
         }
 
         impl $name {
-            /// The stored text.
-            pub fn as_str(self) -> &'static str {
-                <Self as $crate::StoredText>::as_str(self)
+            /// The stored text (usable in constants).
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
             }
         }
 
