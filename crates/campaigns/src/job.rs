@@ -265,7 +265,7 @@ pub(crate) fn state_counts(conn: &mut DbConnection, id: i64) -> Result<StateCoun
     if c.sending > 0 {
         c.abandoned = r::table
             .filter(r::mail_job_id.eq(id))
-            .filter(r::state.eq(RecipientState::Sending.as_str()))
+            .filter(r::state.eq(RecipientState::Sending))
             .filter(r::lease_until.lt(now()))
             .count()
             .get_result(conn)?;
@@ -468,7 +468,7 @@ pub fn send_step(
         let id: i64 = diesel::insert_into(mail_jobs::table)
             .values((
                 mail_jobs::step_id.eq(step_id),
-                mail_jobs::status.eq(MailJobStatus::Scheduled.as_str()),
+                mail_jobs::status.eq(MailJobStatus::Scheduled),
                 mail_jobs::scheduled_at.eq(scheduled_at),
                 mail_jobs::prepare_at.eq(prepare_at),
                 mail_jobs::include_previous_recipients.eq(request.include_previous_recipients),
@@ -482,7 +482,7 @@ pub fn send_step(
             conn,
             &NewTask::now(PREPARE, by)
                 .unique(&format!("{PREPARE}:{id}"))
-                .with_payload(serde_json::json!({ "mail_job_id": id }))
+                .with_payload(MailJobPayload { mail_job_id: id })
                 .at(prepare_at),
         )?;
         diesel::update(mail_jobs::table.find(id))
@@ -589,7 +589,7 @@ pub fn cancel_mail_job(
         let at = now();
         diesel::update(mail_jobs::table.find(id))
             .set((
-                mail_jobs::status.eq(MailJobStatus::Cancelled.as_str()),
+                mail_jobs::status.eq(MailJobStatus::Cancelled),
                 mail_jobs::message.eq(format!("cancelled by {by}")),
                 mail_jobs::finished_at.eq(at),
                 mail_jobs::updated_at.eq(at),
@@ -688,7 +688,7 @@ fn step_has_other_jobs(
     let n: i64 = mail_jobs::table
         .filter(mail_jobs::step_id.eq(step_id))
         .filter(mail_jobs::id.ne(except))
-        .filter(mail_jobs::status.ne(MailJobStatus::Cancelled.as_str()))
+        .filter(mail_jobs::status.ne(MailJobStatus::Cancelled))
         .count()
         .get_result(conn)?;
     Ok(n > 0)
@@ -750,7 +750,7 @@ pub(crate) fn fail_job(
 ) -> Result<(), CampaignError> {
     diesel::update(mail_jobs::table.find(id))
         .set((
-            mail_jobs::status.eq(MailJobStatus::Failed.as_str()),
+            mail_jobs::status.eq(MailJobStatus::Failed),
             mail_jobs::message.eq(message),
             mail_jobs::finished_at.eq(at),
             mail_jobs::updated_at.eq(at),
@@ -810,12 +810,9 @@ pub(crate) fn ensure_send_tasks(
         };
         let mut task = NewTask::now(SEND, &job.created_by)
             .unique(&key)
-            .with_payload(
-                serde_json::to_value(MailJobPayload {
-                    mail_job_id: job.id,
-                })
-                .expect("a payload serializes"),
-            )
+            .with_payload(MailJobPayload {
+                mail_job_id: job.id,
+            })
             .at(job.scheduled_at.max(now()));
         // A run cut off by a stopped worker is taken again by the next; the recipients'
         // own leases, not the task's attempts, keep a crash from losing anyone.

@@ -46,7 +46,7 @@ pub fn preparation_work(ctx: &TaskContext<'_>) -> Result<Outcome, WorkError> {
             MailJobStatus::Scheduled | MailJobStatus::Preparing => {
                 diesel::update(mail_jobs::table.find(id))
                     .set((
-                        mail_jobs::status.eq(MailJobStatus::Preparing.as_str()),
+                        mail_jobs::status.eq(MailJobStatus::Preparing),
                         mail_jobs::task_id.eq(task_id),
                         mail_jobs::message.eq("freezing content and recipients"),
                         mail_jobs::updated_at.eq(at),
@@ -155,7 +155,7 @@ fn freeze(conn: &mut DbConnection, id: i64, at: NaiveDateTime) -> Result<String,
         job.task_id = Some(send);
         diesel::update(mail_jobs::table.find(id))
             .set((
-                mail_jobs::status.eq(MailJobStatus::Prepared.as_str()),
+                mail_jobs::status.eq(MailJobStatus::Prepared),
                 mail_jobs::content.eq(serde_json::to_string(&frozen).expect("content serializes")),
                 mail_jobs::recipients.eq(recipients),
                 mail_jobs::skipped_previous.eq(skipped_previous),

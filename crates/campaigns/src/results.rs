@@ -133,7 +133,7 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
     step_row(conn, step_id)?;
     let jobs: Vec<i64> = mail_jobs::table
         .filter(mail_jobs::step_id.eq(step_id))
-        .filter(mail_jobs::status.ne(crate::MailJobStatus::Cancelled.as_str()))
+        .filter(mail_jobs::status.ne(crate::MailJobStatus::Cancelled))
         .select(mail_jobs::recipients)
         .load(conn)?;
     let recipients: i64 = jobs.iter().sum();

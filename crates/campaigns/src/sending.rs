@@ -68,7 +68,7 @@ pub fn start_sending(
         if job.status() == MailJobStatus::Prepared {
             diesel::update(mail_jobs::table.find(id))
                 .set((
-                    mail_jobs::status.eq(MailJobStatus::Sending.as_str()),
+                    mail_jobs::status.eq(MailJobStatus::Sending),
                     mail_jobs::task_id.eq(task_id),
                     mail_jobs::started_at.eq(job.started_at.unwrap_or(at)),
                     mail_jobs::updated_at.eq(at),

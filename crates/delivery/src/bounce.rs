@@ -334,10 +334,7 @@ pub fn report_bounce(
                 .execute(conn)?;
             if let (Some(j), true) = (job, hard) {
                 diesel::update(mail_job_recipients::table.find((j, person_id)))
-                    .set(
-                        mail_job_recipients::state
-                            .eq(mailbaar_campaigns::RecipientState::Bounced.as_str()),
-                    )
+                    .set(mail_job_recipients::state.eq(mailbaar_campaigns::RecipientState::Bounced))
                     .execute(conn)?;
             }
         }

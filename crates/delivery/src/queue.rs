@@ -16,10 +16,6 @@ use mailbaar_store::{write_transaction, DbConnection};
 
 use crate::DeliveryError;
 
-const PENDING: &str = RecipientState::Pending.as_str();
-const SENDING: &str = RecipientState::Sending.as_str();
-const DEFERRED: &str = RecipientState::Deferred.as_str();
-
 /// One recipient of a claimed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
@@ -164,26 +160,16 @@ enum Claimable {
 }
 
 /// A recipient found claimable, before it is claimed.
-#[derive(QueryableByName)]
+#[derive(Queryable)]
 struct Candidate {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     person_id: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     blocks: i64,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
     attempts: i32,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     contact_moment_id: Option<i64>,
 }
 
-/// A timestamp as an SQL literal (made here, never from input).
-fn literal(t: NaiveDateTime) -> String {
-    format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"))
-}
-
 /// Up to `size` recipients of one kind, locked on PostgreSQL and skipped when another
-/// run's claim transaction holds them. Every value in the statement is made here (ids,
-/// times, counts), so they are literals.
+/// run's claim transaction holds them (`mailbaar_store::load_claimable!`).
 fn candidates(
     conn: &mut DbConnection,
     id: i64,
@@ -191,23 +177,40 @@ fn candidates(
     at: NaiveDateTime,
     size: i64,
 ) -> Result<Vec<Candidate>, DeliveryError> {
-    let now = literal(at);
-    let free = format!("(lease_until IS NULL OR lease_until < {now})");
-    let filter = match kind {
-        Claimable::Abandoned => format!("state = '{SENDING}' AND lease_until < {now}"),
-        Claimable::Due => format!("state = '{DEFERRED}' AND next_attempt_at <= {now} AND {free}"),
-        Claimable::Pending => format!("state = '{PENDING}' AND {free}"),
-    };
-    let lock = match conn {
-        DbConnection::Pg(_) => " FOR UPDATE SKIP LOCKED",
-        DbConnection::Sqlite(_) => "",
-    };
-    Ok(diesel::sql_query(format!(
-        "SELECT person_id, blocks, attempts, contact_moment_id FROM mail_job_recipients
-         WHERE mail_job_id = {id} AND {filter}
-         ORDER BY person_id LIMIT {size}{lock}"
-    ))
-    .load(conn)?)
+    use mail_job_recipients as r;
+    let columns = (r::person_id, r::blocks, r::attempts, r::contact_moment_id);
+    let free = r::lease_until.is_null().or(r::lease_until.lt(at));
+    let of_job = r::table.filter(r::mail_job_id.eq(id));
+    Ok(match kind {
+        Claimable::Abandoned => mailbaar_store::load_claimable!(
+            conn,
+            of_job
+                .filter(r::state.eq(RecipientState::Sending))
+                .filter(r::lease_until.lt(at))
+                .order(r::person_id)
+                .limit(size)
+                .select(columns)
+        )?,
+        Claimable::Due => mailbaar_store::load_claimable!(
+            conn,
+            of_job
+                .filter(r::state.eq(RecipientState::Deferred))
+                .filter(r::next_attempt_at.le(at))
+                .filter(free)
+                .order(r::person_id)
+                .limit(size)
+                .select(columns)
+        )?,
+        Claimable::Pending => mailbaar_store::load_claimable!(
+            conn,
+            of_job
+                .filter(r::state.eq(RecipientState::Pending))
+                .filter(free)
+                .order(r::person_id)
+                .limit(size)
+                .select(columns)
+        )?,
+    })
 }
 
 impl RecipientQueue for DbQueue<'_> {
@@ -397,10 +400,10 @@ impl RecipientQueue for DbQueue<'_> {
                 // and finished first has recorded it already.
                 diesel::update(
                     rows(delivered.iter().map(|c| c.person_id).collect())
-                        .filter(mail_job_recipients::state.eq(SENDING)),
+                        .filter(mail_job_recipients::state.eq(RecipientState::Sending)),
                 )
                 .set((
-                    mail_job_recipients::state.eq(RecipientState::Sent.as_str()),
+                    mail_job_recipients::state.eq(RecipientState::Sent),
                     mail_job_recipients::claimed_by.eq(None::<String>),
                     mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
                     mail_job_recipients::last_error.eq(None::<String>),
@@ -485,7 +488,7 @@ impl RecipientQueue for DbQueue<'_> {
                 rows(starts.to_vec()).filter(mail_job_recipients::claimed_by.eq(run)),
             )
             .set((
-                mail_job_recipients::state.eq(SENDING),
+                mail_job_recipients::state.eq(RecipientState::Sending),
                 mail_job_recipients::attempts.eq(mail_job_recipients::attempts + 1),
                 mail_job_recipients::lease_until.eq(at + lease),
             ))
@@ -500,7 +503,7 @@ impl RecipientQueue for DbQueue<'_> {
             mail_job_recipients::table
                 .filter(mail_job_recipients::mail_job_id.eq(self.job_id))
                 .filter(mail_job_recipients::claimed_by.eq(&self.run))
-                .filter(mail_job_recipients::state.ne(SENDING)),
+                .filter(mail_job_recipients::state.ne(RecipientState::Sending)),
         )
         .set(mail_job_recipients::lease_until.eq(mailbaar_store::now() + self.lease))
         .execute(self.conn)?;
@@ -512,7 +515,7 @@ impl RecipientQueue for DbQueue<'_> {
             mail_job_recipients::table
                 .filter(mail_job_recipients::mail_job_id.eq(self.job_id))
                 .filter(mail_job_recipients::claimed_by.eq(&self.run))
-                .filter(mail_job_recipients::state.ne(SENDING)),
+                .filter(mail_job_recipients::state.ne(RecipientState::Sending)),
         )
         .set((
             mail_job_recipients::claimed_by.eq(None::<String>),
