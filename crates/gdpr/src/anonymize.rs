@@ -72,27 +72,17 @@ pub fn anonymize(
         }
         let t = now();
         let none = None::<String>;
-        diesel::update(persons::table.find(person_id))
-            .set((
-                persons::email.eq(&none),
-                persons::first_name.eq(&none),
-                persons::infix.eq(&none),
-                persons::last_name.eq(&none),
-                persons::street.eq(&none),
-                persons::house_number.eq(&none),
-                persons::postal_code.eq(&none),
-                persons::city.eq(&none),
-                persons::country.eq(&none),
-                persons::phone.eq(&none),
-                persons::mobile.eq(&none),
-                persons::birth_date.eq(None::<chrono::NaiveDate>),
-                persons::iban.eq(&none),
-                persons::bsn.eq(&none),
-                persons::bouncer_reason.eq(&none),
-                persons::anonymized_at.eq(Some(t)),
-                persons::updated_at.eq(t),
-            ))
-            .execute(conn)?;
+        // Every field the person-field registry marks as personal data is emptied; the
+        // names are the registry's own (compiled in, never input).
+        let cleared: String = mailbaar_people::fields::personal_data()
+            .map(|column| format!("{column} = NULL, "))
+            .collect();
+        diesel::sql_query(format!(
+            "UPDATE persons SET {cleared}anonymized_at = $1, updated_at = $1 WHERE id = $2"
+        ))
+        .bind::<diesel::sql_types::Timestamp, _>(t)
+        .bind::<diesel::sql_types::BigInt, _>(person_id)
+        .execute(conn)?;
         diesel::update(transactions::table.filter(transactions::person_id.eq(person_id)))
             .set(transactions::description.eq(&none))
             .execute(conn)?;
