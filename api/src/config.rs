@@ -138,7 +138,8 @@ pub struct Environment {
         long,
         env = "MAILBAAR_DATABASE_URL",
         value_name = "MAILBAAR_DATABASE_URL",
-        default_value = "sqlite://mailbaar.db"
+        default_value = "sqlite://mailbaar.db",
+        value_parser = database_url
     )]
     pub database_url: String,
     /// Address to bind; port 0 picks a free one.
@@ -146,7 +147,8 @@ pub struct Environment {
         long,
         env = "MAILBAAR_LISTEN",
         value_name = "MAILBAAR_LISTEN",
-        default_value = "127.0.0.1:8080"
+        default_value = "127.0.0.1:8080",
+        value_parser = listen_address
     )]
     pub listen: String,
     /// Registered as an admin bearer token at start.
@@ -159,7 +161,7 @@ pub struct Environment {
     pub admin_token: Option<String>,
     /// Base of the links recipients open (default `http://` and the listen address).
     #[arg(long, env = "MAILBAAR_PUBLIC_URL", value_name = "MAILBAAR_PUBLIC_URL",
-        value_parser = absolute_url)]
+        value_parser = web_url)]
     pub public_url: Option<String>,
     /// Database connections per process.
     #[arg(long, env = "MAILBAAR_DB_POOL_SIZE", value_name = "MAILBAAR_DB_POOL_SIZE",
@@ -209,7 +211,7 @@ pub struct Environment {
     /// `smtp://host:25`, `smtp://user:pass@host:587?tls=starttls` or `smtps://user:pass@host`;
     /// unset: the `.eml` outbox.
     #[arg(long, env = "MAILBAAR_SMTP_URL", value_name = "MAILBAAR_SMTP_URL",
-        hide_env_values = true, value_parser = absolute_url)]
+        hide_env_values = true, value_parser = smtp_url)]
     pub smtp_url: Option<String>,
     /// SMTP connections, and so messages in flight, per send run.
     #[arg(long, env = "MAILBAAR_SMTP_CONNECTIONS", value_name = "MAILBAAR_SMTP_CONNECTIONS",
@@ -278,10 +280,38 @@ fn number_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone
 }
 
 /// A value parser for an absolute URL (`scheme://…`), kept as written.
-fn absolute_url(text: &str) -> Result<String, String> {
-    url::Url::parse(text.trim())
+/// An `http://` or `https://` URL with a host: where recipients' links point.
+fn web_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| format!("not an absolute URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("an http:// or https:// URL with a host".into());
+    }
+    Ok(text.trim().to_owned())
+}
+
+/// An SMTP URL as the transport reads it (`mailbaar_delivery::check_smtp_url`).
+fn smtp_url(text: &str) -> Result<String, String> {
+    mailbaar_delivery::check_smtp_url(text.trim())
+        .map(|()| text.trim().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `sqlite://FILE` or `postgres://…` (`mailbaar_store::DatabaseUrl`).
+fn database_url(text: &str) -> Result<String, String> {
+    mailbaar_store::DatabaseUrl::parse(text)
         .map(|_| text.trim().to_owned())
-        .map_err(|e| format!("not an absolute URL: {e}"))
+        .map_err(|_| "sqlite://FILE, sqlite:///abs/FILE or postgres://user@host/db".into())
+}
+
+/// `HOST:PORT` (port 0 picks a free one); the host is resolved when the service binds.
+fn listen_address(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_owned())
+        }
+        _ => Err("HOST:PORT, e.g. 127.0.0.1:8080 (port 0 picks a free one)".into()),
+    }
 }
 
 /// The DKIM variables: all three or none.

@@ -494,6 +494,10 @@ impl From<DeliveryError> for ApiError {
     fn from(e: DeliveryError) -> Self {
         use DeliveryError::*;
         match e {
+            InvalidReport { field, ref reason } | InvalidTestMail { field, ref reason } => {
+                let reason = reason.clone();
+                ApiError::by_kind(e, Some((field, reason)))
+            }
             NotTestPersons(ref ids) => ApiError::invalid_fields(
                 e.code(),
                 ids.iter()

@@ -90,14 +90,30 @@ fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| "one of admin, marketer, privacy_officer, viewer".to_owned())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MAILBAAR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+/// Runs the command; a failure is printed as a sentence (never a debug dump) and exits 1.
+/// A bad setting has already exited 2 naming its variable, before anything ran.
+fn main() {
     Environment::forget_empty_variables();
+    let filter = match std::env::var("MAILBAAR_LOG") {
+        Ok(value) => tracing_subscriber::EnvFilter::try_new(&value).unwrap_or_else(|e| {
+            eprintln!("error: invalid value '{value}' for MAILBAAR_LOG: {e}");
+            std::process::exit(2)
+        }),
+        Err(_) => "info".into(),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        let mut source = e.source();
+        while let Some(cause) = source {
+            eprintln!("  caused by: {cause}");
+            source = cause.source();
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     let config = Config::from(cli.environment);
     match cli.command.unwrap_or(Command::Serve) {

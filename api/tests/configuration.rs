@@ -3,12 +3,15 @@
 
 use std::process::Command;
 
-/// Runs `mailbaar migrate` with one variable set to `value` and a database URL nothing can
-/// open, so that a value wrongly taken would fail later, not pass.
+/// A well-formed database URL that nothing can open (its directory does not exist), so
+/// that a value wrongly taken fails later, at the database, not at the parse.
+const UNOPENABLE: &str = "sqlite:///nonexistent-mailbaar-dir/mailbaar.db";
+
+/// Runs `mailbaar migrate` with one variable set to `value` and [`UNOPENABLE`].
 fn start_with(variable: &str, value: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mailbaar"))
         .arg("migrate")
-        .env("MAILBAAR_DATABASE_URL", "nowhere://")
+        .env("MAILBAAR_DATABASE_URL", UNOPENABLE)
         .env(variable, value)
         .output()
         .expect("the binary runs")
@@ -28,12 +31,24 @@ fn a_bad_value_refuses_to_start_naming_the_variable() {
         ("MAILBAAR_TASK_POLL_MS", "5"),
         ("MAILBAAR_RUN_TASKS", "perhaps"),
         ("MAILBAAR_PUBLIC_URL", "example.org"),
+        ("MAILBAAR_PUBLIC_URL", "javascript:alert(1)"),
+        ("MAILBAAR_SMTP_URL", "http://mail.example.org"),
+        ("MAILBAAR_SMTP_URL", "smtp://"),
+        ("MAILBAAR_SMTP_URL", "smtp://mail.example.org?tls=bogus"),
+        ("MAILBAAR_SMTP_URL", "smtps://mail.example.org?tls=starttls"),
+        ("MAILBAAR_SMTP_URL", "smtp://mail.example.org:25/bad name"),
+        ("MAILBAAR_DATABASE_URL", "mysql://x"),
+        ("MAILBAAR_DATABASE_URL", "sqlite://"),
+        ("MAILBAAR_LISTEN", "abc"),
+        ("MAILBAAR_LISTEN", "127.0.0.1:99999"),
+        ("MAILBAAR_LOG", "nonsense=verbose"),
     ] {
         let output = start_with(variable, value);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success(),
-            "{variable}={value} was accepted: {stderr}"
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value} was not refused at the parse: {stderr}"
         );
         assert!(
             stderr.contains(variable),
@@ -51,7 +66,7 @@ fn an_empty_variable_means_its_default() {
         "an empty MAILBAAR_SMTP_RATE was refused: {stderr}"
     );
     assert!(
-        stderr.contains("nowhere://"),
+        stderr.contains("database"),
         "the start went on to the database: {stderr}"
     );
 }

@@ -53,6 +53,18 @@ async fn undeclared_methods_are_405_with_allow(app: TestApp) {
         }
     }
     assert!(checked > 100, "{checked} undeclared methods checked");
+    // A trailing slash names no resource of the contract: 404, not a 405 whose `Allow`
+    // lists the very method asked.
+    for path in [
+        "/api/v1/persons/",
+        "/api/v1/persons/1/",
+        "/healthz/",
+        "/openapi.json/",
+    ] {
+        let r = app.send("GET", path, Some(&app.admin_token), None).await;
+        assert_eq!(r.status, 404, "GET {path}: {}", r.text);
+        assert_eq!(r.allow, None, "GET {path}");
+    }
 }
 
 /// The token is checked on the connection the handler then works on.

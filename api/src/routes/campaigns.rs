@@ -184,6 +184,7 @@ pub async fn get_step(auth: Auth, id: web::Path<i64>) -> Result<HttpResponse, Ap
         (status = 200, description = "The step", body = CampaignStep),
         (status = 403, description = "Only marketers and admins manage campaigns"),
         (status = 404, description = "No such step"),
+        (status = 409, description = "The send kind cannot change while the step's send blocks it or a mail job is under way (`send_kind_locked`)"),
         (status = 422, description = "An invalid field, or an unknown query or opt-in type"),
     ))]
 #[patch("/campaign-steps/{id}")]

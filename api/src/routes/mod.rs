@@ -239,7 +239,12 @@ pub fn allowed_methods(path: &str) -> Option<String> {
             })
             .collect()
     });
-    let asked: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // A path with a trailing slash (`/api/v1/persons/`) is another resource, which no
+    // route takes: a 404, not a 405 naming the methods of the path without it.
+    if path.len() > 1 && path.ends_with('/') {
+        return None;
+    }
+    let asked: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     paths
         .iter()
         .find(|(template, _)| {

@@ -97,7 +97,7 @@ fn field(block: &str, name: &str) -> Option<String> {
 /// is not a message, or has no delivery status.
 pub fn parse_dsn(raw: &[u8]) -> Result<Dsn, DeliveryError> {
     let not_dsn = |why: &str| {
-        DeliveryError::invalid(
+        DeliveryError::invalid_report(
             "body",
             format!("not a delivery status notification (RFC 3464): {why}"),
         )
@@ -218,13 +218,13 @@ pub fn report_bounce(
         BounceReport::Webhook(w) => {
             let email = w.email.trim().to_owned();
             if !mailbaar_people::is_valid_email(&email) {
-                return Err(DeliveryError::invalid(
+                return Err(DeliveryError::invalid_report(
                     "email",
                     "not a valid e-mail address",
                 ));
             }
             let reason = mailbaar_store::clean_required_text(&w.reason, 500).map_err(|p| {
-                DeliveryError::invalid("reason", format!("1 to 500 characters: {p}"))
+                DeliveryError::invalid_report("reason", format!("1 to 500 characters: {p}"))
             })?;
             (None, Some(email), Some(w.kind), reason, "delayed")
         }

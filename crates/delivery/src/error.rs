@@ -11,6 +11,13 @@ pub enum DeliveryError {
     /// The transport did not take a message.
     #[error("the message could not be handed over: {0}")]
     Transport(#[from] TransportError),
+    /// A bounce report (a DSN or a provider's webhook) that cannot be read; the field
+    /// names what is wrong (a 422, nothing changed).
+    #[error("{field}: {reason}")]
+    InvalidReport { field: &'static str, reason: String },
+    /// A test-mail request with an invalid field (a 422, nothing sent).
+    #[error("{field}: {reason}")]
+    InvalidTestMail { field: &'static str, reason: String },
     /// A test mail names persons that are not test persons (nothing was sent).
     #[error("only test persons receive test mails; not a test person: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     NotTestPersons(Vec<i64>),
@@ -35,12 +42,20 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
-    /// A field of the request is invalid (a 422 naming the field).
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        DeliveryError::Campaign(mailbaar_campaigns::CampaignError::Invalid {
+    /// A field of a bounce report is missing or invalid.
+    pub(crate) fn invalid_report(field: &'static str, reason: impl Into<String>) -> Self {
+        DeliveryError::InvalidReport {
             field,
             reason: reason.into(),
-        })
+        }
+    }
+
+    /// A field of a test-mail request is invalid.
+    pub(crate) fn invalid_test_mail(field: &'static str, reason: impl Into<String>) -> Self {
+        DeliveryError::InvalidTestMail {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -52,6 +67,8 @@ impl From<mailbaar_store::StoreError> for DeliveryError {
 
 impl ErrorCode for DeliveryError {
     const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("invalid_bounce_report", ErrorKind::Invalid),
+        ("invalid_test_mail", ErrorKind::Invalid),
         ("not_test_persons", ErrorKind::Invalid),
         ("transport_failed", ErrorKind::Internal),
         ("transport_gone", ErrorKind::Internal),
@@ -60,7 +77,7 @@ impl ErrorCode for DeliveryError {
     fn kind(&self) -> ErrorKind {
         use DeliveryError::*;
         match self {
-            NotTestPersons(_) => ErrorKind::Invalid,
+            InvalidReport { .. } | InvalidTestMail { .. } | NotTestPersons(_) => ErrorKind::Invalid,
             Transport(_) | TransportGone => ErrorKind::Internal,
             Campaign(e) => e.kind(),
             Consent(e) => e.kind(),
@@ -74,6 +91,8 @@ impl ErrorCode for DeliveryError {
     fn code(&self) -> &'static str {
         use DeliveryError::*;
         match self {
+            InvalidReport { .. } => "invalid_bounce_report",
+            InvalidTestMail { .. } => "invalid_test_mail",
             NotTestPersons(_) => "not_test_persons",
             Transport(_) => "transport_failed",
             TransportGone => "transport_gone",

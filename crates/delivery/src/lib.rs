@@ -38,7 +38,7 @@ pub use recipient::{
     unsubscribe_target, view_online, LinkRefusal, PreferenceChoice, Preferences, Reached,
     Unsubscribed, RECIPIENT,
 };
-pub use smtp::{dkim_signing, SmtpSettings, SmtpSettingsError, SmtpTransport};
+pub use smtp::{check_smtp_url, dkim_signing, SmtpSettings, SmtpSettingsError, SmtpTransport};
 pub use test_mail::{send_test_mail, TestMailRequest, TestMailSent};
 pub use transport::{
     EmlTransport, Handover, HandoverDone, OutgoingMessage, Transport, TransportError,

@@ -321,71 +321,36 @@ impl SmtpTransport {
     /// connection. Errors: [`SmtpSettingsError`] for a URL that cannot be used.
     pub fn new(settings: &SmtpSettings) -> Result<Self, SmtpSettingsError> {
         let server = redacted(&settings.url);
-        let bad = |reason: String| SmtpSettingsError::Url {
-            url: server.clone(),
-            reason,
-        };
-        let url = url::Url::parse(&settings.url).map_err(|e| bad(e.to_string()))?;
-        let tls = url
-            .query_pairs()
-            .find(|(k, _)| k == "tls")
-            .map(|(_, v)| v.into_owned());
         let connections = settings.connections.max(1);
+        // Everything the URL can be wrong about is found before a runtime exists: a runtime
+        // dropped on an error path inside another (the HTTP server's) would abort.
+        let target = parse_target(&settings.url)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let sender = match url.scheme() {
-            "smtp" => {
-                let starttls = match tls.as_deref() {
-                    None => false,
-                    Some("starttls" | "required") => true,
-                    Some(other) => {
-                        return Err(bad(format!(
-                            "tls={other}: use tls=starttls, or smtps:// for implicit TLS"
-                        )))
-                    }
-                };
-                let host = url
-                    .host_str()
-                    .filter(|h| !h.is_empty())
-                    .ok_or_else(|| bad("no host".into()))?
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .to_owned();
-                let hello = match url.path().trim_matches('/') {
-                    "" => ClientId::default(),
-                    name => ClientId::Domain(name.to_owned()),
-                };
-                let credentials = (!url.username().is_empty()).then(|| {
-                    let decode = |s: &str| percent_decode(s);
-                    Credentials::new(
-                        decode(url.username()),
-                        decode(url.password().unwrap_or_default()),
-                    )
-                });
-                Sender::Pooled(Arc::new(ConnectionPool {
-                    connector: Connector {
-                        port: url.port().unwrap_or(if starttls { 587 } else { 25 }),
-                        host,
-                        hello,
-                        starttls,
-                        credentials,
-                        timeout: settings.timeout,
-                    },
-                    idle: std::sync::Mutex::new(Vec::new()),
-                    permits: tokio::sync::Semaphore::new(connections),
-                }))
-            }
-            "smtps" if tls.is_some() => {
-                return Err(bad(
-                    "smtps:// is implicit TLS: leave out tls= (or use smtp://…?tls=starttls)"
-                        .into(),
-                ))
-            }
-            "smtps" => {
+        let sender = match target {
+            Target::Pooled {
+                host,
+                port,
+                hello,
+                starttls,
+                credentials,
+            } => Sender::Pooled(Arc::new(ConnectionPool {
+                connector: Connector {
+                    port,
+                    host,
+                    hello,
+                    starttls,
+                    credentials,
+                    timeout: settings.timeout,
+                },
+                idle: std::sync::Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(connections),
+            })),
+            Target::Implicit(builder) => {
                 // The pool spawns its housekeeping onto the runtime it is built in: this one.
                 let _entered = runtime.enter();
-                let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
-                    .map_err(|e| bad(e.to_string()))?
+                let smtp = builder
                     .timeout(Some(settings.timeout))
                     .pool_config(
                         PoolConfig::new()
@@ -395,7 +360,6 @@ impl SmtpTransport {
                     .build();
                 Sender::Lettre(Arc::new(smtp))
             }
-            other => return Err(bad(format!("scheme {other}: use smtp:// or smtps://"))),
         };
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -412,6 +376,93 @@ impl SmtpTransport {
             server,
             _stop: stop,
         })
+    }
+}
+
+/// Where `MAILBAAR_SMTP_URL` points and how to talk to it, read without connecting.
+enum Target {
+    /// `smtp://`: our own pool of plain or STARTTLS connections.
+    Pooled {
+        host: String,
+        port: u16,
+        hello: ClientId,
+        starttls: bool,
+        credentials: Option<Credentials>,
+    },
+    /// `smtps://`: lettre's pooled transport with implicit TLS.
+    Implicit(lettre::transport::smtp::AsyncSmtpTransportBuilder),
+}
+
+/// Checks an SMTP URL the way [`SmtpTransport::new`] reads it, without connecting: for the
+/// configuration, so a URL that can never work refuses to start. Errors:
+/// [`SmtpSettingsError::Url`] (the password left out).
+pub fn check_smtp_url(url: &str) -> Result<(), SmtpSettingsError> {
+    parse_target(url).map(|_| ())
+}
+
+fn parse_target(text: &str) -> Result<Target, SmtpSettingsError> {
+    let server = redacted(text);
+    let bad = |reason: String| SmtpSettingsError::Url {
+        url: server.clone(),
+        reason,
+    };
+    let url = url::Url::parse(text).map_err(|e| bad(e.to_string()))?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match url.scheme() {
+        "smtp" => {
+            let starttls = match tls.as_deref() {
+                None => false,
+                Some("starttls" | "required") => true,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "tls={other}: use tls=starttls, or smtps:// for implicit TLS"
+                    )))
+                }
+            };
+            let host = url
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| bad("no host".into()))?
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_owned();
+            let hello = match url.path().trim_matches('/') {
+                "" => ClientId::default(),
+                name if name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) =>
+                {
+                    ClientId::Domain(name.to_owned())
+                }
+                name => {
+                    return Err(bad(format!(
+                        "the EHLO name {name:?} (the URL's path) is not a domain name"
+                    )))
+                }
+            };
+            let credentials = (!url.username().is_empty()).then(|| {
+                Credentials::new(
+                    percent_decode(url.username()),
+                    percent_decode(url.password().unwrap_or_default()),
+                )
+            });
+            Ok(Target::Pooled {
+                port: url.port().unwrap_or(if starttls { 587 } else { 25 }),
+                host,
+                hello,
+                starttls,
+                credentials,
+            })
+        }
+        "smtps" if tls.is_some() => Err(bad(
+            "smtps:// is implicit TLS: leave out tls= (or use smtp://…?tls=starttls)".into(),
+        )),
+        "smtps" => AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
+            .map(Target::Implicit)
+            .map_err(|e| bad(e.to_string())),
+        other => Err(bad(format!("scheme {other}: use smtp:// or smtps://"))),
     }
 }
 

@@ -51,13 +51,16 @@ pub fn send_test_mail(
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() || given > 50 {
-        return Err(DeliveryError::invalid("person_ids", "1 to 50 person ids"));
+        return Err(DeliveryError::invalid_test_mail(
+            "person_ids",
+            "1 to 50 person ids",
+        ));
     }
     let ready = CurrentContent::for_test_mail(conn, step_id)?;
     let compiled = delivery.sending(ready.compiled);
     let persons = mailbaar_people::persons_by_ids(conn, &ids)?;
     if let Some(unknown) = ids.iter().find(|id| !persons.iter().any(|p| p.id == **id)) {
-        return Err(DeliveryError::invalid(
+        return Err(DeliveryError::invalid_test_mail(
             "person_ids",
             format!("person {unknown} does not exist"),
         ));
@@ -71,7 +74,7 @@ pub fn send_test_mail(
         return Err(DeliveryError::NotTestPersons(not_test));
     }
     if let Some(p) = persons.iter().find(|p| p.email.is_none()) {
-        return Err(DeliveryError::invalid(
+        return Err(DeliveryError::invalid_test_mail(
             "person_ids",
             format!("test person {} has no e-mail address", p.id),
         ));
