@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use mailbaar_campaigns::{NewCampaign, NewStep, SendKind, SendRequest, StepBlock};
 use mailbaar_delivery::{
-    Delivery, Handover, HandoverDone, Links, OutgoingMessage, SendWork, SmtpSettings,
+    Delivery, Handover, HandoverDone, Links, OutgoingMessage, SendOutcome, SendWork, SmtpSettings,
     SmtpTransport, Transport,
 };
 use mailbaar_query::SavedQueryInput;
@@ -53,7 +53,11 @@ impl Transport for Counting {
         self.inner.start(
             message,
             Box::new(move |h: Handover| {
-                assert_eq!(h, Handover::Accepted, "smtp-sink accepts everything");
+                assert_eq!(
+                    h.outcome,
+                    SendOutcome::Accepted,
+                    "smtp-sink accepts everything"
+                );
                 done(h)
             }),
         )

@@ -20,7 +20,8 @@ use mailbaar_tasks::{Outcome, TaskContext, Work, WorkError};
 
 use crate::delivery::Delivery;
 use crate::queue::{Addressees, Claimed, DbQueue, Marked, RecipientQueue, Verdict};
-use crate::transport::{Handover, OutgoingMessage, Transport};
+use crate::reply::{Handover, SendOutcome};
+use crate::transport::{OutgoingMessage, Transport};
 use crate::DeliveryError;
 
 /// The work of the send task ([`mailbaar_campaigns::SEND`]), holding this process's
@@ -315,10 +316,13 @@ fn verdict_of(handover: Handover, c: &Claimed, delivery: &Delivery) -> Verdict {
             }
         }
     };
-    match handover {
-        Handover::Accepted => Verdict::Sent,
-        Handover::Deferred(reply) | Handover::NotDelivered(reply) => retry(reply),
-        Handover::Rejected(reply) => Verdict::Bounced(reply),
-        Handover::Refused(reason) => Verdict::Failed(format!("refused: {reason}")),
+    let reply = handover.reply.to_string();
+    match handover.outcome {
+        SendOutcome::Accepted => Verdict::Sent,
+        // Until the in-doubt policy and the pause on refusals of us are in place, both are
+        // tried again like a deferral.
+        SendOutcome::Deferred | SendOutcome::InDoubt | SendOutcome::RefusesUs => retry(reply),
+        SendOutcome::Bounced => Verdict::Bounced(reply),
+        SendOutcome::Refused => Verdict::Failed(format!("refused: {reply}")),
     }
 }

@@ -18,9 +18,11 @@ mod bounce;
 mod delivery;
 mod engine;
 mod error;
+mod notice;
 mod pace;
 mod queue;
 mod recipient;
+mod reply;
 mod smtp;
 mod test_mail;
 mod transport;
@@ -32,14 +34,14 @@ pub use delivery::{Delivery, Retry};
 pub use engine::{run_job, JobContent, RunEnd, SendWork};
 pub use error::DeliveryError;
 pub use mailbaar_render::{LinkError, Links, TokenPurpose, TrackedLink, LINK_LIFETIME_DAYS};
+pub use notice::{record_notices, Notice, NoticeClass, NoticeOutcome, NoticeSource};
 pub use queue::{Addressees, Claimed, DbQueue, Marked, RecipientQueue, Verdict};
 pub use recipient::{
     choice_label, preferences, reach, save_preferences, track, track_click, unsubscribe,
     unsubscribe_target, view_online, LinkRefusal, PreferenceChoice, Preferences, Reached,
     Unsubscribed, RECIPIENT,
 };
+pub use reply::{classify, Handover, Reply, SendOutcome, SmtpPhase};
 pub use smtp::{check_smtp_url, dkim_signing, SmtpSettings, SmtpSettingsError, SmtpTransport};
 pub use test_mail::{send_test_mail, TestMailRequest, TestMailSent};
-pub use transport::{
-    EmlTransport, Handover, HandoverDone, OutgoingMessage, Transport, TransportError,
-};
+pub use transport::{EmlTransport, HandoverDone, OutgoingMessage, Transport, TransportError};

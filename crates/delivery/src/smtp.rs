@@ -14,7 +14,8 @@ use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use thiserror::Error;
 
-use crate::transport::{Handover, HandoverDone, OutgoingMessage, Transport};
+use crate::reply::{Handover, Reply, SmtpPhase};
+use crate::transport::{HandoverDone, OutgoingMessage, Transport};
 
 /// How to reach the SMTP server (`MAILBAAR_SMTP_*`).
 #[derive(Debug, Clone)]
@@ -221,7 +222,7 @@ enum Failure {
     Smtp(SmtpError),
     /// A reply refusing the sender (`MAIL FROM`) or the message (`DATA`, its end): not
     /// the recipient's doing.
-    Phase(String, SmtpError),
+    Phase(SmtpPhase, SmtpError),
     /// Refused before it was sent, by what the server supports.
     Refused(String),
     Socket(String),
@@ -261,9 +262,9 @@ async fn transaction(
         }
         options.push(MailParameter::SmtpUtfEight);
     }
-    let refused = |phase: &str, e: SmtpError| {
+    let refused = |phase: SmtpPhase, e: SmtpError| {
         if e.status().is_some() {
-            Failure::Phase(phase.to_owned(), e)
+            Failure::Phase(phase, e)
         } else {
             Failure::Smtp(e)
         }
@@ -271,14 +272,16 @@ async fn transaction(
     let result = async {
         conn.command(Mail::new(envelope.from().cloned(), options))
             .await
-            .map_err(|e| refused("MAIL FROM", e))?;
+            .map_err(|e| refused(SmtpPhase::MailFrom, e))?;
         for to in envelope.to() {
             conn.command(Rcpt::new(to.clone(), vec![])).await?;
         }
-        conn.command(Data).await.map_err(|e| refused("DATA", e))?;
+        conn.command(Data)
+            .await
+            .map_err(|e| refused(SmtpPhase::Data, e))?;
         conn.message(bytes)
             .await
-            .map_err(|e| refused("the message", e))
+            .map_err(|e| refused(SmtpPhase::EndOfData, e))
     }
     .await;
     if let Err(Failure::Smtp(e) | Failure::Phase(_, e)) = &result {
@@ -495,20 +498,23 @@ fn envelope(message: &OutgoingMessage) -> Result<Envelope, String> {
     Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())
 }
 
-/// The verdict of one attempt: the reply class decides (RFC 5321 §4.2.1).
+/// The verdict of one attempt, by [`crate::classify`].
 fn verdict(result: Result<Response, Failure>) -> Handover {
-    match result {
-        Ok(_) => Handover::Accepted,
-        Err(Failure::Smtp(e)) if e.is_permanent() => Handover::Rejected(e.to_string()),
-        Err(Failure::Smtp(e)) if e.is_transient() => Handover::Deferred(e.to_string()),
-        Err(Failure::Smtp(e)) => Handover::NotDelivered(e.to_string()),
-        Err(Failure::Phase(phase, e)) if e.is_permanent() => {
-            Handover::Refused(format!("{phase}: {e}"))
-        }
-        Err(Failure::Phase(phase, e)) => Handover::Deferred(format!("{phase}: {e}")),
-        Err(Failure::Refused(why)) => Handover::Refused(why),
-        Err(Failure::Socket(why)) => Handover::NotDelivered(why),
-    }
+    let reply = |phase: SmtpPhase, e: &SmtpError| match e.status() {
+        Some(code) => Reply::new(phase, u16::from(code), e.to_string()),
+        None => Reply::none(phase, e.to_string()),
+    };
+    Handover::of(match result {
+        Ok(r) => Reply::new(
+            SmtpPhase::EndOfData,
+            u16::from(r.code()),
+            r.message().collect::<Vec<_>>().join(" "),
+        ),
+        Err(Failure::Smtp(e)) => reply(SmtpPhase::RcptTo, &e),
+        Err(Failure::Phase(phase, e)) => reply(phase, &e),
+        Err(Failure::Refused(why)) => Reply::new(SmtpPhase::MailFrom, 553, why),
+        Err(Failure::Socket(why)) => Reply::none(SmtpPhase::Connect, why),
+    })
 }
 
 impl Transport for SmtpTransport {
@@ -519,12 +525,13 @@ impl Transport for SmtpTransport {
     fn start(&self, message: OutgoingMessage, done: HandoverDone) {
         let envelope = match envelope(&message) {
             Ok(e) => e,
-            Err(why) => return done(Handover::Rejected(why)),
+            Err(why) => return done(Handover::of(Reply::new(SmtpPhase::RcptTo, 553, why))),
         };
         let Some(smtp) = self.sender.clone() else {
-            return done(Handover::NotDelivered(
-                "the SMTP transport is stopping".into(),
-            ));
+            return done(Handover::of(Reply::none(
+                SmtpPhase::Connect,
+                "the SMTP transport is stopping",
+            )));
         };
         self.runtime.spawn(async move {
             let result = smtp.send(&envelope, &message.bytes).await;

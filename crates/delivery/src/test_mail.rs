@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::delivery::Delivery;
-use crate::transport::OutgoingMessage;
+use crate::reply::SendOutcome;
+use crate::transport::{OutgoingMessage, TransportError};
 use crate::DeliveryError;
 
 /// The test persons to send a step's test mail to.
@@ -112,16 +113,21 @@ pub fn send_test_mail(
             }]))
         })
         .and_then(|mail| {
-            delivery
-                .transport
-                .send(OutgoingMessage {
-                    message_id: message_id.clone(),
-                    from: from.clone(),
-                    to: person.email.clone().unwrap_or_default(),
-                    bytes: mail.message,
-                    batch: "test".into(),
-                })
-                .map_err(DeliveryError::from)
+            let handover = delivery.transport.send(OutgoingMessage {
+                message_id: message_id.clone(),
+                from: from.clone(),
+                to: person.email.clone().unwrap_or_default(),
+                bytes: mail.message,
+                batch: "test".into(),
+            });
+            match handover.outcome {
+                SendOutcome::Accepted => Ok(()),
+                SendOutcome::Deferred => Err(TransportError::Deferred(handover.reply).into()),
+                SendOutcome::InDoubt => Err(TransportError::InDoubt(handover.reply).into()),
+                SendOutcome::Bounced | SendOutcome::Refused | SendOutcome::RefusesUs => {
+                    Err(TransportError::Refused(handover.reply).into())
+                }
+            }
         });
         if let Err(e) = result {
             diesel::delete(contact_moments::table.find(moment)).execute(conn)?;

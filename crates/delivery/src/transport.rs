@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::reply::{Handover, Reply, SmtpPhase};
+
 /// One complete message to hand over, owned so it can travel to a transport's threads.
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
@@ -26,40 +28,21 @@ pub struct OutgoingMessage {
     pub batch: String,
 }
 
-/// What became of one hand-over (RFC 5321 §4.2.1 reply classes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handover {
-    /// A 2xx reply: the other side holds the message.
-    Accepted,
-    /// A 4xx reply: refused for now; worth another try later. The reply text.
-    Deferred(String),
-    /// A 5xx reply for this recipient (at `RCPT TO`): refused for good, a hard bounce. The
-    /// reply text.
-    Rejected(String),
-    /// Refused for good, but not for the recipient's address: the sender (`MAIL FROM`) or
-    /// the message (`DATA`) was refused with 5xx, or the address cannot be sent to this
-    /// server. The recipient fails without being marked as bouncing.
-    Refused(String),
-    /// No verdict on this message: the connection was refused or dropped, timed out, or a
-    /// file could not be written. Worth another try; nobody is marked as bouncing for it.
-    NotDelivered(String),
-}
-
 /// Called once with the verdict of a started hand-over, from any thread.
 pub type HandoverDone = Box<dyn FnOnce(Handover) + Send>;
 
 /// Why a test mail was not handed over.
 #[derive(Debug, Error)]
 pub enum TransportError {
-    /// The receiving side refused it for now (4xx).
+    /// The receiving side refused it for now (4xx), or it did not get there.
     #[error("deferred: {0}")]
-    Deferred(String),
+    Deferred(Reply),
     /// The receiving side refused it for good (5xx).
     #[error("refused: {0}")]
-    Refused(String),
-    /// It did not get there (connection, timeout, disk).
-    #[error("not delivered: {0}")]
-    NotDelivered(String),
+    Refused(Reply),
+    /// Sent to its end without a final reply: it may have arrived.
+    #[error("in doubt: {0}")]
+    InDoubt(Reply),
 }
 
 /// Where messages go. Implementations are shared by every runner thread of a process.
@@ -74,7 +57,7 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     fn start(&self, message: OutgoingMessage, done: HandoverDone);
 
     /// Hands one message over and waits for the verdict (test mails).
-    fn send(&self, message: OutgoingMessage) -> Result<(), TransportError> {
+    fn send(&self, message: OutgoingMessage) -> Handover {
         let (tx, rx) = std::sync::mpsc::channel();
         self.start(
             message,
@@ -82,17 +65,12 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
                 let _ = tx.send(verdict);
             }),
         );
-        match rx.recv() {
-            Ok(Handover::Accepted) => Ok(()),
-            Ok(Handover::Deferred(reply)) => Err(TransportError::Deferred(reply)),
-            Ok(Handover::Rejected(reply) | Handover::Refused(reply)) => {
-                Err(TransportError::Refused(reply))
-            }
-            Ok(Handover::NotDelivered(why)) => Err(TransportError::NotDelivered(why)),
-            Err(_) => Err(TransportError::NotDelivered(
-                "the transport stopped before answering".into(),
-            )),
-        }
+        rx.recv().unwrap_or_else(|_| {
+            Handover::of(Reply::none(
+                SmtpPhase::Connect,
+                "the transport stopped before answering",
+            ))
+        })
     }
 }
 
@@ -147,8 +125,8 @@ fn file_name(message_id: &str) -> String {
 impl Transport for EmlTransport {
     fn start(&self, message: OutgoingMessage, done: HandoverDone) {
         done(match self.write(&message) {
-            Ok(()) => Handover::Accepted,
-            Err(why) => Handover::NotDelivered(why),
+            Ok(()) => Handover::accepted("written to the outbox"),
+            Err(why) => Handover::of(Reply::none(SmtpPhase::Connect, why)),
         })
     }
 }

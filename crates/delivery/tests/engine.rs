@@ -12,7 +12,8 @@ use diesel::prelude::*;
 use mailbaar_campaigns::{MailJobStatus, NewCampaign, NewStep, RecipientState, SendRequest};
 use mailbaar_consent::ConsentChange;
 use mailbaar_delivery::{
-    Delivery, Handover, HandoverDone, Links, OutgoingMessage, Retry, SendWork, Transport,
+    Delivery, Handover, HandoverDone, Links, OutgoingMessage, Reply, Retry, SendOutcome, SendWork,
+    SmtpPhase, Transport,
 };
 use mailbaar_people::NewPerson;
 use mailbaar_query::SavedQueryInput;
@@ -91,21 +92,47 @@ impl ScriptedTransport {
             *n += 1;
             *n
         };
-        let reply = |code: u16, phase: Phase| format!("{code} scripted at {phase:?}");
+        let reply = |code: u16, phase: Phase| {
+            let phase = match phase {
+                Phase::Connect => SmtpPhase::Greeting,
+                Phase::Mail => SmtpPhase::MailFrom,
+                Phase::Rcpt => SmtpPhase::RcptTo,
+                Phase::Data => SmtpPhase::EndOfData,
+            };
+            Handover::of(Reply::new(
+                phase,
+                code,
+                format!("{code} scripted at {phase}"),
+            ))
+        };
         let answer = match script_of(&message.to) {
-            Script::Accept => Handover::Accepted,
+            Script::Accept => Handover::accepted("ok"),
             Script::Slow(wait) => {
                 std::thread::sleep(wait);
-                Handover::Accepted
+                Handover::accepted("ok")
             }
-            Script::TransientOnce if attempt == 1 => Handover::Deferred(reply(451, Phase::Rcpt)),
-            Script::TransientOnce => Handover::Accepted,
-            Script::Transient(phase) => Handover::Deferred(reply(421, phase)),
-            Script::Permanent(Phase::Rcpt) => Handover::Rejected(reply(550, Phase::Rcpt)),
-            Script::Permanent(phase) => Handover::Refused(reply(554, phase)),
-            Script::NoReply => Handover::NotDelivered("timed out waiting for a reply".into()),
+            Script::TransientOnce if attempt == 1 => reply(451, Phase::Rcpt),
+            Script::TransientOnce => Handover::accepted("ok"),
+            Script::Transient(phase) => reply(421, phase),
+            Script::Permanent(Phase::Rcpt) => reply(550, Phase::Rcpt),
+            // A refusal of the message (not of us, which would pause the job).
+            Script::Permanent(Phase::Mail) => Handover::of(Reply::new(
+                SmtpPhase::MailFrom,
+                552,
+                "552 5.3.4 message too big",
+            )),
+            Script::Permanent(Phase::Connect) => Handover::of(Reply::new(
+                SmtpPhase::EndOfData,
+                554,
+                "554 5.6.0 content refused",
+            )),
+            Script::Permanent(phase) => reply(554, phase),
+            Script::NoReply => Handover::of(Reply::none(
+                SmtpPhase::RcptTo,
+                "timed out waiting for a reply",
+            )),
         };
-        if answer == Handover::Accepted {
+        if answer.outcome == SendOutcome::Accepted {
             self.accepted
                 .lock()
                 .unwrap()
