@@ -42,8 +42,10 @@ pub struct DeliveryConfig {
     /// `MAILBAAR_SMTP_CONNECTIONS`: SMTP connections, and so messages in flight, per send
     /// run (default 8).
     pub smtp_connections: usize,
-    /// `MAILBAAR_SMTP_TIMEOUT_SECONDS`: how long one SMTP command may take (default 60).
-    pub smtp_timeout: Duration,
+    /// `MAILBAAR_SMTP_TIMEOUT_<PHASE>_SECONDS`: how long each SMTP phase may wait for the
+    /// server (RFC 5321 §4.5.3.2's minimums by default; `MAILBAAR_SMTP_TIMEOUT_SECONDS`
+    /// sets every phase at once).
+    pub smtp_timeouts: mailbaar_delivery::PhaseTimeouts,
     /// `MAILBAAR_SMTP_RATE`: at most this many messages per second from this process
     /// (default: no limit).
     pub rate: Option<f64>,
@@ -56,8 +58,8 @@ pub struct DeliveryConfig {
     /// (default 300).
     pub retry_first: Duration,
     /// `MAILBAAR_SEND_LEASE_SECONDS`: how long a claimed recipient is held without a sign
-    /// of life before another run takes it over (default 120; at least the SMTP timeout
-    /// plus a second, so a live attempt is never taken over).
+    /// of life before another run takes it over (default 120; raised to the longest SMTP
+    /// hand-over the timeouts allow plus a second, so a live attempt is never taken over).
     pub lease: Duration,
     /// `MAILBAAR_SEND_RUNS`: send runs per job on PostgreSQL, for that many workers to
     /// share it (default 4).
@@ -85,7 +87,7 @@ impl Default for DeliveryConfig {
             batch: 500,
             smtp_url: None,
             smtp_connections: 8,
-            smtp_timeout: Duration::from_secs(60),
+            smtp_timeouts: mailbaar_delivery::PhaseTimeouts::default(),
             rate: None,
             rate_total: None,
             max_attempts: 6,
@@ -217,11 +219,51 @@ pub struct Environment {
     #[arg(long, env = "MAILBAAR_SMTP_CONNECTIONS", value_name = "MAILBAAR_SMTP_CONNECTIONS",
         default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub smtp_connections: usize,
-    /// Seconds one SMTP command may take.
+    /// Seconds every SMTP phase may wait for the server, unless its own variable says
+    /// otherwise (default: RFC 5321 §4.5.3.2's, per phase).
     #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_SECONDS",
-        value_name = "MAILBAAR_SMTP_TIMEOUT_SECONDS", default_value_t = 60.0,
-        value_parser = number_in(1.0, 3600.0))]
-    pub smtp_timeout_seconds: f64,
+        value_name = "MAILBAAR_SMTP_TIMEOUT_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_seconds: Option<f64>,
+    /// Seconds to wait for opening the TCP connection (default 60).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_CONNECT_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_CONNECT_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_connect_seconds: Option<f64>,
+    /// Seconds to wait for the server's 220 greeting (default 300).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_GREETING_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_GREETING_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_greeting_seconds: Option<f64>,
+    /// Seconds to wait for EHLO (or HELO) (default 300).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_EHLO_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_EHLO_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_ehlo_seconds: Option<f64>,
+    /// Seconds to wait for STARTTLS and the TLS handshake (default 120).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_STARTTLS_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_STARTTLS_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_starttls_seconds: Option<f64>,
+    /// Seconds to wait for each step of AUTH (default 120).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_AUTH_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_AUTH_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_auth_seconds: Option<f64>,
+    /// Seconds to wait for MAIL FROM (and RSET, NOOP) (default 300).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_MAIL_FROM_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_MAIL_FROM_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_mail_from_seconds: Option<f64>,
+    /// Seconds to wait for RCPT TO (default 300).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_RCPT_TO_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_RCPT_TO_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_rcpt_to_seconds: Option<f64>,
+    /// Seconds to wait for DATA until its 354 (default 120).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_DATA_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_DATA_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_data_seconds: Option<f64>,
+    /// Seconds to wait for writing the message (default 180).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_DATA_BLOCK_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_DATA_BLOCK_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_data_block_seconds: Option<f64>,
+    /// Seconds to wait for the reply to the final "." (default 600).
+    #[arg(long, env = "MAILBAAR_SMTP_TIMEOUT_END_OF_DATA_SECONDS",
+        value_name = "MAILBAAR_SMTP_TIMEOUT_END_OF_DATA_SECONDS", value_parser = number_in(1.0, 3600.0))]
+    pub smtp_timeout_end_of_data_seconds: Option<f64>,
     /// Messages per second from this process (default: no limit).
     #[arg(long, env = "MAILBAAR_SMTP_RATE", value_name = "MAILBAAR_SMTP_RATE",
         value_parser = number_in(0.001, 1_000_000.0))]
@@ -347,6 +389,40 @@ impl From<Environment> for Config {
             .zip(dkim_given)
             .filter_map(|(name, set)| set.then_some(name))
             .collect();
+        let mut timeouts = match env.smtp_timeout_seconds {
+            Some(s) => mailbaar_delivery::PhaseTimeouts::all(Duration::from_secs_f64(s)),
+            None => mailbaar_delivery::PhaseTimeouts::default(),
+        };
+        if let Some(s) = env.smtp_timeout_connect_seconds {
+            timeouts.connect = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_greeting_seconds {
+            timeouts.greeting = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_ehlo_seconds {
+            timeouts.ehlo = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_starttls_seconds {
+            timeouts.starttls = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_auth_seconds {
+            timeouts.auth = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_mail_from_seconds {
+            timeouts.mail_from = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_rcpt_to_seconds {
+            timeouts.rcpt_to = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_data_seconds {
+            timeouts.data = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_data_block_seconds {
+            timeouts.data_block = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = env.smtp_timeout_end_of_data_seconds {
+            timeouts.end_of_data = Duration::from_secs_f64(s);
+        }
         Config {
             public_url: env
                 .public_url
@@ -362,7 +438,7 @@ impl From<Environment> for Config {
                 batch: env.send_batch,
                 smtp_url: env.smtp_url,
                 smtp_connections: env.smtp_connections,
-                smtp_timeout: Duration::from_secs_f64(env.smtp_timeout_seconds),
+                smtp_timeouts: timeouts,
                 rate: env.smtp_rate,
                 rate_total: env.smtp_rate_total,
                 max_attempts: env.smtp_max_attempts,

@@ -23,30 +23,32 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
     if let Some(why) = &d.dkim_incomplete {
         return Err(StartError::Delivery(why.clone()));
     }
-    // A lease shorter than one attempt may run out under a live hand-over and have it sent
-    // twice: every attempt is bounded by the SMTP timeout, so the lease outlasts it.
-    let lease = match &d.smtp_url {
-        Some(_) if d.lease <= d.smtp_timeout => {
-            let raised = d.smtp_timeout + std::time::Duration::from_secs(1);
-            tracing::warn!(
-                lease_seconds = d.lease.as_secs_f64(),
-                raised_to = raised.as_secs_f64(),
-                "MAILBAAR_SEND_LEASE_SECONDS is not longer than MAILBAAR_SMTP_TIMEOUT_SECONDS; raised"
-            );
-            raised
-        }
-        _ => d.lease,
-    };
-    let transport: Arc<dyn Transport> = match &d.smtp_url {
-        Some(url) => Arc::new(
-            SmtpTransport::new(&SmtpSettings {
+    // A lease shorter than one hand-over may run out under it and have the message sent
+    // twice: the lease outlasts the longest hand-over the SMTP timeouts allow.
+    let (transport, lease): (Arc<dyn Transport>, _) = match &d.smtp_url {
+        Some(url) => {
+            let smtp = SmtpTransport::new(&SmtpSettings {
                 url: url.clone(),
                 connections: d.smtp_connections,
-                timeout: d.smtp_timeout,
+                timeouts: d.smtp_timeouts,
             })
-            .map_err(|e| StartError::Delivery(e.to_string()))?,
-        ),
-        None => Arc::new(EmlTransport::new(config.outbox.clone())),
+            .map_err(|e| StartError::Delivery(e.to_string()))?;
+            let longest = smtp.longest_attempt();
+            let lease = if d.lease <= longest {
+                let raised = longest + std::time::Duration::from_secs(1);
+                tracing::warn!(
+                    lease_seconds = d.lease.as_secs_f64(),
+                    raised_to = raised.as_secs_f64(),
+                    "MAILBAAR_SEND_LEASE_SECONDS is shorter than the longest SMTP hand-over \
+                     the MAILBAAR_SMTP_TIMEOUT_*_SECONDS allow; raised"
+                );
+                raised
+            } else {
+                d.lease
+            };
+            (Arc::new(smtp), lease)
+        }
+        None => (Arc::new(EmlTransport::new(config.outbox.clone())), d.lease),
     };
     let delivery = Delivery::new(transport, links)
         .with_batch_size(d.batch)

@@ -479,7 +479,7 @@ async fn a_server_that_never_answers_times_out_and_bounces_nobody(backend: Backe
     });
     let Some(app) = TestApp::spawn_with(backend, move |c| {
         c.delivery.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        c.delivery.smtp_timeout = Duration::from_secs(1);
+        c.delivery.smtp_timeouts = mailbaar_delivery::PhaseTimeouts::all(Duration::from_secs(1));
         c.delivery.max_attempts = 2;
         c.delivery.retry_first = Duration::from_millis(200);
     })

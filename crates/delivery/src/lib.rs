@@ -4,8 +4,8 @@
 //!   claims batches of recipients from a [`RecipientQueue`] ([`DbQueue`] over the
 //!   database), hands their messages to a [`Transport`] ([`SmtpTransport`] or the `.eml`
 //!   [`EmlTransport`]) under this process's [`Delivery`] (pace, retries, leases) and
-//!   records each verdict. Only a refusal of the recipient (5xx at `RCPT TO`) marks a
-//!   bouncer; 4xx and no answer are tried again ([`Retry`]).
+//!   records each verdict, classified by SMTP phase and reply ([`classify`]). Only a
+//!   refusal about the recipient's address marks a bouncer.
 //! - [`send_test_mail`]: a step's current content to test persons.
 //! - The bounce intake ([`report_bounce`], [`parse_dsn`]).
 //! - The recipient pages' domain logic: the preference centre, unsubscribe, the web
@@ -25,6 +25,8 @@ mod recipient;
 mod reply;
 mod smtp;
 mod test_mail;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 
 pub use bounce::{
@@ -42,6 +44,8 @@ pub use recipient::{
     Unsubscribed, RECIPIENT,
 };
 pub use reply::{classify, Handover, Reply, SendOutcome, SmtpPhase};
-pub use smtp::{check_smtp_url, dkim_signing, SmtpSettings, SmtpSettingsError, SmtpTransport};
+pub use smtp::{
+    check_smtp_url, dkim_signing, PhaseTimeouts, SmtpSettings, SmtpSettingsError, SmtpTransport,
+};
 pub use test_mail::{send_test_mail, TestMailRequest, TestMailSent};
 pub use transport::{EmlTransport, HandoverDone, OutgoingMessage, Transport, TransportError};

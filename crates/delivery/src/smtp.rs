@@ -1,21 +1,18 @@
-//! SMTP delivery through lettre's async pooled transport (RFC 5321), on a Tokio runtime of
-//! the transport's own so that the synchronous send runs keep many messages in flight over
-//! a few kept-open connections.
+//! SMTP delivery (RFC 5321) with a client of our own (`session`) that knows the phase
+//! of every reply, on a Tokio runtime of the transport's own so that the synchronous send
+//! runs keep many messages in flight over a few kept-open connections.
+
+mod session;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::response::Response;
-use lettre::transport::smtp::{Error as SmtpError, PoolConfig};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::Address;
 use thiserror::Error;
 
 use crate::reply::{Handover, Reply, SmtpPhase};
 use crate::transport::{HandoverDone, OutgoingMessage, Transport};
+use session::{Connector, Fate, Session, TlsMode};
 
 /// How to reach the SMTP server (`MAILBAAR_SMTP_*`).
 #[derive(Debug, Clone)]
@@ -25,8 +22,73 @@ pub struct SmtpSettings {
     pub url: String,
     /// Connections kept open, and so messages in flight at once per send run (at least 1).
     pub connections: usize,
-    /// How long one SMTP command may take before the attempt counts as not delivered.
-    pub timeout: Duration,
+    /// How long each phase may wait for the server.
+    pub timeouts: PhaseTimeouts,
+}
+
+/// How long each SMTP phase may take before the attempt ends without a reply (RFC 5321
+/// §4.5.3.2, whose minimums are the defaults). A timeout before the end of data is
+/// "deferred"; at the end of data the message is "in doubt", as it may have arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseTimeouts {
+    /// Opening the TCP connection: 1 minute (not in the RFC; a server that is up accepts
+    /// within seconds).
+    pub connect: Duration,
+    /// The `220` greeting: 5 minutes (§4.5.3.2.1).
+    pub greeting: Duration,
+    /// `EHLO`/`HELO`: 5 minutes (as `MAIL`; the RFC names none).
+    pub ehlo: Duration,
+    /// `STARTTLS` and the TLS handshake (or implicit TLS's): 2 minutes (not in the RFC).
+    pub starttls: Duration,
+    /// Each step of `AUTH`: 2 minutes (not in the RFC).
+    pub auth: Duration,
+    /// `MAIL FROM` (and `RSET`, `NOOP`): 5 minutes (§4.5.3.2.2).
+    pub mail_from: Duration,
+    /// `RCPT TO`: 5 minutes (§4.5.3.2.3).
+    pub rcpt_to: Duration,
+    /// `DATA` until its `354`: 2 minutes (§4.5.3.2.4).
+    pub data: Duration,
+    /// Writing the message: 3 minutes (§4.5.3.2.5 times each TCP send; here the whole
+    /// message, which is small next to what 3 minutes carry).
+    pub data_block: Duration,
+    /// The reply to the final `.`: 10 minutes (§4.5.3.2.6; the server may be filtering).
+    pub end_of_data: Duration,
+}
+
+impl Default for PhaseTimeouts {
+    fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(m * 60);
+        PhaseTimeouts {
+            connect: min(1),
+            greeting: min(5),
+            ehlo: min(5),
+            starttls: min(2),
+            auth: min(2),
+            mail_from: min(5),
+            rcpt_to: min(5),
+            data: min(2),
+            data_block: min(3),
+            end_of_data: min(10),
+        }
+    }
+}
+
+impl PhaseTimeouts {
+    /// Every phase with the same limit (tests).
+    pub fn all(limit: Duration) -> Self {
+        PhaseTimeouts {
+            connect: limit,
+            greeting: limit,
+            ehlo: limit,
+            starttls: limit,
+            auth: limit,
+            mail_from: limit,
+            rcpt_to: limit,
+            data: limit,
+            data_block: limit,
+            end_of_data: limit,
+        }
+    }
 }
 
 /// The DKIM signing of every message (RFC 6376) from a private key: an RSA key in PEM
@@ -62,239 +124,121 @@ pub enum SmtpSettingsError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Delivers over SMTP. 2xx is [`Handover::Accepted`], 4xx [`Handover::Deferred`], 5xx
-/// [`Handover::Rejected`]; a connection that fails, drops or times out is
-/// [`Handover::NotDelivered`], never a bounce.
+/// Delivers over SMTP, one transaction per message, each reply classified with the phase
+/// it answers ([`crate::classify`]).
 ///
-/// `smtp://` (plain or STARTTLS) keeps its own pool of lettre connections over sockets with
-/// `TCP_NODELAY`: lettre writes a message's end (`CRLF . CRLF`) as a second small write,
-/// which Nagle's algorithm holds back until the server acknowledges the body, and servers
-/// delay that acknowledgement (40 ms on Linux) — on loopback that capped a connection at
-/// about 22 messages a second. `smtps://` uses lettre's own pool.
+/// Sessions are kept open and reused (at most `connections` at once) only in a known state:
+/// after an accepted message, after a final reply at the end of data, or after a clean
+/// negative reply and a successful `RSET`. A session is closed and replaced after `421`,
+/// after a reply that ends its usefulness (`4.5.3` too many messages, `4.7.0` at
+/// `MAIL FROM`), and dropped after any timeout, closed or reset connection, unparsable
+/// reply or protocol error. When `MAIL FROM` on a session is refused by such a session
+/// limit (or a kept session turns out closed there), the message is tried once more on a
+/// fresh session in the same hand-over: nothing of it was sent, so it costs no attempt.
 pub struct SmtpTransport {
-    /// `None` only while being dropped.
-    sender: Option<Sender>,
+    pool: Option<Arc<SessionPool>>,
     runtime: tokio::runtime::Handle,
     connections: usize,
     server: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-#[derive(Clone)]
-enum Sender {
-    Pooled(Arc<ConnectionPool>),
-    Lettre(Arc<AsyncSmtpTransport<Tokio1Executor>>),
-}
-
-impl Sender {
-    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, Failure> {
-        match self {
-            Sender::Pooled(p) => p.send(envelope, bytes).await,
-            Sender::Lettre(t) => Ok(t.send_raw(envelope, bytes).await?),
-        }
-    }
-}
-
-/// Where and how [`ConnectionPool`] connects.
-struct Connector {
-    host: String,
-    port: u16,
-    hello: ClientId,
-    starttls: bool,
-    credentials: Option<Credentials>,
-    timeout: Duration,
-}
-
-/// Kept-open SMTP connections, at most `permits` in use at once.
-struct ConnectionPool {
+/// Kept-open sessions, at most `permits` in use at once.
+struct SessionPool {
     connector: Connector,
-    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
+    idle: std::sync::Mutex<Vec<(Session, Instant)>>,
     permits: tokio::sync::Semaphore,
 }
 
-/// After this long unused, a kept connection is checked (NOOP) before it carries a message.
+/// After this long unused, a kept session is checked (`NOOP`) before it carries a message.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
 
-impl ConnectionPool {
-    async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
-        let c = &self.connector;
-        let tcp = tokio::time::timeout(
-            c.timeout,
-            tokio::net::TcpStream::connect((c.host.as_str(), c.port)),
-        )
-        .await
-        .map_err(|_| io_error(std::io::ErrorKind::TimedOut, "connecting timed out"))?
-        .map_err(|e| io_error(e.kind(), &e.to_string()))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| io_error(e.kind(), &e.to_string()))?;
-        // A refusal while connecting (greeting, EHLO, STARTTLS, AUTH) is about this
-        // service or the server, never the recipient: no verdict, tried again later.
-        let refused = |step: &str| {
-            let step = step.to_owned();
-            move |e: SmtpError| Failure::Socket(format!("{step}: {e}"))
-        };
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &c.hello)
-            .await
-            .map_err(refused("greeting"))?;
-        if c.starttls {
-            let tls = TlsParameters::new(c.host.clone()).map_err(refused("TLS"))?;
-            conn.starttls(tls, &c.hello)
-                .await
-                .map_err(refused("STARTTLS"))?;
+impl SessionPool {
+    /// A kept session that still answers, if there is one.
+    async fn kept(&self) -> Option<Session> {
+        let (mut session, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        if since.elapsed() < IDLE_CHECK
+            || session.alive(self.connector.timeouts.mail_from.min(IDLE_CHECK)).await
+        {
+            return Some(session);
         }
-        if let Some(credentials) = &c.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(refused("AUTH"))?;
-        }
-        Ok(conn)
+        // One failed check suggests the server dropped every idle session: start afresh.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        None
     }
 
-    /// One attempt, bounded as a whole (waiting for a connection, connecting, greeting,
-    /// EHLO, STARTTLS, AUTH and the transaction) by the timeout, so that the recipients'
-    /// lease, which is longer, never runs out under a live attempt.
-    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<Response, Failure> {
-        let mut conn = None;
-        let attempt = tokio::time::timeout(
-            self.connector.timeout,
-            self.attempt(&mut conn, envelope, bytes),
-        )
-        .await;
-        let result = match attempt {
-            Ok(r) => r,
-            Err(_) => Err(io_error(
-                std::io::ErrorKind::TimedOut,
-                "the server did not answer in time",
-            )),
-        };
-        // A connection cut off mid-attempt is not reused.
-        if let Some(conn) = conn.filter(|c: &AsyncSmtpConnection| !c.has_broken()) {
-            if attempt_finished(&result) {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((conn, std::time::Instant::now()));
+    /// The longest one hand-over can take while the server answers each phase just
+    /// within its timeout: waiting for a free session (as long as `MAIL FROM` may take),
+    /// checking a kept one, a new session (connect, greeting, EHLO, and STARTTLS with a
+    /// second EHLO and AUTH's up to three steps when configured) and `MAIL FROM` — twice,
+    /// for the retry on a fresh session after a session limit —, then `RCPT TO`, `DATA`,
+    /// the message, the end of data and a `RSET`.
+    fn longest_attempt(&self) -> Duration {
+        let t = &self.connector.timeouts;
+        let mut session = t.connect + t.greeting + t.ehlo;
+        match self.connector.tls {
+            TlsMode::StartTls => session += t.starttls * 2 + t.ehlo,
+            TlsMode::Implicit => session += t.starttls,
+            TlsMode::None => {}
+        }
+        if self.connector.credentials.is_some() {
+            session += t.auth * 3;
+        }
+        let before_data = t.mail_from.min(IDLE_CHECK) + session + t.mail_from;
+        t.mail_from + before_data * 2 + t.rcpt_to + t.data + t.data_block + t.end_of_data
+            + t.mail_from
+    }
+
+    fn keep(&self, session: Session) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((session, Instant::now()));
+    }
+
+    /// One hand-over: a session (kept or new), the transaction, and the session put back
+    /// or closed as its state allows.
+    async fn hand_over(&self, message: &OutgoingMessage) -> Handover {
+        let t = &self.connector.timeouts;
+        let _permit = match tokio::time::timeout(t.mail_from, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => {
+                return Handover::of(Reply::none(SmtpPhase::Connect, "the transport is stopping"))
             }
-        }
-        result
-    }
-
-    async fn attempt(
-        &self,
-        slot: &mut Option<AsyncSmtpConnection>,
-        envelope: &Envelope,
-        bytes: &[u8],
-    ) -> Result<Response, Failure> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| io_error(std::io::ErrorKind::Other, "the pool is closed"))?;
-        let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match kept {
-            Some((mut conn, since)) => {
-                if since.elapsed() < IDLE_CHECK || conn.test_connected().await {
-                    conn
-                } else {
-                    self.connect().await?
+            Err(_) => {
+                let why = format!("no session free within {} s", t.mail_from.as_secs_f64());
+                return Handover::of(Reply::none(SmtpPhase::Connect, why));
+            }
+        };
+        let mut retried = false;
+        loop {
+            let (mut session, reused) = match self.kept().await {
+                Some(s) => (s, true),
+                None => match Session::open(&self.connector).await {
+                    Ok(s) => (s, false),
+                    Err(reply) => return Handover::of(reply),
+                },
+            };
+            let (reply, fate) = session.transmit(message, t).await;
+            match fate {
+                Fate::Keep => self.keep(session),
+                Fate::Reset => {
+                    if session.reset(t.mail_from).await {
+                        self.keep(session)
+                    }
                 }
+                Fate::Close => session.quit().await,
+                Fate::Broken => drop(session),
             }
-            None => self.connect().await?,
-        };
-        let conn = slot.insert(conn);
-        let result = transaction(conn, envelope, bytes).await;
-        if result.is_err() && conn.has_broken() {
-            *slot = None;
-        }
-        result
-    }
-}
-
-/// Whether an attempt ended with the connection in a known state (not cut off).
-fn attempt_finished(result: &Result<Response, Failure>) -> bool {
-    !matches!(result, Err(Failure::Socket(_)))
-}
-
-/// Why an attempt got no reply: lettre's error (which carries the server's reply when
-/// there was one), or a socket problem of the pool's own.
-enum Failure {
-    /// lettre's error at `RCPT TO`, or one without a reply (connection, TLS, timeout).
-    Smtp(SmtpError),
-    /// A reply refusing the sender (`MAIL FROM`) or the message (`DATA`, its end): not
-    /// the recipient's doing.
-    Phase(SmtpPhase, SmtpError),
-    /// Refused before it was sent, by what the server supports.
-    Refused(String),
-    Socket(String),
-}
-
-impl From<SmtpError> for Failure {
-    fn from(e: SmtpError) -> Self {
-        Failure::Smtp(e)
-    }
-}
-
-/// One mail transaction (RFC 5321 §3.3), phase by phase, so that only a refusal of the
-/// recipient (at `RCPT TO`) counts as the recipient's: a refusal of the sender or of the
-/// message is [`Failure::Phase`]. After a refusal the transaction is reset (`RSET`) and
-/// the connection kept; when that fails too, or there was no reply, it is dropped.
-async fn transaction(
-    conn: &mut AsyncSmtpConnection,
-    envelope: &Envelope,
-    bytes: &[u8],
-) -> Result<Response, Failure> {
-    use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
-    let mut options = Vec::new();
-    if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-    }
-    let non_ascii = envelope
-        .from()
-        .into_iter()
-        .chain(envelope.to())
-        .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
-    if non_ascii {
-        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-            return Err(Failure::Refused(
-                "the address is not ASCII and the server does not take SMTPUTF8".into(),
-            ));
-        }
-        options.push(MailParameter::SmtpUtfEight);
-    }
-    let refused = |phase: SmtpPhase, e: SmtpError| {
-        if e.status().is_some() {
-            Failure::Phase(phase, e)
-        } else {
-            Failure::Smtp(e)
-        }
-    };
-    let result = async {
-        conn.command(Mail::new(envelope.from().cloned(), options))
-            .await
-            .map_err(|e| refused(SmtpPhase::MailFrom, e))?;
-        for to in envelope.to() {
-            conn.command(Rcpt::new(to.clone(), vec![])).await?;
-        }
-        conn.command(Data)
-            .await
-            .map_err(|e| refused(SmtpPhase::Data, e))?;
-        conn.message(bytes)
-            .await
-            .map_err(|e| refused(SmtpPhase::EndOfData, e))
-    }
-    .await;
-    if let Err(Failure::Smtp(e) | Failure::Phase(_, e)) = &result {
-        // A reply leaves the connection usable after RSET; anything else does not.
-        if e.status().is_none() || conn.command(Rset).await.is_err() {
-            conn.abort().await;
+            let session_limit = fate == Fate::Close || (fate == Fate::Broken && reused);
+            if reply.phase == SmtpPhase::MailFrom && session_limit && !retried {
+                tracing::debug!(%reply, "the session ended at MAIL FROM; once more on a new one");
+                retried = true;
+                continue;
+            }
+            return Handover::of(reply);
         }
     }
-    result
-}
-
-fn io_error(_kind: std::io::ErrorKind, what: &str) -> Failure {
-    Failure::Socket(what.to_owned())
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -331,39 +275,18 @@ impl SmtpTransport {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let sender = match target {
-            Target::Pooled {
-                host,
-                port,
-                hello,
-                starttls,
-                credentials,
-            } => Sender::Pooled(Arc::new(ConnectionPool {
-                connector: Connector {
-                    port,
-                    host,
-                    hello,
-                    starttls,
-                    credentials,
-                    timeout: settings.timeout,
-                },
-                idle: std::sync::Mutex::new(Vec::new()),
-                permits: tokio::sync::Semaphore::new(connections),
-            })),
-            Target::Implicit(builder) => {
-                // The pool spawns its housekeeping onto the runtime it is built in: this one.
-                let _entered = runtime.enter();
-                let smtp = builder
-                    .timeout(Some(settings.timeout))
-                    .pool_config(
-                        PoolConfig::new()
-                            .max_size(u32::try_from(connections).unwrap_or(u32::MAX))
-                            .min_idle(0),
-                    )
-                    .build();
-                Sender::Lettre(Arc::new(smtp))
-            }
-        };
+        let pool = Arc::new(SessionPool {
+            connector: Connector {
+                host: target.host,
+                port: target.port,
+                hello: target.hello,
+                tls: target.tls,
+                credentials: target.credentials,
+                timeouts: settings.timeouts,
+            },
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(connections),
+        });
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -373,27 +296,32 @@ impl SmtpTransport {
                 let _ = runtime.block_on(stopped);
             })?;
         Ok(SmtpTransport {
-            sender: Some(sender),
+            pool: Some(pool),
             runtime: handle,
             connections,
             server,
             _stop: stop,
         })
     }
+
+    /// The longest one hand-over can take with these timeouts (see the phases in
+    /// [`PhaseTimeouts`]): a recipient's lease must outlast it, or another run could take
+    /// over a message still being handed over and send it twice.
+    pub fn longest_attempt(&self) -> Duration {
+        self.pool
+            .as_ref()
+            .map(|p| p.longest_attempt())
+            .unwrap_or_default()
+    }
 }
 
 /// Where `MAILBAAR_SMTP_URL` points and how to talk to it, read without connecting.
-enum Target {
-    /// `smtp://`: our own pool of plain or STARTTLS connections.
-    Pooled {
-        host: String,
-        port: u16,
-        hello: ClientId,
-        starttls: bool,
-        credentials: Option<Credentials>,
-    },
-    /// `smtps://`: lettre's pooled transport with implicit TLS.
-    Implicit(lettre::transport::smtp::AsyncSmtpTransportBuilder),
+struct Target {
+    host: String,
+    port: u16,
+    hello: String,
+    tls: TlsMode,
+    credentials: Option<(String, String)>,
 }
 
 /// Checks an SMTP URL the way [`SmtpTransport::new`] reads it, without connecting: for the
@@ -410,63 +338,66 @@ fn parse_target(text: &str) -> Result<Target, SmtpSettingsError> {
         reason,
     };
     let url = url::Url::parse(text).map_err(|e| bad(e.to_string()))?;
-    let tls = url
+    let tls_param = url
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
-    match url.scheme() {
-        "smtp" => {
-            let starttls = match tls.as_deref() {
-                None => false,
-                Some("starttls" | "required") => true,
-                Some(other) => {
-                    return Err(bad(format!(
-                        "tls={other}: use tls=starttls, or smtps:// for implicit TLS"
-                    )))
-                }
-            };
-            let host = url
-                .host_str()
-                .filter(|h| !h.is_empty())
-                .ok_or_else(|| bad("no host".into()))?
-                .trim_matches(|c| c == '[' || c == ']')
-                .to_owned();
-            let hello = match url.path().trim_matches('/') {
-                "" => ClientId::default(),
-                name if name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) =>
-                {
-                    ClientId::Domain(name.to_owned())
-                }
-                name => {
-                    return Err(bad(format!(
-                        "the EHLO name {name:?} (the URL's path) is not a domain name"
-                    )))
-                }
-            };
-            let credentials = (!url.username().is_empty()).then(|| {
-                Credentials::new(
-                    percent_decode(url.username()),
-                    percent_decode(url.password().unwrap_or_default()),
-                )
-            });
-            Ok(Target::Pooled {
-                port: url.port().unwrap_or(if starttls { 587 } else { 25 }),
-                host,
-                hello,
-                starttls,
-                credentials,
-            })
+    let tls = match (url.scheme(), tls_param.as_deref()) {
+        ("smtp", None) => TlsMode::None,
+        ("smtp", Some("starttls" | "required")) => TlsMode::StartTls,
+        ("smtp", Some(other)) => {
+            return Err(bad(format!(
+                "tls={other}: use tls=starttls, or smtps:// for implicit TLS"
+            )))
         }
-        "smtps" if tls.is_some() => Err(bad(
-            "smtps:// is implicit TLS: leave out tls= (or use smtp://…?tls=starttls)".into(),
-        )),
-        "smtps" => AsyncSmtpTransport::<Tokio1Executor>::from_url(url.as_str())
-            .map(Target::Implicit)
-            .map_err(|e| bad(e.to_string())),
-        other => Err(bad(format!("scheme {other}: use smtp:// or smtps://"))),
-    }
+        ("smtps", None) => TlsMode::Implicit,
+        ("smtps", Some(_)) => {
+            return Err(bad(
+                "smtps:// is implicit TLS: leave out tls= (or use smtp://…?tls=starttls)".into(),
+            ))
+        }
+        (other, _) => return Err(bad(format!("scheme {other}: use smtp:// or smtps://"))),
+    };
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("no host".into()))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    let hello = match url.path().trim_matches('/') {
+        // lettre's default: this machine's name, else an address literal.
+        "" => lettre::transport::smtp::extension::ClientId::default().to_string(),
+        name if !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c)) =>
+        {
+            name.to_owned()
+        }
+        name => {
+            return Err(bad(format!(
+                "the EHLO name {name:?} (the URL's path) is not a domain name"
+            )))
+        }
+    };
+    let credentials = (!url.username().is_empty()).then(|| {
+        (
+            percent_decode(url.username()),
+            percent_decode(url.password().unwrap_or_default()),
+        )
+    });
+    let port = url.port().unwrap_or(match tls {
+        TlsMode::None => 25,
+        TlsMode::StartTls => 587,
+        TlsMode::Implicit => 465,
+    });
+    Ok(Target {
+        host,
+        port,
+        hello,
+        tls,
+        credentials,
+    })
 }
 
 /// `%XX` escapes of a URL's user or password decoded.
@@ -477,44 +408,23 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Refuses an address lettre does not take (RFC 5321 §4.1.2; nothing that could break
+/// a command line gets through).
+fn check_addresses(message: &OutgoingMessage) -> Result<(), Reply> {
+    message.from.parse::<Address>().map_err(|e| {
+        Reply::new(SmtpPhase::MailFrom, 553, format!("553 sender address {:?}: {e}", message.from))
+    })?;
+    message.to.parse::<Address>().map_err(|e| {
+        Reply::new(SmtpPhase::RcptTo, 553, format!("553 recipient address {:?}: {e}", message.to))
+    })?;
+    Ok(())
+}
+
 impl Drop for SmtpTransport {
     fn drop(&mut self) {
-        // lettre's pool closes its connections through the runtime it runs on.
         let _entered = self.runtime.enter();
-        drop(self.sender.take());
+        drop(self.pool.take());
     }
-}
-
-/// The envelope of a message; an address lettre refuses is a permanent failure.
-fn envelope(message: &OutgoingMessage) -> Result<Envelope, String> {
-    let from: Address = message
-        .from
-        .parse()
-        .map_err(|e| format!("sender address {:?}: {e}", message.from))?;
-    let to: Address = message
-        .to
-        .parse()
-        .map_err(|e| format!("recipient address {:?}: {e}", message.to))?;
-    Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())
-}
-
-/// The verdict of one attempt, by [`crate::classify`].
-fn verdict(result: Result<Response, Failure>) -> Handover {
-    let reply = |phase: SmtpPhase, e: &SmtpError| match e.status() {
-        Some(code) => Reply::new(phase, u16::from(code), e.to_string()),
-        None => Reply::none(phase, e.to_string()),
-    };
-    Handover::of(match result {
-        Ok(r) => Reply::new(
-            SmtpPhase::EndOfData,
-            u16::from(r.code()),
-            r.message().collect::<Vec<_>>().join(" "),
-        ),
-        Err(Failure::Smtp(e)) => reply(SmtpPhase::RcptTo, &e),
-        Err(Failure::Phase(phase, e)) => reply(phase, &e),
-        Err(Failure::Refused(why)) => Reply::new(SmtpPhase::MailFrom, 553, why),
-        Err(Failure::Socket(why)) => Reply::none(SmtpPhase::Connect, why),
-    })
 }
 
 impl Transport for SmtpTransport {
@@ -523,19 +433,18 @@ impl Transport for SmtpTransport {
     }
 
     fn start(&self, message: OutgoingMessage, done: HandoverDone) {
-        let envelope = match envelope(&message) {
-            Ok(e) => e,
-            Err(why) => return done(Handover::of(Reply::new(SmtpPhase::RcptTo, 553, why))),
-        };
-        let Some(smtp) = self.sender.clone() else {
+        if let Err(reply) = check_addresses(&message) {
+            return done(Handover::of(reply));
+        }
+        let Some(pool) = self.pool.clone() else {
             return done(Handover::of(Reply::none(
                 SmtpPhase::Connect,
                 "the SMTP transport is stopping",
             )));
         };
         self.runtime.spawn(async move {
-            let result = smtp.send(&envelope, &message.bytes).await;
-            done(verdict(result));
+            let handover = pool.hand_over(&message).await;
+            done(handover);
         });
     }
 }
