@@ -25,7 +25,7 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
     }
     // A lease shorter than one hand-over may run out under it and have the message sent
     // twice: the lease outlasts the longest hand-over the SMTP timeouts allow.
-    let (transport, lease): (Arc<dyn Transport>, _) = match &d.smtp_url {
+    let (transport, lease) = match &d.smtp_url {
         Some(url) => {
             let smtp = SmtpTransport::new(&SmtpSettings {
                 url: url.clone(),
@@ -46,9 +46,12 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
             } else {
                 d.lease
             };
-            (Arc::new(smtp), lease)
+            (Arc::new(smtp) as Arc<dyn Transport>, lease)
         }
-        None => (Arc::new(EmlTransport::new(config.outbox.clone())), d.lease),
+        None => (
+            Arc::new(EmlTransport::new(config.outbox.clone())) as Arc<dyn Transport>,
+            d.lease,
+        ),
     };
     let delivery = Delivery::new(transport, links)
         .with_batch_size(d.batch)

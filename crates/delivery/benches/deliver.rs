@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use mailbaar_campaigns::{NewCampaign, NewStep, SendKind, SendRequest, StepBlock};
 use mailbaar_delivery::{
-    Delivery, Handover, HandoverDone, Links, OutgoingMessage, SendOutcome, SendWork, SmtpSettings,
-    SmtpTransport, Transport,
+    Delivery, Handover, HandoverDone, Links, OutgoingMessage, PhaseTimeouts, SendOutcome, SendWork,
+    SmtpSettings, SmtpTransport, Transport,
 };
 use mailbaar_query::SavedQueryInput;
 use mailbaar_store::testing::{newsletter_data, peak_memory_mb, TestDatabase};
@@ -228,7 +228,7 @@ fn bench(backend: Backend, recipients: i64, connections: usize, runners: usize) 
         inner: SmtpTransport::new(&SmtpSettings {
             url: format!("smtp://127.0.0.1:{port}"),
             connections,
-            timeout: Duration::from_secs(60),
+            timeouts: PhaseTimeouts::default(),
         })
         .expect("SMTP transport"),
         bytes: bytes.clone(),

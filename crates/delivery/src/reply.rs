@@ -290,7 +290,10 @@ mod tests {
         Some((454, "454 4.7.0 TLS not available")),
         Some((530, "530 5.7.0 Authentication required")),
         Some((535, "535 5.7.8 Authentication credentials invalid")),
-        Some((550, "550 5.1.1 <anna@example.nl>: Recipient address rejected")),
+        Some((
+            550,
+            "550 5.1.1 <anna@example.nl>: Recipient address rejected",
+        )),
         Some((552, "552 5.2.2 Mailbox full")),
         Some((550, "550 5.7.1 Client host rejected: blocked")),
         Some((552, "552 5.3.4 Message too big for system")),
@@ -301,15 +304,42 @@ mod tests {
 
     /// THE table: phase × reply → outcome. The README's copy is rendered from it.
     const TABLE: [(SmtpPhase, [SendOutcome; 16]); 9] = [
-        (SmtpPhase::Connect, [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, D]),
-        (SmtpPhase::Greeting, [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, D]),
-        (SmtpPhase::Ehlo, [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, D]),
-        (SmtpPhase::Starttls, [D, D, D, U, U, U, U, U, U, U, U, U, U, U, U, U]),
-        (SmtpPhase::Auth, [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, U]),
-        (SmtpPhase::MailFrom, [D, D, D, D, D, D, D, U, U, U, R, U, R, U, U, D]),
-        (SmtpPhase::RcptTo, [D, D, D, D, D, D, D, U, U, B, R, U, R, B, R, D]),
-        (SmtpPhase::Data, [D, D, D, D, D, D, D, U, R, R, R, R, R, R, R, D]),
-        (SmtpPhase::EndOfData, [A, I, D, D, D, D, D, U, R, B, R, R, R, R, R, I]),
+        (
+            SmtpPhase::Connect,
+            [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, D],
+        ),
+        (
+            SmtpPhase::Greeting,
+            [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, D],
+        ),
+        (
+            SmtpPhase::Ehlo,
+            [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, D],
+        ),
+        (
+            SmtpPhase::Starttls,
+            [D, D, D, U, U, U, U, U, U, U, U, U, U, U, U, U],
+        ),
+        (
+            SmtpPhase::Auth,
+            [D, D, D, D, D, D, D, U, U, U, U, U, U, U, U, U],
+        ),
+        (
+            SmtpPhase::MailFrom,
+            [D, D, D, D, D, D, D, U, U, U, R, U, R, U, U, D],
+        ),
+        (
+            SmtpPhase::RcptTo,
+            [D, D, D, D, D, D, D, U, U, B, R, U, R, B, R, D],
+        ),
+        (
+            SmtpPhase::Data,
+            [D, D, D, D, D, D, D, U, R, R, R, R, R, R, R, D],
+        ),
+        (
+            SmtpPhase::EndOfData,
+            [A, I, D, D, D, D, D, U, R, B, R, R, R, R, R, I],
+        ),
     ];
 
     fn reply(phase: SmtpPhase, r: Option<(u16, &str)>) -> Reply {
@@ -358,7 +388,11 @@ mod tests {
                 "552 5.3.4 Message size exceeds fixed limit",
             ] {
                 let code = text[..3].parse().unwrap();
-                assert_ne!(classify(&Reply::new(*phase, code, text)), B, "{phase:?} {text}");
+                assert_ne!(
+                    classify(&Reply::new(*phase, code, text)),
+                    B,
+                    "{phase:?} {text}"
+                );
             }
         }
     }
@@ -367,11 +401,27 @@ mod tests {
     fn enhanced_codes_are_read_from_multi_line_replies_and_lettre_texts() {
         let cases = [
             ("550 5.1.1 <a@b.nl>: unknown", 550, Some("5.1.1")),
-            ("550-5.7.25 [203.0.113.1] The IP address 550-5.7.25 PTR record", 550, Some("5.7.25")),
-            ("550-5.1.1 first line 550 5.1.1 second line", 550, Some("5.1.1")),
+            (
+                "550-5.7.25 [203.0.113.1] The IP address 550-5.7.25 PTR record",
+                550,
+                Some("5.7.25"),
+            ),
+            (
+                "550-5.1.1 first line 550 5.1.1 second line",
+                550,
+                Some("5.1.1"),
+            ),
             ("5.2.2 Mailbox full", 552, Some("5.2.2")),
-            ("permanent error (550): 5.1.1 <a@b.nl>: Recipient address rejected", 550, Some("5.1.1")),
-            ("transient error (452): 4.5.3 Too many messages", 452, Some("4.5.3")),
+            (
+                "permanent error (550): 5.1.1 <a@b.nl>: Recipient address rejected",
+                550,
+                Some("5.1.1"),
+            ),
+            (
+                "transient error (452): 4.5.3 Too many messages",
+                452,
+                Some("4.5.3"),
+            ),
             ("permanent error (554): Transaction failed", 554, None),
             // The class must be the reply's own.
             ("550 4.1.1 confused", 550, None),
@@ -379,7 +429,13 @@ mod tests {
             ("550 5.1 too short", 550, None),
         ];
         for (text, code, expected) in cases {
-            assert_eq!(Reply::new(SmtpPhase::RcptTo, code, text).enhanced.as_deref(), expected, "{text}");
+            assert_eq!(
+                Reply::new(SmtpPhase::RcptTo, code, text)
+                    .enhanced
+                    .as_deref(),
+                expected,
+                "{text}"
+            );
         }
         // The lettre text of a 5.1.1 at RCPT TO is still the recipient's.
         let lettre = Reply::new(
@@ -405,7 +461,10 @@ mod tests {
             match r {
                 Some((code, text)) => {
                     let e = Reply::new(SmtpPhase::RcptTo, code, text).enhanced;
-                    out += &format!(" {code}{} |", e.map(|e| format!(" {e}")).unwrap_or_default());
+                    out += &format!(
+                        " {code}{} |",
+                        e.map(|e| format!(" {e}")).unwrap_or_default()
+                    );
                 }
                 None => out += " no reply |",
             }

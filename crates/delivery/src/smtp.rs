@@ -158,7 +158,9 @@ impl SessionPool {
     async fn kept(&self) -> Option<Session> {
         let (mut session, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
         if since.elapsed() < IDLE_CHECK
-            || session.alive(self.connector.timeouts.mail_from.min(IDLE_CHECK)).await
+            || session
+                .alive(self.connector.timeouts.mail_from.min(IDLE_CHECK))
+                .await
         {
             return Some(session);
         }
@@ -185,7 +187,12 @@ impl SessionPool {
             session += t.auth * 3;
         }
         let before_data = t.mail_from.min(IDLE_CHECK) + session + t.mail_from;
-        t.mail_from + before_data * 2 + t.rcpt_to + t.data + t.data_block + t.end_of_data
+        t.mail_from
+            + before_data * 2
+            + t.rcpt_to
+            + t.data
+            + t.data_block
+            + t.end_of_data
             + t.mail_from
     }
 
@@ -412,10 +419,18 @@ fn percent_decode(s: &str) -> String {
 /// a command line gets through).
 fn check_addresses(message: &OutgoingMessage) -> Result<(), Reply> {
     message.from.parse::<Address>().map_err(|e| {
-        Reply::new(SmtpPhase::MailFrom, 553, format!("553 sender address {:?}: {e}", message.from))
+        Reply::new(
+            SmtpPhase::MailFrom,
+            553,
+            format!("553 sender address {:?}: {e}", message.from),
+        )
     })?;
     message.to.parse::<Address>().map_err(|e| {
-        Reply::new(SmtpPhase::RcptTo, 553, format!("553 recipient address {:?}: {e}", message.to))
+        Reply::new(
+            SmtpPhase::RcptTo,
+            553,
+            format!("553 recipient address {:?}: {e}", message.to),
+        )
     })?;
     Ok(())
 }
@@ -446,5 +461,55 @@ impl Transport for SmtpTransport {
             let handover = pool.hand_over(&message).await;
             done(handover);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_hand_over_counts_the_configured_phases() {
+        let settings = |url: &str| SmtpSettings {
+            url: url.into(),
+            connections: 1,
+            timeouts: PhaseTimeouts::default(),
+        };
+        // wait 300 + 2 × (check 10 + connect 60 + greeting 300 + EHLO 300 + MAIL 300)
+        // + RCPT 300 + DATA 120 + message 180 + end of data 600 + RSET 300.
+        let plain = SmtpTransport::new(&settings("smtp://127.0.0.1:25")).unwrap();
+        assert_eq!(plain.longest_attempt(), Duration::from_secs(3740));
+        // STARTTLS (command and handshake, EHLO again) and AUTH's three steps, twice.
+        let secured =
+            SmtpTransport::new(&settings("smtp://u:p@127.0.0.1:587?tls=starttls")).unwrap();
+        assert_eq!(
+            secured.longest_attempt(),
+            Duration::from_secs(3740 + 2 * (240 + 300 + 360))
+        );
+    }
+
+    #[test]
+    fn urls_are_read_as_before() {
+        for bad in [
+            "http://mail.example.org",
+            "smtp://",
+            "smtp://mail.example.org?tls=bogus",
+            "smtps://mail.example.org?tls=starttls",
+            "smtp://mail.example.org:25/bad name",
+        ] {
+            assert!(check_smtp_url(bad).is_err(), "{bad}");
+        }
+        let t = parse_target("smtps://us%40er:p%2Bw@mail.example.org/mx.example.org").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls),
+            ("mail.example.org", 465, TlsMode::Implicit)
+        );
+        assert_eq!(t.hello, "mx.example.org");
+        assert_eq!(t.credentials, Some(("us@er".into(), "p+w".into())));
+        let t = parse_target("smtp://mail.example.org?tls=starttls").unwrap();
+        assert_eq!(
+            (t.port, t.tls, t.credentials),
+            (587, TlsMode::StartTls, None)
+        );
     }
 }

@@ -382,7 +382,9 @@ fn scripted(shared: &Shared, command: Command, address: Option<&str>, default: S
             r.command == command
                 && match (&r.address, &address) {
                     (None, _) => r.attempt.is_none_or(|n| n == any),
-                    (Some(want), Some(got)) => want == got && r.attempt.is_none_or(|n| Some(n) == this),
+                    (Some(want), Some(got)) => {
+                        want == got && r.attempt.is_none_or(|n| Some(n) == this)
+                    }
                     (Some(_), None) => false,
                 }
         })
@@ -393,7 +395,10 @@ fn scripted(shared: &Shared, command: Command, address: Option<&str>, default: S
 /// The address in `MAIL FROM:<a> …` / `RCPT TO:<a>`.
 fn address_of(line: &str) -> String {
     let start = line.find('<').map(|i| i + 1).unwrap_or(0);
-    let end = line[start..].find('>').map(|i| i + start).unwrap_or(line.len());
+    let end = line[start..]
+        .find('>')
+        .map(|i| i + start)
+        .unwrap_or(line.len());
     line[start..end].to_owned()
 }
 
@@ -405,7 +410,10 @@ fn message_id(bytes: &[u8]) -> String {
         }
         if let Some((name, value)) = line.split_once(':') {
             if name.eq_ignore_ascii_case("message-id") {
-                return value.trim().trim_matches(|c| c == '<' || c == '>').to_owned();
+                return value
+                    .trim()
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_owned();
             }
         }
     }
@@ -418,7 +426,12 @@ async fn serve(stream: TcpStream, session: usize, shared: Arc<Shared>) {
         let s = lock(&shared.script);
         (s.messages_per_session, s.starttls, s.auth)
     };
-    let greeting = scripted(&shared, Command::Greeting, None, "220 scripted ESMTP".into());
+    let greeting = scripted(
+        &shared,
+        Command::Greeting,
+        None,
+        "220 scripted ESMTP".into(),
+    );
     if let After::Gone = answer(&mut stream, greeting).await {
         return;
     }
@@ -469,7 +482,12 @@ async fn serve(stream: TcpStream, session: usize, shared: Arc<Shared>) {
                 if limit.is_some_and(|n| accepted >= n) {
                     Answer::reply("452 4.5.3 Too many messages in this session")
                 } else {
-                    let a = scripted(&shared, Command::MailFrom, Some(&address), "250 2.1.0 Ok".into());
+                    let a = scripted(
+                        &shared,
+                        Command::MailFrom,
+                        Some(&address),
+                        "250 2.1.0 Ok".into(),
+                    );
                     if matches!(&a, Answer::Reply(r) if r.starts_with('2')) {
                         from = address;
                         to.clear();
@@ -479,7 +497,12 @@ async fn serve(stream: TcpStream, session: usize, shared: Arc<Shared>) {
             }
             "RCPT" => {
                 let address = address_of(&text);
-                let a = scripted(&shared, Command::RcptTo, Some(&address), "250 2.1.5 Ok".into());
+                let a = scripted(
+                    &shared,
+                    Command::RcptTo,
+                    Some(&address),
+                    "250 2.1.5 Ok".into(),
+                );
                 if matches!(&a, Answer::Reply(r) if r.starts_with('2')) {
                     to.push(address);
                 }
@@ -510,7 +533,11 @@ async fn serve(stream: TcpStream, session: usize, shared: Arc<Shared>) {
                     if line == b".\r\n" || line == b".\n" {
                         break;
                     }
-                    let l = if line.starts_with(b".") { &line[1..] } else { &line[..] };
+                    let l = if line.starts_with(b".") {
+                        &line[1..]
+                    } else {
+                        &line[..]
+                    };
                     bytes.extend_from_slice(l);
                 }
                 lock(&shared.received).push(Received {

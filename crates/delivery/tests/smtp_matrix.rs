@@ -95,7 +95,9 @@ fn every_phase_and_misbehaviour() {
             positive: "220 mx.example.nl ESMTP",
             transient: "421 4.3.2 Too busy, try later",
             permanent: "554 5.7.1 No SMTP service for you",
-            outcomes: [Accepted, Deferred, RefusesUs, Deferred, Deferred, Deferred, Deferred],
+            outcomes: [
+                Accepted, Deferred, RefusesUs, Deferred, Deferred, Deferred, Deferred,
+            ],
             received: false,
         },
         Row {
@@ -104,7 +106,9 @@ fn every_phase_and_misbehaviour() {
             positive: "250-mx.example.nl\n250 8BITMIME",
             transient: "451 4.3.0 Local error",
             permanent: "550 5.7.1 Go away",
-            outcomes: [Accepted, Deferred, RefusesUs, Deferred, Deferred, Deferred, Deferred],
+            outcomes: [
+                Accepted, Deferred, RefusesUs, Deferred, Deferred, Deferred, Deferred,
+            ],
             received: false,
         },
         Row {
@@ -113,7 +117,9 @@ fn every_phase_and_misbehaviour() {
             positive: "250 2.1.0 Sender ok",
             transient: "451 4.3.0 Local error",
             permanent: "550 5.7.1 Sender address rejected: access denied",
-            outcomes: [Accepted, Deferred, RefusesUs, Deferred, Deferred, Deferred, Deferred],
+            outcomes: [
+                Accepted, Deferred, RefusesUs, Deferred, Deferred, Deferred, Deferred,
+            ],
             received: false,
         },
         Row {
@@ -122,7 +128,9 @@ fn every_phase_and_misbehaviour() {
             positive: "250 2.1.5 Recipient ok",
             transient: "450 4.2.1 Mailbox busy",
             permanent: "550 5.1.1 <person1@example.nl>: Recipient address rejected",
-            outcomes: [Accepted, Deferred, Bounced, Deferred, Deferred, Deferred, Deferred],
+            outcomes: [
+                Accepted, Deferred, Bounced, Deferred, Deferred, Deferred, Deferred,
+            ],
             received: false,
         },
         Row {
@@ -131,7 +139,9 @@ fn every_phase_and_misbehaviour() {
             positive: "354 Go ahead",
             transient: "451 4.3.0 Local error",
             permanent: "554 5.5.1 No valid recipients",
-            outcomes: [Accepted, Deferred, Refused, Deferred, Deferred, Deferred, Deferred],
+            outcomes: [
+                Accepted, Deferred, Refused, Deferred, Deferred, Deferred, Deferred,
+            ],
             received: false,
         },
         Row {
@@ -140,7 +150,9 @@ fn every_phase_and_misbehaviour() {
             positive: "250 2.0.0 Ok: queued as 4BQ9",
             transient: "451 4.3.0 Local error in processing",
             permanent: "554 5.7.1 Message rejected as spam",
-            outcomes: [Accepted, Deferred, Refused, InDoubt, InDoubt, InDoubt, InDoubt],
+            outcomes: [
+                Accepted, Deferred, Refused, InDoubt, InDoubt, InDoubt, InDoubt,
+            ],
             received: true,
         },
         Row {
@@ -149,7 +161,9 @@ fn every_phase_and_misbehaviour() {
             positive: "235 2.7.0 Authentication successful",
             transient: "454 4.7.0 Temporary authentication failure",
             permanent: "535 5.7.8 Authentication credentials invalid",
-            outcomes: [Accepted, Deferred, RefusesUs, RefusesUs, RefusesUs, RefusesUs, RefusesUs],
+            outcomes: [
+                Accepted, Deferred, RefusesUs, RefusesUs, RefusesUs, RefusesUs, RefusesUs,
+            ],
             received: false,
         },
     ];
@@ -168,7 +182,11 @@ fn every_phase_and_misbehaviour() {
             let t = transport(&url, 1, PhaseTimeouts::all(TIMEOUT));
             let first = t.send(message(1));
             let cell = format!("{:?} × {kind:?}", row.phase);
-            let phase = if expected == Accepted { SmtpPhase::EndOfData } else { row.phase };
+            let phase = if expected == Accepted {
+                SmtpPhase::EndOfData
+            } else {
+                row.phase
+            };
             if first.outcome != expected || first.reply.phase != phase {
                 wrong.push(format!(
                     "{cell}: {:?} at {:?} ({}), expected {expected:?} at {phase:?}",
@@ -203,7 +221,11 @@ fn every_phase_and_misbehaviour() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Commands the client sent that may carry mail (nothing after a failed STARTTLS).
@@ -221,9 +243,10 @@ fn starttls_missing_refused_or_failing_refuses_us_and_nothing_goes_in_plain_text
         ("not offered", Script::new()),
         (
             "454",
-            Script::new()
-                .offer_starttls()
-                .on(Command::Starttls, Answer::reply("454 4.7.0 TLS not available")),
+            Script::new().offer_starttls().on(
+                Command::Starttls,
+                Answer::reply("454 4.7.0 TLS not available"),
+            ),
         ),
         (
             "554",
@@ -231,16 +254,32 @@ fn starttls_missing_refused_or_failing_refuses_us_and_nothing_goes_in_plain_text
                 .offer_starttls()
                 .on(Command::Starttls, Answer::reply("554 5.7.3 No TLS for you")),
         ),
-        ("close", Script::new().offer_starttls().on(Command::Starttls, Answer::Close)),
-        ("reset", Script::new().offer_starttls().on(Command::Starttls, Answer::Reset)),
-        ("silence", Script::new().offer_starttls().on(Command::Starttls, Answer::Silence)),
+        (
+            "close",
+            Script::new()
+                .offer_starttls()
+                .on(Command::Starttls, Answer::Close),
+        ),
+        (
+            "reset",
+            Script::new()
+                .offer_starttls()
+                .on(Command::Starttls, Answer::Reset),
+        ),
+        (
+            "silence",
+            Script::new()
+                .offer_starttls()
+                .on(Command::Starttls, Answer::Silence),
+        ),
         (
             // 220, then no TLS: the handshake fails (as with a certificate that does not
             // verify).
             "220 without TLS",
-            Script::new()
-                .offer_starttls()
-                .on(Command::Starttls, Answer::reply("220 2.0.0 Ready to start TLS")),
+            Script::new().offer_starttls().on(
+                Command::Starttls,
+                Answer::reply("220 2.0.0 Ready to start TLS"),
+            ),
         ),
     ];
     for (name, script) in cases {
@@ -252,7 +291,11 @@ fn starttls_missing_refused_or_failing_refuses_us_and_nothing_goes_in_plain_text
             assert_eq!(h.outcome, SendOutcome::RefusesUs, "{name}: {h:?}");
             assert_eq!(h.reply.phase, SmtpPhase::Starttls, "{name}: {h:?}");
         }
-        assert!(mail_commands(&smtp).is_empty(), "{name}: {:?}", smtp.commands());
+        assert!(
+            mail_commands(&smtp).is_empty(),
+            "{name}: {:?}",
+            smtp.commands()
+        );
         assert!(smtp.received().is_empty(), "{name}");
     }
 }
@@ -270,12 +313,21 @@ fn authentication_required_or_failing_and_a_554_greeting_refuse_us() {
         PhaseTimeouts::all(TIMEOUT),
     );
     let h = t.send(message(1));
-    assert_eq!((h.outcome, h.reply.phase), (SendOutcome::RefusesUs, SmtpPhase::Auth));
+    assert_eq!(
+        (h.outcome, h.reply.phase),
+        (SendOutcome::RefusesUs, SmtpPhase::Auth)
+    );
     assert_eq!(h.reply.code, Some(535));
     assert_eq!(h.reply.enhanced.as_deref(), Some("5.7.8"));
     // The credentials went as AUTH PLAIN (RFC 4616): "\0user\0password".
-    let auth = smtp.commands().into_iter().find(|(_, c)| c.starts_with("AUTH"));
-    assert_eq!(auth.map(|(_, c)| c), Some("AUTH PLAIN AG5ld3MAd3Jvbmc=".to_owned()));
+    let auth = smtp
+        .commands()
+        .into_iter()
+        .find(|(_, c)| c.starts_with("AUTH"));
+    assert_eq!(
+        auth.map(|(_, c)| c),
+        Some("AUTH PLAIN AG5ld3MAd3Jvbmc=".to_owned())
+    );
 
     // 530 at MAIL FROM: authentication required, and we have no credentials.
     let smtp = ScriptedSmtp::start(Script::new().on(
@@ -284,7 +336,10 @@ fn authentication_required_or_failing_and_a_554_greeting_refuse_us() {
     ));
     let t = transport(&smtp.url(), 1, PhaseTimeouts::all(TIMEOUT));
     let h = t.send(message(1));
-    assert_eq!((h.outcome, h.reply.phase), (SendOutcome::RefusesUs, SmtpPhase::MailFrom));
+    assert_eq!(
+        (h.outcome, h.reply.phase),
+        (SendOutcome::RefusesUs, SmtpPhase::MailFrom)
+    );
 
     // Credentials but no AUTH offered.
     let smtp = ScriptedSmtp::start(Script::new());
@@ -294,7 +349,10 @@ fn authentication_required_or_failing_and_a_554_greeting_refuse_us() {
         PhaseTimeouts::all(TIMEOUT),
     );
     let h = t.send(message(1));
-    assert_eq!((h.outcome, h.reply.phase), (SendOutcome::RefusesUs, SmtpPhase::Auth));
+    assert_eq!(
+        (h.outcome, h.reply.phase),
+        (SendOutcome::RefusesUs, SmtpPhase::Auth)
+    );
     assert!(smtp.received().is_empty());
 
     // 554 at the greeting, multi-line.
@@ -304,7 +362,10 @@ fn authentication_required_or_failing_and_a_554_greeting_refuse_us() {
     ));
     let t = transport(&smtp.url(), 1, PhaseTimeouts::all(TIMEOUT));
     let h = t.send(message(1));
-    assert_eq!((h.outcome, h.reply.phase), (SendOutcome::RefusesUs, SmtpPhase::Greeting));
+    assert_eq!(
+        (h.outcome, h.reply.phase),
+        (SendOutcome::RefusesUs, SmtpPhase::Greeting)
+    );
     assert_eq!(h.reply.code, Some(554));
     assert_eq!(h.reply.enhanced.as_deref(), Some("5.7.1"));
     assert!(h.reply.text.contains("block list"), "{}", h.reply.text);
@@ -331,7 +392,11 @@ fn a_session_limit_with_one_connection_delivers_all() {
 fn a_421_or_a_closed_kept_session_at_mail_from_is_retried_on_a_fresh_one() {
     let smtp = ScriptedSmtp::start(
         Script::new()
-            .on_attempt(Command::MailFrom, 2, Answer::reply("421 4.4.2 Idle too long, closing"))
+            .on_attempt(
+                Command::MailFrom,
+                2,
+                Answer::reply("421 4.4.2 Idle too long, closing"),
+            )
             .on_attempt(Command::MailFrom, 4, Answer::Close),
     );
     let t = transport(&smtp.url(), 1, PhaseTimeouts::all(TIMEOUT));
@@ -351,7 +416,10 @@ fn the_session_limit_refusal_on_a_fresh_session_is_deferred_not_retried_forever(
     ));
     let t = transport(&smtp.url(), 1, PhaseTimeouts::all(TIMEOUT));
     let h = t.send(message(1));
-    assert_eq!((h.outcome, h.reply.phase), (SendOutcome::Deferred, SmtpPhase::MailFrom));
+    assert_eq!(
+        (h.outcome, h.reply.phase),
+        (SendOutcome::Deferred, SmtpPhase::MailFrom)
+    );
     assert_eq!(h.reply.enhanced.as_deref(), Some("4.5.3"));
     assert_eq!(smtp.sessions(), 2, "one retry on a fresh session, no more");
 }
@@ -362,7 +430,10 @@ fn slow_split_multi_line_and_bare_replies_are_valid() {
     // own 3 s: accepted.
     let smtp = ScriptedSmtp::start(Script::new().on(
         Command::EndOfData,
-        Answer::delayed(Duration::from_secs(1), Answer::reply("250 2.0.0 Ok: queued")),
+        Answer::delayed(
+            Duration::from_secs(1),
+            Answer::reply("250 2.0.0 Ok: queued"),
+        ),
     ));
     let timeouts = PhaseTimeouts {
         end_of_data: Duration::from_secs(3),
@@ -375,24 +446,38 @@ fn slow_split_multi_line_and_bare_replies_are_valid() {
     // The same delay with the end of data's timeout at 300 ms: in doubt, one copy there.
     let smtp = ScriptedSmtp::start(Script::new().on(
         Command::EndOfData,
-        Answer::delayed(Duration::from_secs(1), Answer::reply("250 2.0.0 Ok: queued")),
+        Answer::delayed(
+            Duration::from_secs(1),
+            Answer::reply("250 2.0.0 Ok: queued"),
+        ),
     ));
     let t = transport(&smtp.url(), 1, PhaseTimeouts::all(TIMEOUT));
     let h = t.send(message(1));
-    assert_eq!((h.outcome, h.reply.phase), (SendOutcome::InDoubt, SmtpPhase::EndOfData));
+    assert_eq!(
+        (h.outcome, h.reply.phase),
+        (SendOutcome::InDoubt, SmtpPhase::EndOfData)
+    );
     assert_eq!(smtp.copies(&message(1).message_id), 1);
 
     // A bare "250", a reply split over two writes, a multi-line reply: all accepted.
     for (name, a) in [
         ("bare 250", Answer::reply("250")),
-        ("split", Answer::Split("250 2.0.0 Ok: queued as 4BQ9".into(), Duration::from_millis(100))),
-        ("multi-line", Answer::reply("250-2.0.0 Ok\n250-queued as\n250 2.0.0 4BQ9")),
+        (
+            "split",
+            Answer::Split(
+                "250 2.0.0 Ok: queued as 4BQ9".into(),
+                Duration::from_millis(100),
+            ),
+        ),
+        (
+            "multi-line",
+            Answer::reply("250-2.0.0 Ok\n250-queued as\n250 2.0.0 4BQ9"),
+        ),
     ] {
-        let smtp = ScriptedSmtp::start(
-            Script::new()
-                .on(Command::EndOfData, a.clone())
-                .on(Command::Greeting, Answer::Split("220 slow greeter".into(), Duration::from_millis(50))),
-        );
+        let smtp = ScriptedSmtp::start(Script::new().on(Command::EndOfData, a.clone()).on(
+            Command::Greeting,
+            Answer::Split("220 slow greeter".into(), Duration::from_millis(50)),
+        ));
         let t = transport(&smtp.url(), 1, PhaseTimeouts::all(TIMEOUT));
         for n in 1..=2 {
             let h = t.send(message(n));
@@ -429,7 +514,11 @@ fn a_refusal_for_one_address_touches_only_that_recipient() {
     let outcomes: Vec<SendOutcome> = (1..=3).map(|n| t.send(message(n)).outcome).collect();
     assert_eq!(
         outcomes,
-        [SendOutcome::Accepted, SendOutcome::Bounced, SendOutcome::Accepted]
+        [
+            SendOutcome::Accepted,
+            SendOutcome::Bounced,
+            SendOutcome::Accepted
+        ]
     );
     assert_eq!(smtp.copies_to("person2@example.nl"), 0);
     assert_eq!(smtp.sessions(), 1, "the session was reset (RSET) and kept");

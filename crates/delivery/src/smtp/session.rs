@@ -95,10 +95,7 @@ fn closed(phase: SmtpPhase, e: &std::io::Error) -> Reply {
 }
 
 fn timed_out(phase: SmtpPhase, limit: Duration) -> Reply {
-    Reply::none(
-        phase,
-        format!("no reply within {} s", limit.as_secs_f64()),
-    )
+    Reply::none(phase, format!("no reply within {} s", limit.as_secs_f64()))
 }
 
 impl Session {
@@ -182,14 +179,13 @@ impl Session {
         if answer.code / 100 == 2 {
             self.extensions = answer
                 .text
-                .split("\n")
+                .split('\n')
                 .skip(1)
                 .map(|l| l.trim().to_ascii_uppercase())
                 .collect();
             return Ok(());
         }
-        if matches!(answer.code, 500 | 502) && c.tls == TlsMode::None && c.credentials.is_none()
-        {
+        if matches!(answer.code, 500 | 502) && c.tls == TlsMode::None && c.credentials.is_none() {
             let helo = self
                 .command(SmtpPhase::Ehlo, &format!("HELO {}", c.hello), t)
                 .await?;
@@ -250,40 +246,52 @@ impl Session {
 
     /// One mail transaction for `message`, to its end: the reply that ended it (the end of
     /// data's on success) and what the connection is good for afterwards.
-    pub async fn transmit(&mut self, message: &OutgoingMessage, t: &PhaseTimeouts) -> (Reply, Fate) {
+    pub async fn transmit(
+        &mut self,
+        message: &OutgoingMessage,
+        t: &PhaseTimeouts,
+    ) -> (Reply, Fate) {
         let mut mail = format!("MAIL FROM:<{}>", message.from);
         if !message.bytes.is_ascii() && self.offers("8BITMIME") {
             mail += " BODY=8BITMIME";
         }
         if !(message.from.is_ascii() && message.to.is_ascii()) {
             if !self.offers("SMTPUTF8") {
+                // Not the server's reply but ours, in RFC 6531's words (5.6.7): this
+                // message cannot go to this server; nobody is marked, nothing paused.
                 return (
                     Reply::new(
-                        SmtpPhase::MailFrom,
+                        SmtpPhase::RcptTo,
                         553,
-                        "553 the address is not ASCII and the server does not take SMTPUTF8",
+                        "553 5.6.7 the address is not ASCII and the server does not take \
+                         SMTPUTF8",
                     ),
                     Fate::Keep,
                 );
             }
             mail += " SMTPUTF8";
         }
-        let step = |phase: SmtpPhase, r: Result<Answer, Reply>, open: bool| match r {
-            Err(none) => Err((none, Fate::Broken)),
-            Ok(a) if a.code / 100 == 2 || (phase == SmtpPhase::Data && a.code == 354) => Ok(()),
-            Ok(a) => {
-                let reply = a.reply(phase);
-                let fate = if ends_session(&reply) {
-                    Fate::Close
-                } else if reply.code.is_some_and(|c| c / 100 == 2 || c / 100 == 3) {
-                    // A positive reply where another was due: not a state we know.
-                    Fate::Broken
-                } else if open {
-                    Fate::Reset
-                } else {
-                    Fate::Keep
-                };
-                Err((reply, fate))
+        let step = |phase: SmtpPhase,
+                    r: Result<Answer, Reply>,
+                    open: bool|
+         -> Result<(), (Reply, Fate)> {
+            match r {
+                Err(none) => Err((none, Fate::Broken)),
+                Ok(a) if a.code / 100 == 2 || (phase == SmtpPhase::Data && a.code == 354) => Ok(()),
+                Ok(a) => {
+                    let reply = a.reply(phase);
+                    let fate = if ends_session(&reply) {
+                        Fate::Close
+                    } else if reply.code.is_some_and(|c| c / 100 == 2 || c / 100 == 3) {
+                        // A positive reply where another was due: not a state we know.
+                        Fate::Broken
+                    } else if open {
+                        Fate::Reset
+                    } else {
+                        Fate::Keep
+                    };
+                    Err((reply, fate))
+                }
             }
         };
         let r = self.command(SmtpPhase::MailFrom, &mail, t.mail_from).await;
@@ -362,13 +370,21 @@ impl Session {
     }
 
     /// Writes `line` and reads its reply, both within `limit`.
-    async fn command(&mut self, phase: SmtpPhase, line: &str, limit: Duration) -> Result<Answer, Reply> {
+    async fn command(
+        &mut self,
+        phase: SmtpPhase,
+        line: &str,
+        limit: Duration,
+    ) -> Result<Answer, Reply> {
         let exchange = async {
             let stream = self.stream.get_mut();
             let mut bytes = Vec::with_capacity(line.len() + 2);
             bytes.extend_from_slice(line.as_bytes());
             bytes.extend_from_slice(b"\r\n");
-            stream.write_all(&bytes).await.map_err(|e| closed(phase, &e))?;
+            stream
+                .write_all(&bytes)
+                .await
+                .map_err(|e| closed(phase, &e))?;
             stream.flush().await.map_err(|e| closed(phase, &e))?;
             self.read_reply(phase).await
         };
@@ -418,7 +434,10 @@ impl Session {
             let line = line.trim_end_matches(['\r', '\n']);
             let unparsable = || Reply::none(phase, format!("an unparsable reply: {line:?}"));
             let bytes = line.as_bytes();
-            if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&bytes[0]) {
+            if bytes.len() < 3
+                || !bytes[..3].iter().all(u8::is_ascii_digit)
+                || !(b'2'..=b'5').contains(&bytes[0])
+            {
                 return Err(unparsable());
             }
             let this: u16 = line[..3].parse().map_err(|_| unparsable())?;
@@ -507,7 +526,10 @@ mod tests {
 
     #[test]
     fn lines_starting_with_a_dot_are_doubled() {
-        assert_eq!(dot_stuffed(b".a\r\nb\r\n.\r\n..c"), b"..a\r\nb\r\n..\r\n...c\r\n");
+        assert_eq!(
+            dot_stuffed(b".a\r\nb\r\n.\r\n..c"),
+            b"..a\r\nb\r\n..\r\n...c\r\n"
+        );
         assert_eq!(dot_stuffed(b"x\r\n"), b"x\r\n");
     }
 }
