@@ -187,7 +187,11 @@ fn every_phase_and_misbehaviour() {
             } else {
                 row.phase
             };
-            if first.outcome != expected || first.reply.phase != phase {
+            // On loopback a reset right after the accept may already fail the connect.
+            let reset_early = matches!(kind, Kind::Reset)
+                && row.command == Command::Greeting
+                && first.reply.phase == SmtpPhase::Connect;
+            if first.outcome != expected || (first.reply.phase != phase && !reset_early) {
                 wrong.push(format!(
                     "{cell}: {:?} at {:?} ({}), expected {expected:?} at {phase:?}",
                     first.outcome, first.reply.phase, first.reply.text
@@ -209,11 +213,12 @@ fn every_phase_and_misbehaviour() {
                 ));
             }
             // A session is reused only after a clean reply; never after no reply.
-            let clean = matches!(kind, Kind::Positive | Kind::Transient | Kind::Permanent)
-                && matches!(
-                    row.command,
-                    Command::MailFrom | Command::RcptTo | Command::Data | Command::EndOfData
-                );
+            let clean = matches!(kind, Kind::Positive)
+                || (matches!(kind, Kind::Transient | Kind::Permanent)
+                    && matches!(
+                        row.command,
+                        Command::MailFrom | Command::RcptTo | Command::Data | Command::EndOfData
+                    ));
             let sessions = smtp.sessions();
             if clean != (sessions == 1) {
                 wrong.push(format!("{cell}: {sessions} sessions for two hand-overs"));

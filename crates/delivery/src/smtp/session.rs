@@ -10,6 +10,10 @@
 //! 3 and 10 minutes). lettre still brings the network stream, its TLS (rustls with the
 //! webpki roots, `STARTTLS` and implicit TLS) and the address checks.
 
+// lettre marks its network stream "not meant to be made public" but keeps it public and
+// semver-stable within 0.11; it is the one way to use its TLS on a stream of our own.
+#![allow(deprecated)]
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -57,15 +61,27 @@ pub(super) enum Fate {
     Broken,
 }
 
-/// A reply that parsed: its code and its text (code and lines joined by spaces).
+/// A reply that parsed: its code, its text (code and lines joined by spaces; EHLO's by
+/// "\n") and its lines' texts.
 struct Answer {
     code: u16,
     text: String,
+    lines: Vec<String>,
 }
 
 impl Answer {
+    /// The reply, with the enhanced code of the first line that has one (RFC 2034 §3 puts
+    /// it on every line; greetings often put a host name on the first).
     fn reply(self, phase: SmtpPhase) -> Reply {
-        Reply::new(phase, self.code, self.text.replace('\n', " "))
+        let mut reply = Reply::new(phase, self.code, self.text.replace('\n', " "));
+        if reply.enhanced.is_none() {
+            reply.enhanced = self
+                .lines
+                .iter()
+                .skip(1)
+                .find_map(|l| Reply::new(phase, self.code, l.as_str()).enhanced);
+        }
+        reply
     }
 }
 
@@ -124,7 +140,6 @@ impl Session {
         // which servers delay (40 ms on Linux): about 22 messages a second per connection.
         tcp.set_nodelay(true)
             .map_err(|e| Reply::none(SmtpPhase::Connect, format!("TCP_NODELAY: {e}")))?;
-        #[allow(deprecated)] // the way to give lettre a stream of our own making
         let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
         if c.tls == TlsMode::Implicit {
             upgrade(&mut stream, c).await?;
@@ -468,7 +483,7 @@ impl Session {
                         format!("{code} {joined}")
                     }
                 };
-                return Ok(Answer { code, text });
+                return Ok(Answer { code, text, lines });
             }
             if lines.len() >= MAX_LINES {
                 return Err(Reply::none(phase, "a reply of more than 200 lines"));
