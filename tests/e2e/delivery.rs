@@ -133,8 +133,12 @@ async fn the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each
         let app = &app;
         async move {
             ok(
-                app.admin("GET", &format!("/api/v1/mailjobs/{id}/recipients{query}"), None)
-                    .await,
+                app.admin(
+                    "GET",
+                    &format!("/api/v1/mailjobs/{id}/recipients{query}"),
+                    None,
+                )
+                .await,
                 200,
             )
             .await
@@ -144,15 +148,27 @@ async fn the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each
     let total = all["total"].as_i64().unwrap();
     assert_eq!(total, 7, "{all}");
     let items = all["items"].as_array().unwrap();
-    let row = |pid: i64| items.iter().find(|r| r["person_id"] == pid).unwrap().clone();
+    let row = |pid: i64| {
+        items
+            .iter()
+            .find(|r| r["person_id"] == pid)
+            .unwrap()
+            .clone()
+    };
     let rob = row(special["Rob"]);
     assert_eq!(rob["state"], "bounced", "{rob}");
     assert_eq!(rob["attempts"], 1);
     assert_eq!(rob["last_reply"]["phase"], "rcpt_to");
     assert_eq!(rob["last_reply"]["code"], 550);
     assert_eq!(rob["last_reply"]["enhanced"], "5.1.1");
-    assert!(rob["last_reply"]["text"].as_str().unwrap().contains("User unknown"));
-    assert!(rob["contact_moment_id"].is_i64(), "a handed-over message keeps its moment");
+    assert!(rob["last_reply"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("User unknown"));
+    assert!(
+        rob["contact_moment_id"].is_i64(),
+        "a handed-over message keeps its moment"
+    );
     let frits = row(special["Frits"]);
     assert_eq!(frits["state"], "sent", "{frits}");
     assert_eq!(frits["attempts"], 2);
@@ -162,14 +178,20 @@ async fn the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each
     let message_id = frits["message_id"].as_str().unwrap().to_owned();
     let received = by_recipient(&sink.received());
     assert_eq!(
-        received["defer.frits@example.nl"][0].message_id.trim_matches(['<', '>']),
+        received["defer.frits@example.nl"][0]
+            .message_id
+            .trim_matches(['<', '>']),
         message_id.trim_matches(['<', '>'])
     );
 
     // The same states as the progress, one source.
     let p = &done["progress"];
-    for state in ["sent", "bounced", "failed", "deferred", "skipped", "in_doubt"] {
-        let n = list(format!("?state={state}")).await["total"].as_i64().unwrap();
+    for state in [
+        "sent", "bounced", "failed", "deferred", "skipped", "in_doubt",
+    ] {
+        let n = list(format!("?state={state}")).await["total"]
+            .as_i64()
+            .unwrap();
         assert_eq!(Some(n), p[state].as_i64(), "{state}: {done}");
     }
     let bounced = list("?state=bounced".into()).await;
@@ -183,15 +205,28 @@ async fn the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each
     assert_eq!(paged["items"].as_array().unwrap().len(), 1);
 
     let csv = app
-        .admin("GET", &format!("/api/v1/mailjobs/{id}/recipients?format=csv&state=bounced"), None)
+        .admin(
+            "GET",
+            &format!("/api/v1/mailjobs/{id}/recipients?format=csv&state=bounced"),
+            None,
+        )
         .await;
     assert_eq!(csv.status, 200, "{}", csv.text);
-    assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
+    assert!(
+        csv.content_type.starts_with("text/csv"),
+        "{}",
+        csv.content_type
+    );
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(lines.len(), 2, "{}", csv.text);
-    assert!(lines[0].starts_with("person_id,email,state,attempts,in_doubt,reply_phase,reply_code,reply_enhanced,reply_text"));
+    assert!(lines[0].starts_with(
+        "person_id,email,state,attempts,in_doubt,reply_phase,reply_code,reply_enhanced,reply_text"
+    ));
     assert!(
-        lines[1].starts_with(&format!("{},reject.rob@example.nl,bounced,1,false,rcpt_to,550,5.1.1,", special["Rob"])),
+        lines[1].starts_with(&format!(
+            "{},reject.rob@example.nl,bounced,1,false,rcpt_to,550,5.1.1,",
+            special["Rob"]
+        )),
         "{}",
         lines[1]
     );
@@ -204,23 +239,43 @@ async fn the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each
         .unwrap();
     assert_eq!(by_accept.status().as_u16(), 200);
     let body = by_accept.body().await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&body).lines().count(), 8, "a header and 7 rows");
+    assert_eq!(
+        String::from_utf8_lossy(&body).lines().count(),
+        8,
+        "a header and 7 rows"
+    );
 
     app.admin("GET", "/api/v1/mailjobs/999999/recipients", None)
         .await
         .assert_problem(404);
-    app.admin("GET", &format!("/api/v1/mailjobs/{id}/recipients?state=lost"), None)
-        .await
-        .assert_problem(422);
-    app.admin("GET", &format!("/api/v1/mailjobs/{id}/recipients?format=xml"), None)
-        .await
-        .assert_problem(422);
-    app.admin("GET", &format!("/api/v1/mailjobs/{id}/recipients?per_page=501"), None)
-        .await
-        .assert_problem(422);
-    app.admin("POST", &format!("/api/v1/mailjobs/{id}/resend-in-doubt"), None)
-        .await
-        .assert_problem(409);
+    app.admin(
+        "GET",
+        &format!("/api/v1/mailjobs/{id}/recipients?state=lost"),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.admin(
+        "GET",
+        &format!("/api/v1/mailjobs/{id}/recipients?format=xml"),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.admin(
+        "GET",
+        &format!("/api/v1/mailjobs/{id}/recipients?per_page=501"),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.admin(
+        "POST",
+        &format!("/api/v1/mailjobs/{id}/resend-in-doubt"),
+        None,
+    )
+    .await
+    .assert_problem(409);
 }
 
 async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection(
@@ -616,7 +671,10 @@ async fn a_refused_message_fails_and_a_refused_sender_pauses_the_job_without_mak
             break j;
         }
         assert_eq!(j["status"], "sending", "the job pauses, never ends: {j}");
-        assert!(started.elapsed() < Duration::from_secs(60), "the job pauses: {j}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job pauses: {j}"
+        );
         tokio_sleep(50).await;
     };
     let reason = refused["pause_reason"].as_str().unwrap_or_default();
@@ -639,7 +697,10 @@ async fn a_refused_message_fails_and_a_refused_sender_pauses_the_job_without_mak
         .select(mail_job_recipients::attempts)
         .load(&mut conn)
         .unwrap();
-    assert!(attempts.iter().all(|a| *a == 0), "no attempt spent: {attempts:?}");
+    assert!(
+        attempts.iter().all(|a| *a == 0),
+        "no attempt spent: {attempts:?}"
+    );
     ok(
         app.admin("POST", &format!("/api/v1/mailjobs/{again}/cancel"), None)
             .await,
@@ -886,8 +947,12 @@ async fn killed_workers(backend: Backend, policy: &str) {
     }
     let done = if left_in_doubt > 0 {
         ok(
-            app.admin("POST", &format!("/api/v1/mailjobs/{id}/resend-in-doubt"), None)
-                .await,
+            app.admin(
+                "POST",
+                &format!("/api/v1/mailjobs/{id}/resend-in-doubt"),
+                None,
+            )
+            .await,
             200,
         )
         .await;

@@ -183,11 +183,11 @@ pub struct ListFormat {
     params(("id" = i64, Path, description = "Mail job id", example = 21),
         RecipientFilter, ListFormat, PageRequest),
     responses(
-        (status = 200, description = "A page of the job's recipients", body = Page<JobRecipient>,
-            content_type = "application/json"),
-        (status = 200, description = "Every matching recipient as CSV", body = String,
-            content_type = "text/csv",
-            example = "person_id,email,state,attempts,in_doubt,reply_phase,reply_code,reply_enhanced,reply_text,note,contact_moment_id,message_id\n5,anna@example.nl,bounced,1,false,rcpt_to,550,5.1.1,550 5.1.1 Recipient address rejected,RCPT TO: 550 5.1.1 Recipient address rejected,88,3f2a9c0d1e@example.org\n"),
+        (status = 200, description = "A page of the job's recipients (JSON), or every matching recipient (CSV)",
+            content(
+                (Page<JobRecipient> = "application/json"),
+                (String = "text/csv", example = "person_id,email,state,attempts,in_doubt,reply_phase,reply_code,reply_enhanced,reply_text,note,contact_moment_id,message_id\n5,anna@example.nl,bounced,1,false,rcpt_to,550,5.1.1,550 5.1.1 Recipient address rejected,RCPT TO: 550 5.1.1 Recipient address rejected,88,3f2a9c0d1e@example.org\n"),
+            )),
         (status = 403, description = "The role may not read mail jobs"),
         (status = 404, description = "No such mail job"),
         (status = 422, description = "An unknown state, a search with control characters, an unknown format, or `page`/`per_page` out of range"),

@@ -99,7 +99,11 @@ pub fn sending_stop_reason(
     let (status, paused, reason): (String, Option<NaiveDateTime>, Option<String>) =
         mail_jobs::table
             .find(id)
-            .select((mail_jobs::status, mail_jobs::paused_at, mail_jobs::pause_reason))
+            .select((
+                mail_jobs::status,
+                mail_jobs::paused_at,
+                mail_jobs::pause_reason,
+            ))
             .first(conn)?;
     let status: MailJobStatus = status
         .parse()

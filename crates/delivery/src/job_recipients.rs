@@ -120,7 +120,12 @@ fn load(
             r::state,
             r::attempts,
             r::in_doubt,
-            (r::reply_phase, r::reply_code, r::reply_enhanced, r::reply_text),
+            (
+                r::reply_phase,
+                r::reply_code,
+                r::reply_enhanced,
+                r::reply_text,
+            ),
             r::last_error,
             r::contact_moment_id,
         ))
@@ -138,7 +143,10 @@ fn load(
     };
     rows.into_iter()
         .map(
-            |(person_id, email, state, attempts, in_doubt, reply, note, moment)| {
+            |(person_id, email, state, attempts, in_doubt, reply, note, moment)| -> Result<
+                JobRecipient,
+                DeliveryError,
+            > {
                 let state: RecipientState = state
                     .parse()
                     .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
@@ -302,7 +310,9 @@ pub fn write_recipients_csv(
                 r.state.as_str().to_owned(),
                 r.attempts.to_string(),
                 r.in_doubt.to_string(),
-                reply.map(|r| r.phase.as_str().to_owned()).unwrap_or_default(),
+                reply
+                    .map(|r| r.phase.as_str().to_owned())
+                    .unwrap_or_default(),
                 reply
                     .and_then(|r| r.code)
                     .map(|c| c.to_string())
@@ -317,9 +327,9 @@ pub fn write_recipients_csv(
             ])?;
             written += 1;
         }
-        writer.flush()?;
+        writer.flush().map_err(csv::Error::from)?;
     }
-    writer.flush()?;
+    writer.flush().map_err(csv::Error::from)?;
     Ok(written)
 }
 

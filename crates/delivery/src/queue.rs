@@ -332,10 +332,9 @@ impl RecipientQueue for DbQueue<'_> {
                 if matches!(kind, Claimable::Abandoned) {
                     // A hand-over cut off by a stopped run may have arrived: it is resent
                     // only under `retry-once`, and only once.
-                    let (again, stays): (Vec<Candidate>, Vec<Candidate>) =
-                        found.into_iter().partition(|c| {
-                            policy == InDoubtPolicy::RetryOnce && !c.in_doubt
-                        });
+                    let (again, stays): (Vec<Candidate>, Vec<Candidate>) = found
+                        .into_iter()
+                        .partition(|c| policy == InDoubtPolicy::RetryOnce && !c.in_doubt);
                     leave_in_doubt(conn, id, &stays)?;
                     found = again;
                     abandoned = found.len();
@@ -588,8 +587,7 @@ impl RecipientQueue for DbQueue<'_> {
                         diesel::update(row)
                             .set((
                                 ended(RecipientState::Deferred, reply),
-                                mail_job_recipients::attempts
-                                    .eq(mail_job_recipients::attempts - 1),
+                                mail_job_recipients::attempts.eq(mail_job_recipients::attempts - 1),
                                 mail_job_recipients::next_attempt_at.eq(at + *wait),
                             ))
                             .execute(conn)?;

@@ -143,35 +143,35 @@ impl ScriptedTransport {
             ))
         } else {
             match script {
-            Script::Accept => Handover::accepted("ok"),
-            Script::Slow(wait) => {
-                std::thread::sleep(wait);
-                Handover::accepted("ok")
-            }
-            Script::TransientOnce if attempt == 1 => reply(451, Phase::Rcpt),
-            Script::TransientOnce => Handover::accepted("ok"),
-            Script::RefusesUsOnce if attempt == 1 => Handover::of(Reply::new(
-                SmtpPhase::Auth,
-                535,
-                "535 5.7.8 Authentication credentials invalid",
-            )),
-            Script::RefusesUsOnce => Handover::accepted("ok"),
-            Script::LostReply => lost(),
-            Script::LostReplyOnce if attempt == 1 => lost(),
-            Script::LostReplyOnce => Handover::accepted("ok"),
-            Script::Transient(phase) => reply(421, phase),
-            Script::Permanent(Phase::Rcpt) => reply(550, Phase::Rcpt),
-            // A refusal of the message (not of us, which would pause the job).
-            Script::Permanent(Phase::Mail) => Handover::of(Reply::new(
-                SmtpPhase::MailFrom,
-                552,
-                "552 5.3.4 message too big",
-            )),
-            Script::Permanent(phase) => reply(554, phase),
-            Script::NoReply => Handover::of(Reply::none(
-                SmtpPhase::RcptTo,
-                "timed out waiting for a reply",
-            )),
+                Script::Accept => Handover::accepted("ok"),
+                Script::Slow(wait) => {
+                    std::thread::sleep(wait);
+                    Handover::accepted("ok")
+                }
+                Script::TransientOnce if attempt == 1 => reply(451, Phase::Rcpt),
+                Script::TransientOnce => Handover::accepted("ok"),
+                Script::RefusesUsOnce if attempt == 1 => Handover::of(Reply::new(
+                    SmtpPhase::Auth,
+                    535,
+                    "535 5.7.8 Authentication credentials invalid",
+                )),
+                Script::RefusesUsOnce => Handover::accepted("ok"),
+                Script::LostReply => lost(),
+                Script::LostReplyOnce if attempt == 1 => lost(),
+                Script::LostReplyOnce => Handover::accepted("ok"),
+                Script::Transient(phase) => reply(421, phase),
+                Script::Permanent(Phase::Rcpt) => reply(550, Phase::Rcpt),
+                // A refusal of the message (not of us, which would pause the job).
+                Script::Permanent(Phase::Mail) => Handover::of(Reply::new(
+                    SmtpPhase::MailFrom,
+                    552,
+                    "552 5.3.4 message too big",
+                )),
+                Script::Permanent(phase) => reply(554, phase),
+                Script::NoReply => Handover::of(Reply::none(
+                    SmtpPhase::RcptTo,
+                    "timed out waiting for a reply",
+                )),
             }
         };
         if answer.outcome == SendOutcome::Accepted {
@@ -496,13 +496,20 @@ fn scripted_send(backend: Backend, policy: InDoubtPolicy) {
         // The last reply is kept with the recipient.
         let phase = o.reply.0.as_deref();
         match script {
-            Script::Permanent(Phase::Rcpt) => assert_eq!(o.reply, (Some("rcpt_to".into()), Some(550))),
+            Script::Permanent(Phase::Rcpt) => {
+                assert_eq!(o.reply, (Some("rcpt_to".into()), Some(550)))
+            }
             Script::LostReply => assert_eq!(o.reply, (Some("end_of_data".into()), None)),
             _ => assert!(phase.is_some(), "{address}: a last reply"),
         }
     }
     let in_doubt = if retry { 1 } else { 2 };
-    assert_eq!(job.progress.sent, 5 + i64::from(retry), "{:?}", job.progress);
+    assert_eq!(
+        job.progress.sent,
+        5 + i64::from(retry),
+        "{:?}",
+        job.progress
+    );
     assert_eq!(job.progress.bounced, 1);
     assert_eq!(job.progress.failed, 6);
     assert_eq!(job.progress.in_doubt, in_doubt);
@@ -523,14 +530,22 @@ fn scripted_send(backend: Backend, policy: InDoubtPolicy) {
     let job = run_until(&runner, &mut conn, job.id, false);
     assert_eq!(job.status, MailJobStatus::Sent, "{}", job.message);
     let outcomes = self::outcomes(&mut conn, job.id);
-    assert_eq!(outcomes["lost.once@example.org"].state, RecipientState::Sent);
-    assert_eq!(outcomes["lost.reply@example.org"].state, RecipientState::InDoubt);
+    assert_eq!(
+        outcomes["lost.once@example.org"].state,
+        RecipientState::Sent
+    );
+    assert_eq!(
+        outcomes["lost.reply@example.org"].state,
+        RecipientState::InDoubt
+    );
     let copies = transport.copies.lock().unwrap().clone();
     for local in ["lost.once", "lost.reply"] {
         let address = format!("{local}@example.org");
         assert_eq!(copies[&address].len(), 2, "{address}: resent once");
         assert!(
-            copies[&address].iter().all(|(id, _)| *id == before[&address]),
+            copies[&address]
+                .iter()
+                .all(|(id, _)| *id == before[&address]),
             "{address}: resent with its Message-ID"
         );
     }
@@ -577,9 +592,15 @@ fn a_relay_refusing_us_pauses_the_job_and_resume_sends_everyone_once(backend: Ba
         tried
     );
     assert!(tried >= mailbaar_delivery::REFUSALS_TO_PAUSE);
-    assert!(tried < RECIPIENTS.len() as u32, "the run stopped early: {tried}");
+    assert!(
+        tried < RECIPIENTS.len() as u32,
+        "the run stopped early: {tried}"
+    );
     for (address, o) in outcomes(&mut conn, job.id) {
-        assert!(!o.bouncer, "{address}: nobody is marked for a refusal of us");
+        assert!(
+            !o.bouncer,
+            "{address}: nobody is marked for a refusal of us"
+        );
         assert_eq!(o.attempts, 0, "{address}: no attempt spent");
         assert!(
             matches!(o.state, RecipientState::Pending | RecipientState::Deferred),
