@@ -64,6 +64,11 @@ pub struct DeliveryConfig {
     /// `MAILBAAR_SEND_RUNS`: send runs per job on PostgreSQL, for that many workers to
     /// share it (default 4).
     pub runs: usize,
+    /// `MAILBAAR_IN_DOUBT`: what becomes of a message that may have arrived (end of data
+    /// sent, no valid final reply; or its worker stopped): `at-most-once` (default: it stays
+    /// in doubt until `POST /mailjobs/{id}/resend-in-doubt`) or `retry-once` (one delayed
+    /// retry with the same Message-ID).
+    pub in_doubt: mailbaar_delivery::InDoubtPolicy,
     /// `MAILBAAR_DKIM_KEY_FILE`, `MAILBAAR_DKIM_SELECTOR`, `MAILBAAR_DKIM_DOMAIN`: sign
     /// every message with this private key when all three are set: RSA in PKCS#1 PEM
     /// (`BEGIN RSA PRIVATE KEY`), or Ed25519 as the base64 of its 32 bytes.
@@ -94,6 +99,7 @@ impl Default for DeliveryConfig {
             retry_first: Duration::from_secs(300),
             lease: Duration::from_secs(120),
             runs: 4,
+            in_doubt: mailbaar_delivery::InDoubtPolicy::AtMostOnce,
             dkim: None,
             dkim_incomplete: None,
         }
@@ -288,6 +294,11 @@ pub struct Environment {
     #[arg(long, env = "MAILBAAR_SEND_RUNS", value_name = "MAILBAAR_SEND_RUNS",
         default_value_t = 4, value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub send_runs: usize,
+    /// What becomes of a message that may have arrived without a valid final reply (or
+    /// whose worker stopped): `at-most-once` or `retry-once`.
+    #[arg(long, env = "MAILBAAR_IN_DOUBT", value_name = "MAILBAAR_IN_DOUBT",
+        default_value = "at-most-once", value_parser = in_doubt_policy)]
+    pub in_doubt: mailbaar_delivery::InDoubtPolicy,
     /// The DKIM private key file (with the selector and domain).
     #[arg(
         long,
@@ -313,6 +324,13 @@ pub struct Environment {
 
 /// A value parser for a decimal number from `min` to `max` inclusive (seconds, messages
 /// per second).
+/// The in-doubt policy by its name (`at-most-once`, `retry-once`).
+fn in_doubt_policy(text: &str) -> Result<mailbaar_delivery::InDoubtPolicy, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "must be at-most-once or retry-once".to_owned())
+}
+
 fn number_in(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
     move |text| match text.trim().parse::<f64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -445,6 +463,7 @@ impl From<Environment> for Config {
                 retry_first: Duration::from_secs_f64(env.smtp_retry_seconds),
                 lease: Duration::from_secs_f64(env.send_lease_seconds),
                 runs: env.send_runs,
+                in_doubt: env.in_doubt,
                 dkim_incomplete: (!given.is_empty() && given.len() < DKIM_VARIABLES.len()).then(
                     || {
                         format!(

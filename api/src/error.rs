@@ -494,7 +494,9 @@ impl From<DeliveryError> for ApiError {
     fn from(e: DeliveryError) -> Self {
         use DeliveryError::*;
         match e {
-            InvalidReport { field, ref reason } | InvalidTestMail { field, ref reason } => {
+            InvalidReport { field, ref reason }
+            | InvalidTestMail { field, ref reason }
+            | InvalidRecipientFilter { field, ref reason } => {
                 let reason = reason.clone();
                 ApiError::by_kind(e, Some((field, reason)))
             }

@@ -61,6 +61,7 @@ pub fn delivery(pool: &Pool, config: &Config) -> Result<Arc<Delivery>, StartErro
             first_delay: d.retry_first,
         })
         .with_parallel_runs(d.runs)
+        .with_in_doubt(d.in_doubt)
         .with_pace(d.rate, d.rate_total);
     let delivery = match &d.dkim {
         Some(k) => {

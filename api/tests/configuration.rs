@@ -30,6 +30,8 @@ fn a_bad_value_refuses_to_start_naming_the_variable() {
         ("MAILBAAR_SMTP_TIMEOUT_GREETING_SECONDS", "3601"),
         ("MAILBAAR_SMTP_TIMEOUT_DATA_BLOCK_SECONDS", "soon"),
         ("MAILBAAR_SMTP_MAX_ATTEMPTS", "2.5"),
+        ("MAILBAAR_IN_DOUBT", "at-least-once"),
+        ("MAILBAAR_IN_DOUBT", "retry"),
         ("MAILBAAR_DB_POOL_SIZE", "many"),
         ("MAILBAAR_TASK_POLL_MS", "5"),
         ("MAILBAAR_RUN_TASKS", "perhaps"),

@@ -18,10 +18,12 @@ mailbaar_store::both_engines!(async backend:
     smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection,
     pause_stops_starting_messages_and_resume_sends_exactly_the_rest,
     cancel_while_sending_stops_starting_messages_at_once,
-    a_refused_sender_or_message_fails_without_making_anyone_a_bouncer,
+    a_refused_message_fails_and_a_refused_sender_pauses_the_job_without_making_anyone_a_bouncer,
+    the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each_result,
     a_server_that_never_answers_times_out_and_bounces_nobody,
     dkim_signs_test_mails_and_sends_when_a_key_is_configured,
-    killed_workers_lose_nobody_and_double_only_what_was_in_flight
+    killed_workers_lose_nobody_and_double_only_what_was_in_flight_at_most_once,
+    killed_workers_lose_nobody_and_double_only_what_was_in_flight_retry_once
 );
 
 async fn smtp_app(backend: Backend, sink: &SmtpSink, connections: usize) -> Option<TestApp> {
@@ -61,6 +63,219 @@ fn by_recipient(received: &[Received]) -> BTreeMap<String, Vec<Received>> {
         out.entry(r.to.clone()).or_default().push(r.clone());
     }
     out
+}
+
+/// Who got what, and why: after a send where one address is refused (550 5.1.1 at
+/// `RCPT TO`) and one deferred once (451), the recipient list shows each recipient's state,
+/// attempts and last reply, filters by state, searches the address folded, pages, and
+/// answers CSV (by `?format=csv` and by `Accept: text/csv`); its counts are the job's
+/// progress. A test mail to a refused test person is that person's `refused` result, not
+/// a 500, and the other test person still gets theirs.
+async fn the_recipient_list_says_who_got_what_and_why_and_test_mails_report_each_result(
+    backend: Backend,
+) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let Some(app) = smtp_app(backend, &sink, 2).await else {
+        return;
+    };
+    let w = world(&app).await;
+    let mut special = BTreeMap::new();
+    for (first, email) in [
+        ("Frits", "defer.frits@example.nl"),
+        ("Rob", "reject.rob@example.nl"),
+    ] {
+        let id = person(
+            &app,
+            json!({"email": email, "first_name": first, "last_name": "Smit"}),
+        )
+        .await;
+        opt_in(&app, id, w.type_id).await;
+        special.insert(first, id);
+    }
+    let step = ready_step(&app, &w).await;
+
+    // Test mails: one refused test person does not stop the other, and is no 500.
+    let refused_tester = person(
+        &app,
+        json!({"email": "reject.tim@example.nl", "first_name": "Tim", "is_test_person": true}),
+    )
+    .await;
+    let results = ok(
+        app.admin(
+            "POST",
+            &format!("/api/v1/campaign-steps/{step}/test-mail"),
+            Some(json!({"person_ids": [refused_tester, w.tester]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    let of = |id: i64| results.iter().find(|r| r["person_id"] == id).unwrap();
+    assert_eq!(of(w.tester)["result"], "sent");
+    assert!(of(w.tester)["contact_moment_id"].is_i64());
+    let tim = of(refused_tester);
+    assert_eq!(tim["result"], "refused", "{tim}");
+    assert_eq!(tim["reply"]["phase"], "rcpt_to");
+    assert_eq!(tim["reply"]["code"], 550);
+    assert_eq!(tim["reply"]["enhanced"], "5.1.1");
+    assert!(tim["contact_moment_id"].is_null(), "nothing arrived: {tim}");
+    let tested: Vec<String> = sink.received().iter().map(|m| m.to.clone()).collect();
+    assert_eq!(tested, ["test@example.org"], "the other test mail went out");
+
+    let id = send(&app, step).await;
+    let done = app.wait_for_mail_job(id, &["sent", "failed"]).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    let list = |query: String| {
+        let app = &app;
+        async move {
+            ok(
+                app.admin(
+                    "GET",
+                    &format!("/api/v1/mailjobs/{id}/recipients{query}"),
+                    None,
+                )
+                .await,
+                200,
+            )
+            .await
+        }
+    };
+    let all = list(String::new()).await;
+    let total = all["total"].as_i64().unwrap();
+    assert_eq!(total, 7, "{all}");
+    let items = all["items"].as_array().unwrap();
+    let row = |pid: i64| {
+        items
+            .iter()
+            .find(|r| r["person_id"] == pid)
+            .unwrap()
+            .clone()
+    };
+    let rob = row(special["Rob"]);
+    assert_eq!(rob["state"], "bounced", "{rob}");
+    assert_eq!(rob["attempts"], 1);
+    assert_eq!(rob["last_reply"]["phase"], "rcpt_to");
+    assert_eq!(rob["last_reply"]["code"], 550);
+    assert_eq!(rob["last_reply"]["enhanced"], "5.1.1");
+    assert!(rob["last_reply"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("User unknown"));
+    assert!(
+        rob["contact_moment_id"].is_i64(),
+        "a handed-over message keeps its moment"
+    );
+    let frits = row(special["Frits"]);
+    assert_eq!(frits["state"], "sent", "{frits}");
+    assert_eq!(frits["attempts"], 2);
+    assert_eq!(frits["in_doubt"], false);
+    assert_eq!(frits["last_reply"]["phase"], "end_of_data");
+    assert_eq!(frits["last_reply"]["code"], 250);
+    let message_id = frits["message_id"].as_str().unwrap().to_owned();
+    let received = by_recipient(&sink.received());
+    assert_eq!(
+        received["defer.frits@example.nl"][0]
+            .message_id
+            .trim_matches(['<', '>']),
+        message_id.trim_matches(['<', '>'])
+    );
+
+    // The same states as the progress, one source.
+    let p = &done["progress"];
+    for state in [
+        "sent", "bounced", "failed", "deferred", "skipped", "in_doubt",
+    ] {
+        let n = list(format!("?state={state}")).await["total"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(Some(n), p[state].as_i64(), "{state}: {done}");
+    }
+    let bounced = list("?state=bounced".into()).await;
+    assert_eq!(bounced["items"][0]["person_id"], special["Rob"]);
+    // The address search folds case.
+    let found = list("?q=DEFER.FRITS".into()).await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["items"][0]["person_id"], special["Frits"]);
+    let paged = list("?per_page=3&page=3".into()).await;
+    assert_eq!(paged["total"], 7);
+    assert_eq!(paged["items"].as_array().unwrap().len(), 1);
+
+    let csv = app
+        .admin(
+            "GET",
+            &format!("/api/v1/mailjobs/{id}/recipients?format=csv&state=bounced"),
+            None,
+        )
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(
+        csv.content_type.starts_with("text/csv"),
+        "{}",
+        csv.content_type
+    );
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", csv.text);
+    assert!(lines[0].starts_with(
+        "person_id,email,state,attempts,in_doubt,reply_phase,reply_code,reply_enhanced,reply_text"
+    ));
+    assert!(
+        lines[1].starts_with(&format!(
+            "{},reject.rob@example.nl,bounced,1,false,rcpt_to,550,5.1.1,",
+            special["Rob"]
+        )),
+        "{}",
+        lines[1]
+    );
+    let mut by_accept = awc::Client::default()
+        .get(format!("{}/api/v1/mailjobs/{id}/recipients", app.base))
+        .insert_header(("Authorization", format!("Bearer {}", app.admin_token)))
+        .insert_header(("Accept", "text/csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_accept.status().as_u16(), 200);
+    let body = by_accept.body().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&body).lines().count(),
+        8,
+        "a header and 7 rows"
+    );
+
+    app.admin("GET", "/api/v1/mailjobs/999999/recipients", None)
+        .await
+        .assert_problem(404);
+    app.admin(
+        "GET",
+        &format!("/api/v1/mailjobs/{id}/recipients?state=lost"),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.admin(
+        "GET",
+        &format!("/api/v1/mailjobs/{id}/recipients?format=xml"),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.admin(
+        "GET",
+        &format!("/api/v1/mailjobs/{id}/recipients?per_page=501"),
+        None,
+    )
+    .await
+    .assert_problem(422);
+    app.admin(
+        "POST",
+        &format!("/api/v1/mailjobs/{id}/resend-in-doubt"),
+        None,
+    )
+    .await
+    .assert_problem(409);
 }
 
 async fn smtp_delivers_once_retries_4xx_bounces_5xx_and_never_bounces_a_dropped_connection(
@@ -384,7 +599,9 @@ async fn dkim_signs_test_mails_and_sends_when_a_key_is_configured(backend: Backe
     }
 }
 
-async fn a_refused_sender_or_message_fails_without_making_anyone_a_bouncer(backend: Backend) {
+async fn a_refused_message_fails_and_a_refused_sender_pauses_the_job_without_making_anyone_a_bouncer(
+    backend: Backend,
+) {
     let Some(sink) = SmtpSink::start() else {
         return;
     };
@@ -445,9 +662,28 @@ async fn a_refused_sender_or_message_fails_without_making_anyone_a_bouncer(backe
     .await["id"]
         .as_i64()
         .unwrap();
-    let refused = app.wait_for_mail_job(again, &["sent", "failed"]).await;
-    assert_eq!(refused["status"], "failed", "{refused}");
+    // The relay refuses our address (550 5.7.1 at MAIL FROM): that is about us, not the
+    // recipients, so the job pauses with the reason instead of failing everyone.
+    let started = Instant::now();
+    let refused = loop {
+        let j = job(&app, again).await;
+        if !j["paused_at"].is_null() {
+            break j;
+        }
+        assert_eq!(j["status"], "sending", "the job pauses, never ends: {j}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job pauses: {j}"
+        );
+        tokio_sleep(50).await;
+    };
+    let reason = refused["pause_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("MAIL FROM") && reason.contains("5.7.1"),
+        "{refused}"
+    );
     assert_eq!(refused["progress"]["bounced"], 0, "{refused}");
+    assert_eq!(refused["progress"]["failed"], 0, "{refused}");
     assert_eq!(refused["progress"]["sent"], 0, "{refused}");
     let mut conn = app.pool.get().unwrap();
     let bouncers: i64 = persons::table
@@ -456,15 +692,21 @@ async fn a_refused_sender_or_message_fails_without_making_anyone_a_bouncer(backe
         .get_result(&mut conn)
         .unwrap();
     assert_eq!(bouncers, 1, "only the world's own bouncer");
-    let reason: Option<String> = mail_job_recipients::table
+    let attempts: Vec<i32> = mail_job_recipients::table
         .filter(mail_job_recipients::mail_job_id.eq(again))
-        .select(mail_job_recipients::last_error)
-        .first(&mut conn)
+        .select(mail_job_recipients::attempts)
+        .load(&mut conn)
         .unwrap();
     assert!(
-        reason.as_deref().unwrap_or("").contains("MAIL FROM"),
-        "{reason:?}"
+        attempts.iter().all(|a| *a == 0),
+        "no attempt spent: {attempts:?}"
     );
+    ok(
+        app.admin("POST", &format!("/api/v1/mailjobs/{again}/cancel"), None)
+            .await,
+        200,
+    )
+    .await;
 }
 
 async fn a_server_that_never_answers_times_out_and_bounces_nobody(backend: Backend) {
@@ -624,7 +866,41 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     }
 }
 
-async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: Backend) {
+/// Waits until job `id` is no longer sending; the job then.
+async fn wait_for_end(app: &TestApp, id: i64) -> Value {
+    let started = Instant::now();
+    loop {
+        let j = job(app, id).await;
+        if j["status"] != "sending" && j["status"] != "prepared" {
+            return j;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job ends: {j}"
+        );
+        tokio_sleep(100).await;
+    }
+}
+
+async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight_at_most_once(
+    backend: Backend,
+) {
+    killed_workers(backend, "at-most-once").await;
+}
+
+async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight_retry_once(
+    backend: Backend,
+) {
+    killed_workers(backend, "retry-once").await;
+}
+
+/// Five `mailbaar worker` processes killed with SIGKILL mid-job, under the in-doubt
+/// `policy`. The hand-overs each kill cuts off are in doubt: under `at-most-once` they
+/// are not resent (nobody has two copies) until the operator resends them; under
+/// `retry-once` they are sent once more with the same Message-ID. Either way, after
+/// resending what is still in doubt nobody is lost, the extra copies are at most the
+/// hand-overs in doubt, and those at most the connections in flight per kill.
+async fn killed_workers(backend: Backend, policy: &str) {
     const KILLS: usize = 5;
     const CONNECTIONS: usize = 4;
     let Some(sink) = SmtpSink::start() else {
@@ -634,7 +910,8 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
         return;
     };
     let id = send(&app, step).await;
-    let env = worker_env(&sink, "crash", CONNECTIONS, 150.0);
+    let mut env = worker_env(&sink, "crash", CONNECTIONS, 150.0);
+    env.push(("MAILBAAR_IN_DOUBT", policy.into()));
     let url = app.db.url_string();
     let mut worker = start_worker(&url, &env);
     for kill in 0..KILLS {
@@ -652,19 +929,36 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
         worker.kill();
         worker = start_worker(&url, &env);
     }
-    let done = {
-        let started = Instant::now();
-        loop {
-            let j = job(&app, id).await;
-            if j["status"] != "sending" && j["status"] != "prepared" {
-                break j;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "the job ends: {j}"
-            );
-            tokio_sleep(100).await;
-        }
+    let first = wait_for_end(&app, id).await;
+    assert_eq!(first["status"], "sent", "{first}");
+    let total = recipients(&app, id).rows.len() as i64;
+    let left_in_doubt = first["progress"]["in_doubt"].as_i64().unwrap();
+    assert_eq!(
+        first["progress"]["sent"].as_i64().unwrap() + left_in_doubt,
+        total,
+        "every recipient sent or in doubt: {first}"
+    );
+    if policy == "at-most-once" {
+        let by_to = by_recipient(&sink.received());
+        assert!(
+            by_to.values().all(|m| m.len() == 1),
+            "at most once: nobody has two copies before a resend"
+        );
+    }
+    let done = if left_in_doubt > 0 {
+        ok(
+            app.admin(
+                "POST",
+                &format!("/api/v1/mailjobs/{id}/resend-in-doubt"),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        wait_for_end(&app, id).await
+    } else {
+        first.clone()
     };
     worker.kill();
     assert_eq!(done["status"], "sent", "{done}");
@@ -692,9 +986,9 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
     let distinct: BTreeSet<&str> = received.iter().map(|m| m.message_id.as_str()).collect();
     assert_eq!(distinct.len(), total, "one Message-ID per recipient");
     let flagged = r.rows.values().filter(|(_, d)| *d).count();
-    let in_doubt = done["progress"]["in_doubt"].as_i64().unwrap() as usize;
-    // Each extra copy is a hand-over cut off by a kill and taken over; each kill cuts off
-    // at most the connections in flight.
+    let in_doubt = done["progress"]["in_doubt_handovers"].as_i64().unwrap() as usize;
+    // Each extra copy is a hand-over cut off by a kill and resent; each kill cuts off at
+    // most the connections in flight.
     assert!(
         duplicated <= in_doubt,
         "{duplicated} extra copies, {in_doubt} hand-overs in doubt"
@@ -708,7 +1002,7 @@ async fn killed_workers_lose_nobody_and_double_only_what_was_in_flight(backend: 
         "at most the connections in flight per kill are in doubt: {in_doubt}"
     );
     eprintln!(
-        "{}: {total} recipients, {} messages received, {duplicated} duplicates, {in_doubt} in doubt after {KILLS} kills",
+        "{} ({policy}): {total} recipients, {} messages received, {duplicated} duplicates, {in_doubt} hand-overs in doubt after {KILLS} kills, {left_in_doubt} left in doubt when the job first ended",
         backend.name(),
         received.len()
     );

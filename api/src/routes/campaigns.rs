@@ -6,7 +6,7 @@ use mailbaar_campaigns::{
     Campaign, CampaignChanges, CampaignStep, MailJob, NameSearch, NewCampaign, NewStep, Preview,
     PreviewRequest, Readiness, SendRequest, StepChanges, StepFilter, StepResults,
 };
-use mailbaar_delivery::{TestMailRequest, TestMailSent};
+use mailbaar_delivery::{TestMailOutcome, TestMailRequest};
 use mailbaar_store::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -278,12 +278,14 @@ pub async fn preview(
 }
 
 /// Sends the step's current content to test persons (only persons flagged
-/// `is_test_person`); each gets a test contact moment.
+/// `is_test_person`); each gets a test contact moment. The answer gives each one's result
+/// (`sent`, `refused` with the server's reply, `deferred`, `in_doubt`): a refusal of one
+/// test person is reported there and does not stop the others.
 #[utoipa::path(tag = "campaigns", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Step id", example = 7)),
     request_body = TestMailRequest,
     responses(
-        (status = 200, description = "The test mails sent", body = Vec<TestMailSent>),
+        (status = 200, description = "Each test person's result, with the server's reply", body = Vec<TestMailOutcome>),
         (status = 403, description = "Only marketers and admins send"),
         (status = 404, description = "No such step"),
         (status = 409, description = "The content has no sender or subject or does not compile"),

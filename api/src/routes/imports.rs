@@ -170,7 +170,7 @@ pub async fn import_errors(auth: Auth, id: web::Path<i64>) -> Result<HttpRespons
 }
 
 /// Writes into a channel a streaming response reads from.
-struct Sink(tokio::sync::mpsc::Sender<web::Bytes>);
+pub(crate) struct Sink(pub(crate) tokio::sync::mpsc::Sender<web::Bytes>);
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

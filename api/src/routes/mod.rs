@@ -111,6 +111,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(mailjobs::cancel)
                 .service(mailjobs::pause)
                 .service(mailjobs::resume)
+                .service(mailjobs::resend_in_doubt)
+                .service(mailjobs::list_recipients)
                 .service(bounces::report)
                 .service(imports::create_import)
                 .service(imports::get_import)

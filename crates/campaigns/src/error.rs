@@ -65,6 +65,9 @@ pub enum CampaignError {
     /// Resuming a job that is not paused.
     #[error("mail job {id} is not paused")]
     JobNotPaused { id: i64 },
+    /// Resending the in-doubt recipients of a job that has none in doubt now.
+    #[error("mail job {id} has no recipient in doubt; nothing to resend")]
+    NothingInDoubt { id: i64 },
     /// The step may not be sent yet: every missing requirement.
     #[error("the step is not ready to send: {}", .0.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "))]
     NotReady(Vec<Requirement>),
@@ -107,6 +110,7 @@ impl ErrorCode for CampaignError {
         ("mail_job_frozen", ErrorKind::Conflict),
         ("mail_job_already_paused", ErrorKind::Conflict),
         ("mail_job_not_paused", ErrorKind::Conflict),
+        ("nothing_in_doubt", ErrorKind::Conflict),
         ("step_not_ready", ErrorKind::Conflict),
     ];
 
@@ -127,6 +131,7 @@ impl ErrorCode for CampaignError {
             | JobFrozen { .. }
             | JobAlreadyPaused { .. }
             | JobNotPaused { .. }
+            | NothingInDoubt { .. }
             | NotReady(_) => ErrorKind::Conflict,
             Query(e) => e.kind(),
             People(e) => e.kind(),
@@ -160,6 +165,7 @@ impl ErrorCode for CampaignError {
             JobFrozen { .. } => "mail_job_frozen",
             JobAlreadyPaused { .. } => "mail_job_already_paused",
             JobNotPaused { .. } => "mail_job_not_paused",
+            NothingInDoubt { .. } => "nothing_in_doubt",
             NotReady(_) => "step_not_ready",
             Query(e) => e.code(),
             People(e) => e.code(),

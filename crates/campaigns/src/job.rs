@@ -69,30 +69,35 @@ impl FrozenContent {
     }
 }
 
-/// A job's counts of recipients, live while it sends.
+/// A job's counts of recipients, live while it sends: the same states the recipient list
+/// (`GET /mailjobs/{id}/recipients`) filters by.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"recipients": 1834, "sent": 1200, "deferred": 3, "bounced": 4,
-    "failed": 2, "skipped": 1, "sending": 10, "in_doubt": 0, "remaining": 624,
-    "messages_per_second": 412.5}))]
+    "failed": 2, "skipped": 1, "sending": 10, "in_doubt": 1, "in_doubt_handovers": 1,
+    "remaining": 623, "messages_per_second": 412.5}))]
 pub struct MailJobProgress {
     /// Frozen at preparation (0 before).
     pub recipients: i64,
     /// Accepted by the SMTP server (2xx) or written to the outbox.
     pub sent: i64,
-    /// Refused for now (4xx) or not reached (connection, timeout); tried again later.
+    /// Refused for now (4xx), not reached, or waiting after the relay refused us; tried
+    /// again later.
     pub deferred: i64,
     /// Refused for good (5xx): the person is marked as a bouncer.
     pub bounced: i64,
-    /// Not sent and not tried again: the message did not render, or its attempts ran out.
+    /// Not sent and not tried again: the message did not render, was refused, or its
+    /// attempts ran out.
     pub failed: i64,
     /// Recipients who became unmailable or opted out between preparation and send.
     pub skipped: i64,
     /// Being handed over right now.
     pub sending: i64,
-    /// Hand-overs cut off by a stopped worker, each sent once more with the same
-    /// Message-ID: the most extra copies the job can have made. Includes those waiting to
-    /// be taken over.
+    /// Recipients in state `in_doubt` now (their message may have arrived; not resent
+    /// unless asked), plus hand-overs of a stopped worker not yet taken over.
     pub in_doubt: i64,
+    /// Hand-overs that ended in doubt over the job's life (no valid final reply, or cut
+    /// off by a stopped worker): the most extra copies a resend can have made.
+    pub in_doubt_handovers: i64,
     /// Not yet handled: pending, deferred or being handed over.
     pub remaining: i64,
     /// Messages sent per second since sending started (until it ended).
@@ -107,8 +112,9 @@ pub struct MailJobProgress {
     "prepare_at": "2026-12-04T07:35:00Z", "prepare_at_local": "2026-12-04T08:35:00+01:00",
     "time_zone": "Europe/Amsterdam", "include_previous_recipients": false,
     "progress": {"recipients": 0, "sent": 0, "deferred": 0, "bounced": 0, "failed": 0,
-        "skipped": 0, "sending": 0, "in_doubt": 0, "remaining": 0, "messages_per_second": 0.0},
-    "paused_at": null,
+        "skipped": 0, "sending": 0, "in_doubt": 0, "in_doubt_handovers": 0, "remaining": 0,
+        "messages_per_second": 0.0},
+    "paused_at": null, "pause_reason": null,
     "skipped_previous": 0, "message": "", "task_id": 40, "created_by": "token:3:newsletter team",
     "created_at": "2026-12-01T10:00:00Z", "prepared_at": null, "started_at": null, "finished_at": null}))]
 pub struct MailJob {
@@ -130,6 +136,10 @@ pub struct MailJob {
     pub progress: MailJobProgress,
     /// Set while the job is paused (`POST …/pause`): no message is started until resumed.
     pub paused_at: Option<DateTime<Utc>>,
+    /// Why the job paused itself: the relay refused us (TLS, authentication, our address
+    /// or IP) rather than a recipient, several times in a row. `null` for a pause asked
+    /// for, and cleared by `resume`.
+    pub pause_reason: Option<String>,
     /// Selected persons left out as earlier recipients of the step.
     pub skipped_previous: i64,
     /// Why it failed or was cancelled, or the last progress note.
@@ -198,6 +208,7 @@ pub(crate) struct JobRow {
     pub bounced: i64,
     pub in_doubt: i64,
     pub paused_at: Option<NaiveDateTime>,
+    pub pause_reason: Option<String>,
 }
 
 impl JobRow {
@@ -235,6 +246,8 @@ pub(crate) struct StateCounts {
     pub failed: i64,
     pub skipped: i64,
     pub sending: i64,
+    /// In state `in_doubt`.
+    pub in_doubt: i64,
     /// `sending` under an expired lease: not yet taken over.
     pub abandoned: i64,
 }
@@ -259,6 +272,7 @@ pub(crate) fn state_counts(conn: &mut DbConnection, id: i64) -> Result<StateCoun
             RecipientState::Failed => c.failed = n,
             RecipientState::Skipped => c.skipped = n,
             RecipientState::Sending => c.sending = n,
+            RecipientState::InDoubt => c.in_doubt = n,
             RecipientState::Pending => {}
         }
     }
@@ -296,18 +310,31 @@ fn counts_of(conn: &mut DbConnection, row: &JobRow) -> Result<StateCounts, Campa
     ) {
         return state_counts(conn, row.id);
     }
+    // Recipients in doubt are not among the stored counts; only a job that had a hand-over
+    // in doubt can have them.
+    let in_doubt = if row.in_doubt > 0 {
+        use mailbaar_store::schema::mail_job_recipients as r;
+        r::table
+            .filter(r::mail_job_id.eq(row.id))
+            .filter(r::state.eq(RecipientState::InDoubt))
+            .count()
+            .get_result(conn)?
+    } else {
+        0
+    };
     Ok(StateCounts {
         sent: row.sent,
         bounced: row.bounced,
         failed: row.failed,
         skipped: row.skipped,
+        in_doubt,
         ..Default::default()
     })
 }
 
 fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz, live: StateCounts) -> MailJob {
     let local = |t: NaiveDateTime| t.and_utc().with_timezone(&tz).fixed_offset();
-    let done = live.sent + live.failed + live.skipped + live.bounced;
+    let done = live.sent + live.failed + live.skipped + live.bounced + live.in_doubt;
     let rate = match row.started_at {
         Some(start) => {
             let end = row.finished_at.unwrap_or_else(now);
@@ -340,11 +367,13 @@ fn to_job(row: JobRow, step: (String, i64), tz: chrono_tz::Tz, live: StateCounts
             failed: live.failed,
             skipped: live.skipped,
             sending: live.sending,
-            in_doubt: row.in_doubt + live.abandoned,
+            in_doubt: live.in_doubt + live.abandoned,
+            in_doubt_handovers: row.in_doubt + live.abandoned,
             remaining: (row.recipients - done).max(0),
             messages_per_second: rate,
         },
         paused_at: row.paused_at.map(|t| t.and_utc()),
+        pause_reason: row.pause_reason,
         skipped_previous: row.skipped_previous,
         message: row.message,
         task_id: row.task_id,
@@ -660,6 +689,7 @@ pub fn resume_mail_job(
         diesel::update(mail_jobs::table.find(id))
             .set((
                 mail_jobs::paused_at.eq(None::<NaiveDateTime>),
+                mail_jobs::pause_reason.eq(None::<String>),
                 mail_jobs::message.eq(format!("resumed by {by}")),
                 mail_jobs::updated_at.eq(at),
             ))
@@ -674,6 +704,75 @@ pub fn resume_mail_job(
                 .execute(conn)?;
         }
         mailbaar_audit::record(conn, by, "mailjob.resume", None, &format!("mail job {id}"))?;
+        Ok(())
+    })?;
+    get_mail_job(conn, id)
+}
+
+/// Resends the job's recipients in doubt (state `in_doubt`: their message may or may not
+/// have arrived) with their same contact moment and Message-ID, so a copy that did arrive
+/// and the new one are recognisably one message. The operator's explicit choice under the
+/// `at-most-once` in-doubt policy. A job that had ended sends again (and ends again); a
+/// paused one sends them once resumed. Errors: `NotFound`; `JobCancelled`;
+/// `NothingInDoubt` when no recipient is in doubt.
+pub fn resend_in_doubt(
+    conn: &mut DbConnection,
+    id: i64,
+    by: &str,
+) -> Result<MailJob, CampaignError> {
+    use mailbaar_store::schema::mail_job_recipients as r;
+    mailbaar_store::write_transaction(conn, |conn| {
+        let job = lock_job(conn, id)?;
+        if job.status() == MailJobStatus::Cancelled {
+            return Err(CampaignError::JobCancelled {
+                id,
+                action: "resent",
+            });
+        }
+        let at = now();
+        let resent = diesel::update(
+            r::table
+                .filter(r::mail_job_id.eq(id))
+                .filter(r::state.eq(RecipientState::InDoubt)),
+        )
+        .set((
+            r::state.eq(RecipientState::Deferred),
+            r::next_attempt_at.eq(at),
+            r::claimed_by.eq(None::<String>),
+            r::lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+        if resent == 0 {
+            return Err(CampaignError::NothingInDoubt { id });
+        }
+        let message = format!("{resent} recipients in doubt resent by {by}");
+        if matches!(job.status(), MailJobStatus::Sent | MailJobStatus::Failed) {
+            diesel::update(mail_jobs::table.find(id))
+                .set((
+                    mail_jobs::status.eq(MailJobStatus::Sending),
+                    mail_jobs::finished_at.eq(None::<NaiveDateTime>),
+                ))
+                .execute(conn)?;
+        }
+        diesel::update(mail_jobs::table.find(id))
+            .set((
+                mail_jobs::message.eq(&message),
+                mail_jobs::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        if job.paused_at.is_none() {
+            let task = ensure_send_task(conn, &job)?;
+            diesel::update(mail_jobs::table.find(id))
+                .set(mail_jobs::task_id.eq(task))
+                .execute(conn)?;
+        }
+        mailbaar_audit::record(
+            conn,
+            by,
+            "mailjob.resend_in_doubt",
+            None,
+            &format!("mail job {id}: {resent} recipients"),
+        )?;
         Ok(())
     })?;
     get_mail_job(conn, id)
@@ -765,11 +864,12 @@ pub(crate) fn release_if_nothing_sent(
     conn: &mut DbConnection,
     id: i64,
 ) -> Result<(), CampaignError> {
-    let (step, sent): (i64, i64) = mail_jobs::table
+    let (step, sent, in_doubt): (i64, i64, i64) = mail_jobs::table
         .find(id)
-        .select((mail_jobs::step_id, mail_jobs::sent))
+        .select((mail_jobs::step_id, mail_jobs::sent, mail_jobs::in_doubt))
         .first(conn)?;
-    if sent == 0 {
+    // A hand-over in doubt may have reached its recipient: the step stays blocked.
+    if sent == 0 && in_doubt == 0 {
         diesel::update(
             campaign_steps::table
                 .find(step)

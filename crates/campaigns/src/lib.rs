@@ -40,9 +40,9 @@ pub use campaign::{
 pub use current::{CurrentContent, TestMailContent};
 pub use error::CampaignError;
 pub use job::{
-    cancel_mail_job, get_mail_job, list_mail_jobs, pause_mail_job, reschedule_mail_job, reset_step,
-    resume_mail_job, send_step, FrozenContent, MailJob, MailJobChanges, MailJobFilter,
-    MailJobPayload, MailJobProgress, SendRequest, PREPARE, SEND,
+    cancel_mail_job, get_mail_job, list_mail_jobs, pause_mail_job, reschedule_mail_job,
+    resend_in_doubt, reset_step, resume_mail_job, send_step, FrozenContent, MailJob,
+    MailJobChanges, MailJobFilter, MailJobPayload, MailJobProgress, SendRequest, PREPARE, SEND,
 };
 pub use message::{new_message_id, render_message, PERSON_FIELDS};
 pub use preparation::preparation_work;
@@ -55,8 +55,8 @@ pub use results::{
     CURVE_HOURS,
 };
 pub use sending::{
-    fail_sending, finish_sending, sending_stop_reason, start_sending, store_sending_counts,
-    SendEnd, SendStart, SendingJob,
+    fail_sending, finish_sending, pause_for_refusal, sending_stop_reason, start_sending,
+    store_sending_counts, SendEnd, SendStart, SendingJob,
 };
 pub use status::{MailJobStatus, RecipientState};
 pub use step::{

@@ -96,10 +96,15 @@ pub fn sending_stop_reason(
     conn: &mut DbConnection,
     id: i64,
 ) -> Result<Option<String>, CampaignError> {
-    let (status, paused): (String, Option<NaiveDateTime>) = mail_jobs::table
-        .find(id)
-        .select((mail_jobs::status, mail_jobs::paused_at))
-        .first(conn)?;
+    let (status, paused, reason): (String, Option<NaiveDateTime>, Option<String>) =
+        mail_jobs::table
+            .find(id)
+            .select((
+                mail_jobs::status,
+                mail_jobs::paused_at,
+                mail_jobs::pause_reason,
+            ))
+            .first(conn)?;
     let status: MailJobStatus = status
         .parse()
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
@@ -107,9 +112,48 @@ pub fn sending_stop_reason(
         return Ok(Some(format!("the job is {status}; stopped sending")));
     }
     if paused.is_some() {
-        return Ok(Some("the job was paused; stopped sending".into()));
+        return Ok(Some(match reason {
+            Some(reason) => format!("the job paused itself ({reason}); stopped sending"),
+            None => "the job was paused; stopped sending".into(),
+        }));
     }
     Ok(None)
+}
+
+/// Pauses job `id` because the relay refuses us rather than a recipient (`reason` says
+/// how; kept on the job as `pause_reason` until `resume`). Only a job still sending and not
+/// yet paused changes; whether it did. Read by the runs through [`sending_stop_reason`],
+/// so every run of the job stops starting messages.
+pub fn pause_for_refusal(
+    conn: &mut DbConnection,
+    id: i64,
+    reason: &str,
+) -> Result<bool, CampaignError> {
+    write_transaction(conn, |conn| {
+        let job = lock_job(conn, id)?;
+        if job.status() != MailJobStatus::Sending || job.paused_at.is_some() {
+            return Ok(false);
+        }
+        let at = now();
+        let reason: String = reason.chars().take(500).collect();
+        diesel::update(mail_jobs::table.find(id))
+            .set((
+                mail_jobs::paused_at.eq(at),
+                mail_jobs::pause_reason.eq(&reason),
+                mail_jobs::message.eq(format!("paused: {reason}")),
+                mail_jobs::updated_at.eq(at),
+            ))
+            .execute(conn)?;
+        store_counts(conn, id)?;
+        mailbaar_audit::record(
+            conn,
+            "delivery",
+            "mailjob.pause",
+            None,
+            &format!("mail job {id}: {reason}"),
+        )?;
+        Ok(true)
+    })
 }
 
 /// What a send run that found nothing to claim does next.
@@ -162,15 +206,16 @@ pub fn finish_sending(conn: &mut DbConnection, id: i64) -> Result<SendEnd, Campa
         }
         let at = now();
         let c = store_counts(conn, id)?;
-        // Every message failing is a failed job, not a sent one.
-        let status = if c.sent == 0 && c.failed + c.bounced > 0 {
+        // Every message failing is a failed job, not a sent one (one in doubt may have
+        // arrived).
+        let status = if c.sent == 0 && c.in_doubt == 0 && c.failed + c.bounced > 0 {
             MailJobStatus::Failed
         } else {
             MailJobStatus::Sent
         };
         let summary = format!(
-            "{} sent, {} bounced, {} failed, {} skipped",
-            c.sent, c.bounced, c.failed, c.skipped
+            "{} sent, {} bounced, {} failed, {} skipped, {} in doubt",
+            c.sent, c.bounced, c.failed, c.skipped, c.in_doubt
         );
         diesel::update(mail_jobs::table.find(id))
             .set((

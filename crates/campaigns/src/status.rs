@@ -62,6 +62,12 @@ mailbaar_store::text_enum! {
         Failed = "failed",
         /// Left out: no longer mailable or opted out since preparation.
         Skipped = "skipped",
+        /// Handed over to its end without a valid final reply (the connection closed, was
+        /// reset or went silent after the final `.`), or cut off by a stopped worker: it
+        /// may have arrived. Never resent blindly: it stays so under the `at-most-once`
+        /// in-doubt policy until `POST /mailjobs/{id}/resend-in-doubt`; under `retry-once`
+        /// it lands here when the one retry ended in doubt too. Not open: the job can end.
+        InDoubt = "in_doubt",
     }
 }
 

@@ -26,8 +26,26 @@ pub struct Delivery {
     pub(crate) local_pace: Option<Arc<LocalPace>>,
     pub(crate) overall_rate: Option<f64>,
     pub(crate) dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    pub(crate) in_doubt: InDoubtPolicy,
     /// The link tables of frozen mail jobs' content, by job (they never change).
     link_tables: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<Vec<String>>>>>,
+}
+
+mailbaar_store::text_enum! {
+    /// What becomes of a message that may or may not have arrived: its end of data was sent
+    /// but no valid final reply came (closed, reset, timed out, unparsable), or the worker
+    /// handing it over stopped. Such a message is *in doubt* and never resent blindly
+    /// (setting `MAILBAAR_IN_DOUBT`).
+    #[schema(example = "at-most-once")]
+    pub enum InDoubtPolicy as "in-doubt policy" {
+        /// It stays in doubt (state `in_doubt`, visible per recipient and counted on the
+        /// job) until an operator resends the job's in-doubt recipients
+        /// (`POST /mailjobs/{id}/resend-in-doubt`), with the same Message-ID.
+        AtMostOnce = "at-most-once",
+        /// One delayed retry with the same Message-ID (the first retry wait; after a
+        /// stopped worker, when its lease ran out); in doubt again, it stays in doubt.
+        RetryOnce = "retry-once",
+    }
 }
 
 /// How often and how far apart a deferred message (4xx, or no answer) is tried again.
@@ -64,7 +82,8 @@ impl Default for Retry {
 
 impl Delivery {
     /// Delivery through `transport`, links signed by `links`, 500 recipients a claim, a
-    /// two-minute lease, [`Retry::default`], four runs per job on PostgreSQL, no pace limit.
+    /// two-minute lease, [`Retry::default`], four runs per job on PostgreSQL, no pace limit,
+    /// the `at-most-once` in-doubt policy.
     pub fn new(transport: Arc<dyn Transport>, links: Links) -> Self {
         Delivery {
             transport,
@@ -76,8 +95,20 @@ impl Delivery {
             local_pace: None,
             overall_rate: None,
             dkim: None,
+            in_doubt: InDoubtPolicy::AtMostOnce,
             link_tables: Arc::default(),
         }
+    }
+
+    /// The same under another in-doubt policy (default [`InDoubtPolicy::AtMostOnce`]).
+    pub fn with_in_doubt(mut self, policy: InDoubtPolicy) -> Self {
+        self.in_doubt = policy;
+        self
+    }
+
+    /// The in-doubt policy this process sends under.
+    pub fn in_doubt_policy(&self) -> InDoubtPolicy {
+        self.in_doubt
     }
 
     /// The same with `size` recipients claimed per batch (at least 1).

@@ -2,11 +2,17 @@
 //! recipients from its [`RecipientQueue`], hands their messages to the [`Transport`] with
 //! at most the transport's concurrency in flight, and records each verdict.
 //!
-//! Sending is at-least-once per recipient and at-most-once per (job, person) contact
-//! moment. Each message is marked `sending` just before its hand-over and its verdict
-//! recorded right after, a few at a time (see [`send_batches`]): a crash can double at
-//! most the messages in flight at that moment, which the next run takes over as *in
-//! doubt* once their lease expires and sends again with the same Message-IDs.
+//! One contact moment (and Message-ID) per (job, person). Each message is marked
+//! `sending` just before its hand-over and its verdict recorded right after, a few at a
+//! time (see [`send_batches`]). A hand-over that may have arrived without the queue
+//! knowing — no valid reply after the end of data, or a run that died with it in flight
+//! (found `sending` under an expired lease) — is *in doubt* and never resent blindly: the
+//! [`InDoubtPolicy`] decides (`at-most-once`: it stays in doubt until an operator resends
+//! it; `retry-once`: one delayed retry with the same Message-ID).
+//!
+//! A refusal of *us* rather than the recipient (TLS, authentication, our address or IP)
+//! costs no attempt and marks nobody; [`REFUSALS_TO_PAUSE`] of them in a row in one run,
+//! without an acceptance between, pause the job with the reason on it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,9 +24,9 @@ use mailbaar_campaigns::{
 use mailbaar_render::CompiledStep;
 use mailbaar_tasks::{Outcome, TaskContext, Work, WorkError};
 
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, InDoubtPolicy};
 use crate::queue::{Addressees, Claimed, DbQueue, Marked, RecipientQueue, Verdict};
-use crate::reply::{Handover, SendOutcome};
+use crate::reply::{Handover, Reply, SendOutcome};
 use crate::transport::{OutgoingMessage, Transport};
 use crate::DeliveryError;
 
@@ -105,7 +111,8 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
         &content.from,
         &run,
         delivery.lease,
-    );
+    )
+    .with_in_doubt(delivery.in_doubt);
     let end = run_job(
         &mut queue,
         delivery.transport.as_ref(),
@@ -132,9 +139,49 @@ fn send(ctx: &TaskContext<'_>, delivery: &Delivery, id: i64) -> Result<Outcome, 
     })
 }
 
+/// Refusals of us (the relay refusing our TLS, authentication, address or IP rather than a
+/// recipient) in a row within one run, without an acceptance between, that pause the job.
+/// One may be a passing hiccup of one connection; three, with the transport's
+/// connections all seeing it, is the relay's policy, and going on would only burn through
+/// the list.
+pub const REFUSALS_TO_PAUSE: u32 = 3;
+
+/// Refusals of us seen by a run since its last acceptance, and the latest one.
+#[derive(Debug, Default)]
+struct Refusals {
+    in_a_row: u32,
+    last: Option<Reply>,
+}
+
+impl Refusals {
+    /// Counts one hand-over's outcome.
+    fn see(&mut self, handover: &Handover) {
+        match handover.outcome {
+            SendOutcome::Accepted => *self = Refusals::default(),
+            SendOutcome::RefusesUs => {
+                self.in_a_row += 1;
+                self.last = Some(handover.reply.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Why the job pauses, once the refusals repeat.
+    fn pause_reason(&self) -> Option<String> {
+        let last = self.last.as_ref()?;
+        (self.in_a_row >= REFUSALS_TO_PAUSE).then(|| {
+            format!(
+                "the relay refused us {} times in a row ({last}); fix the relay settings or our address, then resume",
+                self.in_a_row
+            )
+        })
+    }
+}
+
 /// Runs one send run of a job to its end: claims batches from `queue` and delivers them
 /// through `transport` under `delivery`'s pace, retry policy and batch size, until none is
-/// left to claim or the job stops. `before_batch` is called with the recipients handled
+/// left to claim or the job stops (paused, cancelled, or paused by the run itself when
+/// the relay keeps refusing us). `before_batch` is called with the recipients handled
 /// so far before each claim (to check the run still holds its task, and report
 /// progress); its error ends the run.
 pub fn run_job(
@@ -145,6 +192,7 @@ pub fn run_job(
     before_batch: &mut dyn FnMut(i64) -> Result<(), DeliveryError>,
 ) -> Result<RunEnd, DeliveryError> {
     let mut handled = 0i64;
+    let mut refusals = Refusals::default();
     loop {
         before_batch(handled)?;
         let claimed = queue.claim(delivery.batch_size)?;
@@ -152,7 +200,9 @@ pub fn run_job(
             break;
         }
         let claimed_count = claimed.len() as i64;
-        if let Some(reason) = send_batches(queue, transport, job, delivery, &claimed)? {
+        if let Some(reason) =
+            send_batches(queue, transport, job, delivery, &claimed, &mut refusals)?
+        {
             return Ok(RunEnd::Stopped(reason));
         }
         handled += claimed_count;
@@ -164,15 +214,17 @@ pub fn run_job(
 /// is marked `sending` (committed) just before it is handed over, and its verdict is
 /// committed right after, together with the next messages' marks: so at any moment at
 /// most `concurrency` messages of this run can have reached the server without the
-/// queue knowing — the most a crash can double. `Some(reason)` when the job was paused
-/// or cancelled: the run stops starting messages, records those in flight, and lets go
-/// of the rest of its claim.
+/// queue knowing — the most a crash can leave in doubt. `Some(reason)` when the job was
+/// paused or cancelled, or the relay refused us [`REFUSALS_TO_PAUSE`] times in a row (the
+/// run pauses the job): the run stops starting messages, records those in flight, and
+/// lets go of the rest of its claim.
 fn send_batches(
     queue: &mut dyn RecipientQueue,
     transport: &dyn Transport,
     job: &JobContent,
     delivery: &Delivery,
     claimed: &[Claimed],
+    refusals: &mut Refusals,
 ) -> Result<Option<String>, DeliveryError> {
     let addressees = queue.addressees(claimed, job.job.frozen.opt_in_type_id)?;
     let window = transport.concurrency().max(1);
@@ -181,7 +233,7 @@ fn send_batches(
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Handover)>();
     let mut next = 0usize;
     let mut in_flight = 0usize;
-    let mut verdicts: Vec<(&Claimed, Verdict)> = Vec::new();
+    let mut verdicts: Vec<(&Claimed, Verdict, Option<Reply>)> = Vec::new();
     let mut stop: Option<String> = None;
     // Claimed recipients not yet started stay held: their lease is renewed when half of
     // it has passed.
@@ -198,7 +250,7 @@ fn send_batches(
             next += 1;
             match message_for(job, delivery, &claimed[i], &addressees) {
                 Ok(message) => starts.push((i, message)),
-                Err(verdict) => verdicts.push((&claimed[i], verdict)),
+                Err(verdict) => verdicts.push((&claimed[i], verdict, None)),
             }
         }
         // The pace is reserved now and waited for after the commit, so the verdicts that
@@ -248,17 +300,23 @@ fn send_batches(
         let refill_at = if more_to_start { window.div_ceil(2) } else { 1 };
         let mut freed = 0;
         while freed < refill_at.min(in_flight) || freed == 0 {
-            let (i, handover) = rx.recv().map_err(|_| DeliveryError::TransportGone)?;
-            in_flight -= 1;
-            freed += 1;
-            verdicts.push((&claimed[i], verdict_of(handover, &claimed[i], delivery)));
-            for (i, handover) in rx.try_iter() {
+            let first = rx.recv().map_err(|_| DeliveryError::TransportGone)?;
+            for (i, handover) in std::iter::once(first).chain(rx.try_iter()) {
                 in_flight -= 1;
                 freed += 1;
-                verdicts.push((&claimed[i], verdict_of(handover, &claimed[i], delivery)));
+                refusals.see(&handover);
+                let verdict = verdict_of(&handover, &claimed[i], delivery);
+                verdicts.push((&claimed[i], verdict, Some(handover.reply)));
             }
             if in_flight == 0 {
                 break;
+            }
+        }
+        if stop.is_none() {
+            if let Some(reason) = refusals.pause_reason() {
+                tracing::warn!(mail_job = job.id, %reason, "pausing the mail job: the relay refuses us");
+                queue.pause(&reason)?;
+                stop = Some(format!("paused: {reason}"));
             }
         }
     }
@@ -301,27 +359,34 @@ fn message_for(
     })
 }
 
-/// The verdict on a recipient from the transport's answer: 4xx and no answer are tried
-/// again until the attempts run out; only a refusal of the recipient (5xx at `RCPT TO`)
-/// is a bounce.
-fn verdict_of(handover: Handover, c: &Claimed, delivery: &Delivery) -> Verdict {
+/// The verdict on a recipient from the transport's answer (the outcome table of
+/// [`crate::classify`]): 4xx and no answer before the end of data are tried again until
+/// the attempts run out; only a refusal of the recipient's address is a bounce; a
+/// hand-over without a valid final reply is in doubt under the [`InDoubtPolicy`]; a
+/// refusal of us gives the attempt back and waits.
+fn verdict_of(handover: &Handover, c: &Claimed, delivery: &Delivery) -> Verdict {
     let attempts = c.attempts + 1;
-    let retry = |reply: String| {
-        if attempts >= delivery.retry.max_attempts {
-            Verdict::Failed(format!("gave up after {attempts} attempts: {reply}"))
-        } else {
-            Verdict::Deferred {
-                reply,
-                wait: delivery.retry.delay(attempts),
-            }
-        }
-    };
     let reply = handover.reply.to_string();
     match handover.outcome {
         SendOutcome::Accepted => Verdict::Sent,
-        // Until the in-doubt policy and the pause on refusals of us are in place, both are
-        // tried again like a deferral.
-        SendOutcome::Deferred | SendOutcome::InDoubt | SendOutcome::RefusesUs => retry(reply),
+        SendOutcome::Deferred if attempts >= delivery.retry.max_attempts => {
+            Verdict::Failed(format!("gave up after {attempts} attempts: {reply}"))
+        }
+        SendOutcome::Deferred => Verdict::Deferred {
+            reply,
+            wait: delivery.retry.delay(attempts),
+        },
+        SendOutcome::InDoubt => match delivery.in_doubt {
+            InDoubtPolicy::RetryOnce if !c.in_doubt => Verdict::DoubtRetry {
+                reply: format!("in doubt, retried once: {reply}"),
+                wait: delivery.retry.delay(1),
+            },
+            _ => Verdict::InDoubt(format!("in doubt: {reply}")),
+        },
+        SendOutcome::RefusesUs => Verdict::RefusedUs {
+            reply: format!("the relay refused us: {reply}"),
+            wait: delivery.retry.delay(1),
+        },
         SendOutcome::Bounced => Verdict::Bounced(reply),
         SendOutcome::Refused => Verdict::Failed(format!("refused: {reply}")),
     }

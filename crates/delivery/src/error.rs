@@ -15,6 +15,12 @@ pub enum DeliveryError {
     /// names what is wrong (a 422, nothing changed).
     #[error("{field}: {reason}")]
     InvalidReport { field: &'static str, reason: String },
+    /// A recipient list's filter that cannot be used (a 422).
+    #[error("{field}: {reason}")]
+    InvalidRecipientFilter { field: &'static str, reason: String },
+    /// Writing a CSV answer failed (the client went away).
+    #[error("writing the CSV failed: {0}")]
+    Csv(#[from] csv::Error),
     /// A test-mail request with an invalid field (a 422, nothing sent).
     #[error("{field}: {reason}")]
     InvalidTestMail { field: &'static str, reason: String },
@@ -69,6 +75,8 @@ impl ErrorCode for DeliveryError {
     const CODES: &'static [(&'static str, ErrorKind)] = &[
         ("invalid_bounce_report", ErrorKind::Invalid),
         ("invalid_test_mail", ErrorKind::Invalid),
+        ("invalid_recipient_filter", ErrorKind::Invalid),
+        ("csv_write_failed", ErrorKind::Internal),
         ("not_test_persons", ErrorKind::Invalid),
         ("transport_failed", ErrorKind::Internal),
         ("transport_gone", ErrorKind::Internal),
@@ -77,8 +85,11 @@ impl ErrorCode for DeliveryError {
     fn kind(&self) -> ErrorKind {
         use DeliveryError::*;
         match self {
-            InvalidReport { .. } | InvalidTestMail { .. } | NotTestPersons(_) => ErrorKind::Invalid,
-            Transport(_) | TransportGone => ErrorKind::Internal,
+            InvalidReport { .. }
+            | InvalidTestMail { .. }
+            | InvalidRecipientFilter { .. }
+            | NotTestPersons(_) => ErrorKind::Invalid,
+            Transport(_) | TransportGone | Csv(_) => ErrorKind::Internal,
             Campaign(e) => e.kind(),
             Consent(e) => e.kind(),
             People(e) => e.kind(),
@@ -93,6 +104,8 @@ impl ErrorCode for DeliveryError {
         match self {
             InvalidReport { .. } => "invalid_bounce_report",
             InvalidTestMail { .. } => "invalid_test_mail",
+            InvalidRecipientFilter { .. } => "invalid_recipient_filter",
+            Csv(_) => "csv_write_failed",
             NotTestPersons(_) => "not_test_persons",
             Transport(_) => "transport_failed",
             TransportGone => "transport_gone",

@@ -4,8 +4,10 @@
 //!   claims batches of recipients from a [`RecipientQueue`] ([`DbQueue`] over the
 //!   database), hands their messages to a [`Transport`] ([`SmtpTransport`] or the `.eml`
 //!   [`EmlTransport`]) under this process's [`Delivery`] (pace, retries, leases) and
-//!   records each verdict, classified by SMTP phase and reply ([`classify`]). Only a
-//!   refusal about the recipient's address marks a bouncer.
+//!   records each verdict, classified by SMTP phase and reply ([`classify`]). Only a refusal of the recipient's address marks a bouncer; 4xx
+//!   and no answer before the end of data are tried again ([`Retry`]); a message that may
+//!   have arrived is in doubt ([`InDoubtPolicy`]); repeated refusals of us pause the job.
+//! - [`list_recipients`]: who got what, and why (state, attempts, last reply).
 //! - [`send_test_mail`]: a step's current content to test persons.
 //! - The bounce intake ([`report_bounce`], [`parse_dsn`]).
 //! - The recipient pages' domain logic: the preference centre, unsubscribe, the web
@@ -18,6 +20,7 @@ mod bounce;
 mod delivery;
 mod engine;
 mod error;
+mod job_recipients;
 mod notice;
 mod pace;
 mod queue;
@@ -32,9 +35,13 @@ mod transport;
 pub use bounce::{
     parse_dsn, report_bounce, BounceKind, BounceOutcome, BounceReport, BounceWebhook, Dsn,
 };
-pub use delivery::{Delivery, Retry};
-pub use engine::{run_job, JobContent, RunEnd, SendWork};
+pub use delivery::{Delivery, InDoubtPolicy, Retry};
+pub use engine::{run_job, JobContent, RunEnd, SendWork, REFUSALS_TO_PAUSE};
 pub use error::DeliveryError;
+pub use job_recipients::{
+    check_recipients_csv, list_recipients, write_recipients_csv, JobRecipient, RecipientFilter,
+    RECIPIENT_CSV_COLUMNS,
+};
 pub use mailbaar_render::{LinkError, Links, TokenPurpose, TrackedLink, LINK_LIFETIME_DAYS};
 pub use notice::{record_notices, Notice, NoticeClass, NoticeOutcome, NoticeSource};
 pub use queue::{Addressees, Claimed, DbQueue, Marked, RecipientQueue, Verdict};
@@ -47,5 +54,5 @@ pub use reply::{classify, Handover, Reply, SendOutcome, SmtpPhase};
 pub use smtp::{
     check_smtp_url, dkim_signing, PhaseTimeouts, SmtpSettings, SmtpSettingsError, SmtpTransport,
 };
-pub use test_mail::{send_test_mail, TestMailRequest, TestMailSent};
+pub use test_mail::{send_test_mail, TestMailOutcome, TestMailRequest, TestMailResult};
 pub use transport::{EmlTransport, HandoverDone, OutgoingMessage, Transport, TransportError};

@@ -14,6 +14,8 @@ use mailbaar_people::Person;
 use mailbaar_store::schema::{consent_current, contact_moments, mail_job_recipients, mail_jobs};
 use mailbaar_store::{write_transaction, DbConnection};
 
+use crate::delivery::InDoubtPolicy;
+use crate::reply::Reply;
 use crate::DeliveryError;
 
 /// One recipient of a claimed batch.
@@ -29,6 +31,9 @@ pub struct Claimed {
     pub contact_moment_id: i64,
     /// The Message-ID every attempt carries.
     pub message_id: String,
+    /// An earlier hand-over of this message ended in doubt (it may have arrived): under
+    /// `retry-once` this claim is its one retry, and doubt again leaves it in doubt.
+    pub in_doubt: bool,
 }
 
 /// What became of one claimed recipient.
@@ -49,6 +54,26 @@ pub enum Verdict {
     /// Not sent and not tried again (no longer renders, refused for another reason,
     /// attempts used up).
     Failed(String),
+    /// Handed over to its end without a valid final reply: it may have arrived. State
+    /// `in_doubt`; not tried again unless an operator resends it.
+    InDoubt(String),
+    /// In doubt for the first time under `retry-once`: tried once more after `wait`, with
+    /// the same Message-ID.
+    DoubtRetry {
+        /// What happened instead of a final reply.
+        reply: String,
+        /// How long until the one retry.
+        wait: TimeDelta,
+    },
+    /// The relay refused us, not this recipient (TLS, authentication, our address): the
+    /// attempt is not counted, nobody is marked, and the recipient is tried again after
+    /// `wait` (unless the job pauses first).
+    RefusedUs {
+        /// The refusal.
+        reply: String,
+        /// How long until it is tried again.
+        wait: TimeDelta,
+    },
     /// Left out: no longer mailable or opted out since preparation.
     Skipped(String),
 }
@@ -86,14 +111,19 @@ pub trait RecipientQueue {
         opt_in_type_id: Option<i64>,
     ) -> Result<Addressees, DeliveryError>;
 
-    /// Records `verdicts` and marks the recipients in `starts` `sending` (one commit, so
-    /// at most the messages in flight can have reached the server without the queue
+    /// Records `verdicts` (each with the last reply of its hand-over, `None` when it was
+    /// not handed over) and marks the recipients in `starts` `sending` (one commit, so at
+    /// most the messages in flight can have reached the server without the queue
     /// knowing). Only rows this run still holds change.
     fn commit(
         &mut self,
-        verdicts: &[(&Claimed, Verdict)],
+        verdicts: &[(&Claimed, Verdict, Option<Reply>)],
         starts: &[i64],
     ) -> Result<Marked, DeliveryError>;
+
+    /// Pauses the job because the relay keeps refusing us; `reason` is kept on the job.
+    /// Whether it paused (not when it stopped sending or was paused already).
+    fn pause(&mut self, reason: &str) -> Result<bool, DeliveryError>;
 
     /// Extends the lease on the recipients this run holds and has not yet started.
     fn renew_lease(&mut self) -> Result<(), DeliveryError>;
@@ -118,6 +148,7 @@ pub struct DbQueue<'c> {
     from: String,
     run: String,
     lease: TimeDelta,
+    in_doubt: InDoubtPolicy,
 }
 
 impl<'c> DbQueue<'c> {
@@ -139,7 +170,15 @@ impl<'c> DbQueue<'c> {
             from: from.to_owned(),
             run: run.to_owned(),
             lease,
+            in_doubt: InDoubtPolicy::AtMostOnce,
         }
+    }
+
+    /// The same under the in-doubt policy `policy`, which decides what a claim does with
+    /// hand-overs of a stopped run (default `at-most-once`: they become `in_doubt`).
+    pub fn with_in_doubt(mut self, policy: InDoubtPolicy) -> Self {
+        self.in_doubt = policy;
+        self
     }
 }
 
@@ -166,6 +205,7 @@ struct Candidate {
     blocks: i64,
     attempts: i32,
     contact_moment_id: Option<i64>,
+    in_doubt: bool,
 }
 
 /// Up to `size` recipients of one kind, locked on PostgreSQL and skipped when another
@@ -178,7 +218,13 @@ fn candidates(
     size: i64,
 ) -> Result<Vec<Candidate>, DeliveryError> {
     use mail_job_recipients as r;
-    let columns = (r::person_id, r::blocks, r::attempts, r::contact_moment_id);
+    let columns = (
+        r::person_id,
+        r::blocks,
+        r::attempts,
+        r::contact_moment_id,
+        r::in_doubt,
+    );
     let free = r::lease_until.is_null().or(r::lease_until.lt(at));
     let of_job = r::table.filter(r::mail_job_id.eq(id));
     Ok(match kind {
@@ -213,6 +259,58 @@ fn candidates(
     })
 }
 
+/// Counts `n` more hand-overs in doubt on job `id`.
+fn count_in_doubt(conn: &mut DbConnection, id: i64, n: usize) -> Result<(), DeliveryError> {
+    if n > 0 {
+        diesel::update(mail_jobs::table.find(id))
+            .set(mail_jobs::in_doubt.eq(mail_jobs::in_doubt + n as i64))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Why a recipient taken over from a stopped run is in doubt.
+const CUT_OFF: &str = "the run handing it over stopped; it may have arrived";
+
+/// Leaves hand-overs of a stopped run in doubt (state `in_doubt`, flagged, counted on the
+/// job) instead of resending them.
+fn leave_in_doubt(
+    conn: &mut DbConnection,
+    id: i64,
+    stays: &[Candidate],
+) -> Result<(), DeliveryError> {
+    if stays.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = stays.iter().map(|c| c.person_id).collect();
+    diesel::update(
+        mail_job_recipients::table
+            .filter(mail_job_recipients::mail_job_id.eq(id))
+            .filter(mail_job_recipients::person_id.eq_any(&ids)),
+    )
+    .set((
+        mail_job_recipients::state.eq(RecipientState::InDoubt),
+        mail_job_recipients::in_doubt.eq(true),
+        mail_job_recipients::claimed_by.eq(None::<String>),
+        mail_job_recipients::lease_until.eq(None::<NaiveDateTime>),
+        mail_job_recipients::last_error.eq(CUT_OFF),
+        mail_job_recipients::reply_phase.eq(None::<String>),
+        mail_job_recipients::reply_code.eq(None::<i32>),
+        mail_job_recipients::reply_enhanced.eq(None::<String>),
+        mail_job_recipients::reply_text.eq(CUT_OFF),
+    ))
+    .execute(conn)?;
+    diesel::update(mail_jobs::table.find(id))
+        .set(mail_jobs::in_doubt.eq(mail_jobs::in_doubt + ids.len() as i64))
+        .execute(conn)?;
+    tracing::warn!(
+        mail_job = id,
+        recipients = ids.len(),
+        "hand-overs of a stopped run left in doubt; they may have been delivered"
+    );
+    Ok(())
+}
+
 impl RecipientQueue for DbQueue<'_> {
     /// Claims the next batch for this run: recipients abandoned in doubt first, then deferred
     /// ones that are due, then pending ones. Each gets the run's name and a lease; those
@@ -220,6 +318,7 @@ impl RecipientQueue for DbQueue<'_> {
     fn claim(&mut self, size: i64) -> Result<Vec<Claimed>, DeliveryError> {
         let (id, step_id, run, lease) = (self.job_id, self.step_id, self.run.as_str(), self.lease);
         let from = self.from.as_str();
+        let policy = self.in_doubt;
         write_transaction(self.conn, |conn| {
             let at = mailbaar_store::now();
             let mut picked: Vec<Candidate> = Vec::new();
@@ -229,8 +328,15 @@ impl RecipientQueue for DbQueue<'_> {
                 if room <= 0 {
                     break;
                 }
-                let found = candidates(conn, id, kind, at, room)?;
+                let mut found = candidates(conn, id, kind, at, room)?;
                 if matches!(kind, Claimable::Abandoned) {
+                    // A hand-over cut off by a stopped run may have arrived: it is resent
+                    // only under `retry-once`, and only once.
+                    let (again, stays): (Vec<Candidate>, Vec<Candidate>) = found
+                        .into_iter()
+                        .partition(|c| policy == InDoubtPolicy::RetryOnce && !c.in_doubt);
+                    leave_in_doubt(conn, id, &stays)?;
+                    found = again;
                     abandoned = found.len();
                 }
                 picked.extend(found);
@@ -239,6 +345,7 @@ impl RecipientQueue for DbQueue<'_> {
                 return Ok(Vec::new());
             }
             let ids: Vec<i64> = picked.iter().map(|c| c.person_id).collect();
+            let abandoned_ids: BTreeSet<i64> = ids[..abandoned].iter().copied().collect();
             let mine = mail_job_recipients::table
                 .filter(mail_job_recipients::mail_job_id.eq(id))
                 .filter(mail_job_recipients::person_id.eq_any(&ids));
@@ -346,6 +453,7 @@ impl RecipientQueue for DbQueue<'_> {
                         attempts: c.attempts,
                         contact_moment_id,
                         message_id,
+                        in_doubt: c.in_doubt || abandoned_ids.contains(&c.person_id),
                     })
                 })
                 .collect())
@@ -378,7 +486,7 @@ impl RecipientQueue for DbQueue<'_> {
 
     fn commit(
         &mut self,
-        verdicts: &[(&Claimed, Verdict)],
+        verdicts: &[(&Claimed, Verdict, Option<Reply>)],
         starts: &[i64],
     ) -> Result<Marked, DeliveryError> {
         let (id, run, lease) = (self.job_id, self.run.as_str(), self.lease);
@@ -392,8 +500,8 @@ impl RecipientQueue for DbQueue<'_> {
             };
             let delivered: Vec<&Claimed> = verdicts
                 .iter()
-                .filter(|(_, v)| matches!(v, Verdict::Sent))
-                .map(|(c, _)| *c)
+                .filter(|(_, v, _)| matches!(v, Verdict::Sent))
+                .map(|(c, _, _)| *c)
                 .collect();
             if !delivered.is_empty() {
                 // Only rows still `sending`: a run that took over an abandoned hand-over
@@ -417,10 +525,26 @@ impl RecipientQueue for DbQueue<'_> {
                     ))
                     .execute(conn)?;
             }
-            for (c, verdict) in verdicts {
+            for (c, verdict, reply) in verdicts {
                 // Only a row this run still holds: one another run took over (and perhaps
                 // finished) is that run's to record.
                 let row = rows(vec![c.person_id]).filter(mail_job_recipients::claimed_by.eq(run));
+                if let Some(reply) = reply {
+                    // A sent row was let go above; it is still this hand-over's.
+                    let target = rows(vec![c.person_id]).filter(
+                        mail_job_recipients::claimed_by
+                            .eq(run)
+                            .or(mail_job_recipients::state.eq(RecipientState::Sent)),
+                    );
+                    diesel::update(target)
+                        .set((
+                            mail_job_recipients::reply_phase.eq(reply.phase.as_str()),
+                            mail_job_recipients::reply_code.eq(reply.code.map(i32::from)),
+                            mail_job_recipients::reply_enhanced.eq(reply.enhanced.as_deref()),
+                            mail_job_recipients::reply_text.eq(clip(&reply.text)),
+                        ))
+                        .execute(conn)?;
+                }
                 let ended = |state: RecipientState, reason: &str| {
                     (
                         mail_job_recipients::state.eq(state.as_str()),
@@ -435,6 +559,35 @@ impl RecipientQueue for DbQueue<'_> {
                         diesel::update(row)
                             .set((
                                 ended(RecipientState::Deferred, reply),
+                                mail_job_recipients::next_attempt_at.eq(at + *wait),
+                            ))
+                            .execute(conn)?;
+                    }
+                    Verdict::InDoubt(reason) => {
+                        let changed = diesel::update(row)
+                            .set((
+                                ended(RecipientState::InDoubt, reason),
+                                mail_job_recipients::in_doubt.eq(true),
+                            ))
+                            .execute(conn)?;
+                        count_in_doubt(conn, id, changed)?;
+                    }
+                    Verdict::DoubtRetry { reply, wait } => {
+                        let changed = diesel::update(row)
+                            .set((
+                                ended(RecipientState::Deferred, reply),
+                                mail_job_recipients::in_doubt.eq(true),
+                                mail_job_recipients::next_attempt_at.eq(at + *wait),
+                            ))
+                            .execute(conn)?;
+                        count_in_doubt(conn, id, changed)?;
+                    }
+                    Verdict::RefusedUs { reply, wait } => {
+                        // Not the recipient's attempt: it is given back.
+                        diesel::update(row)
+                            .set((
+                                ended(RecipientState::Deferred, reply),
+                                mail_job_recipients::attempts.eq(mail_job_recipients::attempts - 1),
                                 mail_job_recipients::next_attempt_at.eq(at + *wait),
                             ))
                             .execute(conn)?;
@@ -464,17 +617,22 @@ impl RecipientQueue for DbQueue<'_> {
                         } else {
                             RecipientState::Skipped
                         };
-                        diesel::update(row)
+                        let changed = diesel::update(row)
                             .set(ended(state, reason))
                             .execute(conn)?;
-                        // No message went out: no contact moment, unless an earlier
-                        // attempt may have delivered it.
-                        diesel::delete(
-                            contact_moments::table
-                                .find(c.contact_moment_id)
-                                .filter(contact_moments::sent_at.is_null()),
-                        )
-                        .execute(conn)?;
+                        // A message never handed over has no contact moment. Once any
+                        // attempt was made it may have reached the person (a reply lost
+                        // after the end of data), so its moment, and every copy's links,
+                        // stay.
+                        let never_handed_over = reply.is_none() && c.attempts == 0 && !c.in_doubt;
+                        if changed == 1 && never_handed_over {
+                            diesel::delete(
+                                contact_moments::table
+                                    .find(c.contact_moment_id)
+                                    .filter(contact_moments::sent_at.is_null()),
+                            )
+                            .execute(conn)?;
+                        }
                     }
                 }
             }
@@ -496,6 +654,14 @@ impl RecipientQueue for DbQueue<'_> {
             .get_results(conn)?;
             Ok(Marked::Started(owned.into_iter().collect()))
         })
+    }
+
+    fn pause(&mut self, reason: &str) -> Result<bool, DeliveryError> {
+        Ok(mailbaar_campaigns::pause_for_refusal(
+            self.conn,
+            self.job_id,
+            reason,
+        )?)
     }
 
     fn renew_lease(&mut self) -> Result<(), DeliveryError> {

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::delivery::Delivery;
-use crate::reply::SendOutcome;
-use crate::transport::{OutgoingMessage, TransportError};
+use crate::reply::{Reply, SendOutcome};
+use crate::transport::OutgoingMessage;
 use crate::DeliveryError;
 
 /// The test persons to send a step's test mail to.
@@ -25,28 +25,52 @@ pub struct TestMailRequest {
     pub person_ids: Vec<i64>,
 }
 
-/// One test mail sent.
+mailbaar_store::text_enum! {
+    /// What became of one test mail.
+    #[schema(example = "sent")]
+    pub enum TestMailResult as "test mail result" {
+        /// The server took it (2xx at the end of data).
+        Sent = "sent",
+        /// Refused for good (the address, the message, or us): see the reply.
+        Refused = "refused",
+        /// Refused for now (4xx) or not reached; not tried again (send the test again).
+        Deferred = "deferred",
+        /// Sent to its end without a valid final reply: it may have arrived.
+        InDoubt = "in_doubt",
+    }
+}
+
+/// What became of the test mail to one test person.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"person_id": 5, "email": "test@example.org", "contact_moment_id": 88,
-    "message_id": "3f2a9c0d1e@example.org"}))]
-pub struct TestMailSent {
+#[schema(example = json!({"person_id": 5, "email": "test@example.org", "result": "refused",
+    "reply": {"phase": "rcpt_to", "code": 550, "enhanced": "5.1.1",
+        "text": "550 5.1.1 <test@example.org>: Recipient address rejected"},
+    "contact_moment_id": null, "message_id": "3f2a9c0d1e@example.org"}))]
+pub struct TestMailOutcome {
     pub person_id: i64,
     pub email: String,
-    /// The test contact moment (`is_test`), removed by `DELETE …/test-contact-moments`.
-    pub contact_moment_id: i64,
+    pub result: TestMailResult,
+    /// The server's reply (or what happened instead) that decided it.
+    pub reply: Reply,
+    /// The test contact moment (`is_test`), removed by `DELETE …/test-contact-moments`;
+    /// kept for a message that was, or may have been, delivered (`sent`, `in_doubt`) so its
+    /// links work, `null` for one that certainly was not.
+    pub contact_moment_id: Option<i64>,
+    /// The Message-ID the message carried.
     pub message_id: String,
 }
 
 /// Sends a step's current content to test persons, each with a test contact moment
-/// (manual §3.3). Errors: `Invalid` (`person_ids`: none, more than 50, unknown, or without
-/// an address); `NotTestPersons` naming those not flagged (nothing is sent); `NotReady`
-/// when the content does not compile or has no sender or subject; `Transport`.
+/// (manual §3.3), and reports each one's result: a refusal of one test person is in the
+/// answer and does not stop the others. Errors: `Invalid` (`person_ids`: none, more than
+/// 50, unknown, or without an address); `NotTestPersons` naming those not flagged (nothing
+/// is sent); `NotReady` when the content does not compile or has no sender or subject.
 pub fn send_test_mail(
     conn: &mut DbConnection,
     delivery: &Delivery,
     step_id: i64,
     request: &TestMailRequest,
-) -> Result<Vec<TestMailSent>, DeliveryError> {
+) -> Result<Vec<TestMailOutcome>, DeliveryError> {
     let mut ids = request.person_ids.clone();
     let given = ids.len();
     ids.sort_unstable();
@@ -112,38 +136,54 @@ pub fn send_test_mail(
                 message: reason,
             }]))
         })
-        .and_then(|mail| {
-            let handover = delivery.transport.send(OutgoingMessage {
+        .map(|mail| {
+            delivery.transport.send(OutgoingMessage {
                 message_id: message_id.clone(),
                 from: from.clone(),
                 to: person.email.clone().unwrap_or_default(),
                 bytes: mail.message,
                 batch: "test".into(),
-            });
-            match handover.outcome {
-                SendOutcome::Accepted => Ok(()),
-                SendOutcome::Deferred => Err(TransportError::Deferred(handover.reply).into()),
-                SendOutcome::InDoubt => Err(TransportError::InDoubt(handover.reply).into()),
-                SendOutcome::Bounced | SendOutcome::Refused | SendOutcome::RefusesUs => {
-                    Err(TransportError::Refused(handover.reply).into())
-                }
-            }
+            })
         });
-        if let Err(e) = result {
-            diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
-            return Err(e);
-        }
-        let done = now();
-        diesel::update(contact_moments::table.find(moment))
-            .set((
-                contact_moments::sent_at.eq(done),
-                contact_moments::delivered_at.eq(done),
-            ))
-            .execute(conn)?;
-        sent.push(TestMailSent {
+        let handover = match result {
+            Ok(h) => h,
+            Err(e) => {
+                diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
+                return Err(e);
+            }
+        };
+        let result = match handover.outcome {
+            SendOutcome::Accepted => TestMailResult::Sent,
+            SendOutcome::Deferred => TestMailResult::Deferred,
+            SendOutcome::InDoubt => TestMailResult::InDoubt,
+            SendOutcome::Bounced | SendOutcome::Refused | SendOutcome::RefusesUs => {
+                TestMailResult::Refused
+            }
+        };
+        let kept = match result {
+            TestMailResult::Sent => {
+                let done = now();
+                diesel::update(contact_moments::table.find(moment))
+                    .set((
+                        contact_moments::sent_at.eq(done),
+                        contact_moments::delivered_at.eq(done),
+                    ))
+                    .execute(conn)?;
+                Some(moment)
+            }
+            // It may have arrived: its links must keep working.
+            TestMailResult::InDoubt => Some(moment),
+            TestMailResult::Refused | TestMailResult::Deferred => {
+                diesel::delete(contact_moments::table.find(moment)).execute(conn)?;
+                None
+            }
+        };
+        sent.push(TestMailOutcome {
             person_id: person.id,
             email: person.email.clone().unwrap_or_default(),
-            contact_moment_id: moment,
+            result,
+            reply: handover.reply,
+            contact_moment_id: kept,
             message_id,
         });
     }

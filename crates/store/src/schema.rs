@@ -289,6 +289,7 @@ diesel::table! {
         bounced -> BigInt,
         in_doubt -> BigInt,
         paused_at -> Nullable<Timestamp>,
+        pause_reason -> Nullable<Text>,
     }
 }
 
@@ -305,6 +306,10 @@ diesel::table! {
         next_attempt_at -> Nullable<Timestamp>,
         in_doubt -> Bool,
         contact_moment_id -> Nullable<BigInt>,
+        reply_phase -> Nullable<Text>,
+        reply_code -> Nullable<Integer>,
+        reply_enhanced -> Nullable<Text>,
+        reply_text -> Nullable<Text>,
     }
 }
 
