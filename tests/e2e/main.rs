@@ -15,3 +15,4 @@ mod paging;
 mod persons;
 mod queries;
 mod recipient;
+mod smtp_matrix;
