@@ -47,6 +47,7 @@ impl MailJobStatus {
 
 mailbaar_store::text_enum! {
     /// Where one recipient of a mail job is.
+    #[schema(example = "sent")]
     pub enum RecipientState as "recipient state" {
         /// Frozen at preparation, not yet tried.
         Pending = "pending",

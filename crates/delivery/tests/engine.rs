@@ -358,9 +358,14 @@ fn unsubscribe_token(message: &[u8]) -> String {
         .collect()
 }
 
-/// Every copy that may have reached a person still leads to its preference centre and
-/// its unsubscribe, through the token in the copy itself.
-fn every_copy_links_work(conn: &mut DbConnection, delivery: &Delivery, t: &ScriptedTransport) {
+/// Every copy that may have reached a person still leads to its preference centre (and,
+/// with `unsubscribe`, its unsubscribe works), through the token in the copy itself.
+fn every_copy_links_work(
+    conn: &mut DbConnection,
+    delivery: &Delivery,
+    t: &ScriptedTransport,
+    unsubscribe: bool,
+) {
     let copies = t.copies.lock().unwrap().clone();
     assert!(!copies.is_empty());
     for (address, copies) in copies {
@@ -376,7 +381,9 @@ fn every_copy_links_work(conn: &mut DbConnection, delivery: &Delivery, t: &Scrip
             .unwrap_or_else(|e| panic!("{address} ({message_id}): the link answers {e}"));
             assert_eq!(reached.message_id.as_deref(), Some(message_id.as_str()));
             mailbaar_delivery::preferences(conn, &reached).expect("the preference centre");
-            mailbaar_delivery::unsubscribe(conn, &reached, "Afmelden").expect("unsubscribe");
+            if unsubscribe {
+                mailbaar_delivery::unsubscribe(conn, &reached, "Afmelden").expect("unsubscribe");
+            }
         }
     }
 }
@@ -396,10 +403,17 @@ fn run_until(
         if !job.status.is_active() || (until_paused && job.paused_at.is_some()) {
             return job;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the job ends: {job:?}"
-        );
+        if started.elapsed() > Duration::from_secs(60) {
+            let tasks: Vec<(String, String, String)> = mailbaar_store::schema::tasks::table
+                .select((
+                    mailbaar_store::schema::tasks::kind,
+                    mailbaar_store::schema::tasks::state,
+                    mailbaar_store::schema::tasks::message,
+                ))
+                .load(conn)
+                .expect("tasks");
+            panic!("the job ends: {job:?}; tasks: {tasks:?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -515,7 +529,8 @@ fn scripted_send(backend: Backend, policy: InDoubtPolicy) {
     assert_eq!(job.progress.in_doubt, in_doubt);
     assert_eq!(job.progress.in_doubt_handovers, if retry { 3 } else { 2 });
     assert_eq!(job.progress.remaining, 0);
-    every_copy_links_work(&mut conn, &delivery, &transport);
+    // Unsubscribing now would leave those resent below out.
+    every_copy_links_work(&mut conn, &delivery, &transport, retry);
 
     if retry {
         return;
@@ -550,7 +565,7 @@ fn scripted_send(backend: Backend, policy: InDoubtPolicy) {
         );
     }
     assert_eq!(job.progress.in_doubt, 1, "in doubt again: stays in doubt");
-    every_copy_links_work(&mut conn, &delivery, &transport);
+    every_copy_links_work(&mut conn, &delivery, &transport, true);
 }
 
 fn scripted_send_at_most_once(backend: Backend) {
