@@ -186,19 +186,18 @@ fn last_reply(
     }))
 }
 
-/// The rows of job `id` that `filter` keeps (`pattern`: its folded address search).
-fn matching<'a>(
-    id: i64,
-    filter: &RecipientFilter,
-    pattern: Option<&str>,
-) -> diesel::helper_types::IntoBoxed<
+/// The recipient rows of one job joined to their persons, boxed.
+type Matching<'a> = diesel::helper_types::IntoBoxed<
     'a,
     diesel::dsl::Filter<
         diesel::dsl::LeftJoin<mail_job_recipients::table, persons::table>,
         diesel::dsl::Eq<mail_job_recipients::mail_job_id, i64>,
     >,
     mailbaar_store::MultiBackend,
-> {
+>;
+
+/// The rows of job `id` that `filter` keeps (`pattern`: its folded address search).
+fn matching<'a>(id: i64, filter: &RecipientFilter, pattern: Option<&str>) -> Matching<'a> {
     use mail_job_recipients as r;
     let mut q = r::table
         .left_join(persons::table)

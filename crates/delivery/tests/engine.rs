@@ -79,6 +79,9 @@ const RECIPIENTS: [(&str, Script); 14] = [
 /// Attempts in all before a deferred recipient fails.
 const ATTEMPTS: i32 = 3;
 
+/// A copy that may have reached its person: its Message-ID and the message.
+type Arrived = (String, Vec<u8>);
+
 /// Answers as an SMTP server following [`RECIPIENTS`] would, through the hand-overs the
 /// SMTP transport gives (classified by `mailbaar_delivery::classify`). Counts every attempt
 /// per address, and keeps every copy that may have reached the person (accepted, or sent
@@ -89,7 +92,7 @@ struct ScriptedTransport {
     attempts: Mutex<BTreeMap<String, u32>>,
     accepted: Mutex<BTreeMap<String, Vec<String>>>,
     /// Copies that may have arrived, per address: (Message-ID, the message).
-    copies: Mutex<BTreeMap<String, Vec<(String, Vec<u8>)>>>,
+    copies: Mutex<BTreeMap<String, Vec<Arrived>>>,
     refusing: AtomicBool,
     accept_all: bool,
 }
