@@ -498,6 +498,14 @@ impl From<DeliveryError> for ApiError {
                 let reason = reason.clone();
                 ApiError::by_kind(e, Some((field, reason)))
             }
+            UnreadableReport {
+                id,
+                field,
+                ref reason,
+            } => {
+                let reason = format!("{reason} (kept as unreadable report {id})");
+                ApiError::by_kind(e, Some((field, reason)))
+            }
             NotTestPersons(ref ids) => ApiError::invalid_fields(
                 e.code(),
                 ids.iter()

@@ -112,6 +112,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(mailjobs::pause)
                 .service(mailjobs::resume)
                 .service(bounces::report)
+                .service(bounces::list_unreadable)
+                .service(bounces::get_unreadable)
                 .service(imports::create_import)
                 .service(imports::get_import)
                 .service(imports::import_errors)

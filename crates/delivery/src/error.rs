@@ -15,6 +15,17 @@ pub enum DeliveryError {
     /// names what is wrong (a 422, nothing changed).
     #[error("{field}: {reason}")]
     InvalidReport { field: &'static str, reason: String },
+    /// A message for the bounce mailbox that cannot be read: kept as unreadable report
+    /// `id` for a person to look at (a 422; nothing else changed).
+    #[error("{field}: {reason} (kept as unreadable report {id})")]
+    UnreadableReport {
+        id: i64,
+        field: &'static str,
+        reason: String,
+    },
+    /// No kept unreadable report has this id.
+    #[error("unreadable report {0} does not exist")]
+    UnreadableReportNotFound(i64),
     /// A test-mail request with an invalid field (a 422, nothing sent).
     #[error("{field}: {reason}")]
     InvalidTestMail { field: &'static str, reason: String },
@@ -68,6 +79,8 @@ impl From<mailbaar_store::StoreError> for DeliveryError {
 impl ErrorCode for DeliveryError {
     const CODES: &'static [(&'static str, ErrorKind)] = &[
         ("invalid_bounce_report", ErrorKind::Invalid),
+        ("unreadable_bounce_report", ErrorKind::Invalid),
+        ("unreadable_report_not_found", ErrorKind::NotFound),
         ("invalid_test_mail", ErrorKind::Invalid),
         ("not_test_persons", ErrorKind::Invalid),
         ("transport_failed", ErrorKind::Internal),
@@ -77,7 +90,11 @@ impl ErrorCode for DeliveryError {
     fn kind(&self) -> ErrorKind {
         use DeliveryError::*;
         match self {
-            InvalidReport { .. } | InvalidTestMail { .. } | NotTestPersons(_) => ErrorKind::Invalid,
+            InvalidReport { .. }
+            | UnreadableReport { .. }
+            | InvalidTestMail { .. }
+            | NotTestPersons(_) => ErrorKind::Invalid,
+            UnreadableReportNotFound(_) => ErrorKind::NotFound,
             Transport(_) | TransportGone => ErrorKind::Internal,
             Campaign(e) => e.kind(),
             Consent(e) => e.kind(),
@@ -92,6 +109,8 @@ impl ErrorCode for DeliveryError {
         use DeliveryError::*;
         match self {
             InvalidReport { .. } => "invalid_bounce_report",
+            UnreadableReport { .. } => "unreadable_bounce_report",
+            UnreadableReportNotFound(_) => "unreadable_report_not_found",
             InvalidTestMail { .. } => "invalid_test_mail",
             NotTestPersons(_) => "not_test_persons",
             Transport(_) => "transport_failed",

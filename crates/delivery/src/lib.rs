@@ -7,7 +7,10 @@
 //!   records each verdict. Only a refusal of the recipient (5xx at `RCPT TO`) marks a
 //!   bouncer; 4xx and no answer are tried again ([`Retry`]).
 //! - [`send_test_mail`]: a step's current content to test persons.
-//! - The bounce intake ([`report_bounce`], [`parse_dsn`]).
+//! - The bounce intake: messages from the bounce mailbox ([`report_message`]: DSNs,
+//!   complaints, auto-replies) and the generic webhook ([`report_webhook`]) become
+//!   [`Notice`]s, classified by [`classify_notice`] and counted once by
+//!   [`record_notices`].
 //! - The recipient pages' domain logic: the preference centre, unsubscribe, the web
 //!   version and open and click tracking behind the signed links of every message.
 //!
@@ -28,13 +31,16 @@ mod test_mail;
 mod transport;
 
 pub use bounce::{
-    parse_dsn, report_bounce, BounceKind, BounceOutcome, BounceReport, BounceWebhook, Dsn,
+    keep_unreadable, list_unreadable, read_report, report_message, report_webhook,
+    unreadable_body, BounceWebhook, Report, ReportKind, ReportedRecipient, UnreadableReport,
 };
 pub use delivery::{Delivery, Retry};
 pub use engine::{run_job, JobContent, RunEnd, SendWork};
 pub use error::DeliveryError;
 pub use mailbaar_render::{LinkError, Links, TokenPurpose, TrackedLink, LINK_LIFETIME_DAYS};
-pub use notice::{record_notices, Notice, NoticeClass, NoticeOutcome, NoticeSource};
+pub use notice::{
+    classify_notice, record_notices, Evidence, Notice, NoticeClass, NoticeOutcome, NoticeSource,
+};
 pub use queue::{Addressees, Claimed, DbQueue, Marked, RecipientQueue, Verdict};
 pub use recipient::{
     choice_label, preferences, reach, save_preferences, track, track_click, unsubscribe,

@@ -17,7 +17,8 @@ pub use bulk::{
     write_persons, CheckedFields, ImportedFlags,
 };
 pub use card::{
-    person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, NotMailableReason,
+    person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, LastBounce,
+    NotMailableReason,
     PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences, CARD_LATEST,
 };
 pub use error::{FieldError, PeopleError};
