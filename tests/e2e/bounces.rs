@@ -195,7 +195,11 @@ async fn bounce_mailbox_as_mail_servers_write_it(app: TestApp) {
     let r = post(unreadable.clone(), "message/rfc822").await;
     r.assert_problem(422);
     assert!(r.text.contains("Action"), "{}", r.text);
-    let list = ok(app.admin("GET", "/api/v1/unreadable-reports", None).await, 200).await;
+    let list = ok(
+        app.admin("GET", "/api/v1/unreadable-reports", None).await,
+        200,
+    )
+    .await;
     assert_eq!(list["total"], 1, "{list}");
     let id = list["items"][0]["id"].as_i64().unwrap();
     let kept = app

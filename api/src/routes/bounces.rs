@@ -112,10 +112,8 @@ pub async fn report(
         } else {
             body
         };
-        auth.db(move |conn| {
-            mailbaar_delivery::report_message(conn, &raw, &content_type, &by, now)
-        })
-        .await?
+        auth.db(move |conn| mailbaar_delivery::report_message(conn, &raw, &content_type, &by, now))
+            .await?
     };
     // One notice per report: its outcome.
     let outcome = outcomes

@@ -210,15 +210,10 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
         .group_by(notices::class)
         .select((
             notices::class,
-            diesel::dsl::count_distinct(notices::contact_moment_id),
+            count(notices::contact_moment_id).aggregate_distinct(),
         ))
         .load(conn)?;
-    let class_count = |c: &str| {
-        by_class
-            .iter()
-            .find(|(k, _)| k == c)
-            .map_or(0, |(_, n)| *n)
-    };
+    let class_count = |c: &str| by_class.iter().find(|(k, _)| k == c).map_or(0, |(_, n)| *n);
     // A soft bounce that reached the limit is a bounce: its message counts there.
     let soft_turned_hard: i64 = notices::table
         .inner_join(contact_moments::table)
@@ -227,7 +222,7 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
         .filter(notices::class.eq("soft"))
         .filter(notices::outcome.eq("soft"))
         .filter(contact_moments::bounced_at.is_not_null())
-        .select(diesel::dsl::count_distinct(notices::contact_moment_id))
+        .select(count(notices::contact_moment_id).aggregate_distinct())
         .first(conn)?;
     let hourly = match first {
         None => Vec::new(),

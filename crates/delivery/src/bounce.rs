@@ -230,7 +230,11 @@ fn push_unique(into: &mut Vec<String>, ids: Vec<String>) {
 /// `Auto-Submitted` other than `no`; `X-Autoreply`, `X-Autorespond`,
 /// `Precedence: auto_reply`, and the out-of-office subjects of common mail programs).
 fn is_auto_reply(message: &Message<'_>) -> bool {
-    let raw = |name: &str| message.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
+    let raw = |name: &'static str| {
+        message
+            .header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
     if raw("Auto-Submitted").is_some_and(|v| !v.starts_with("no")) {
         return true;
     }
@@ -271,7 +275,9 @@ pub fn read_report(raw: &[u8]) -> Result<Report, DeliveryError> {
     let report_type = root_type
         .filter(|ct| {
             ct.ctype().eq_ignore_ascii_case("multipart")
-                && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("report"))
         })
         .map(|ct| {
             ct.attribute("report-type")
@@ -298,13 +304,14 @@ pub fn read_report(raw: &[u8]) -> Result<Report, DeliveryError> {
                     .get_or_insert_with(|| String::from_utf8_lossy(part.contents()).into());
             }
             ("message", "rfc822" | "global") | ("text", "rfc822-headers") => {
+                let headers;
                 let parsed;
                 let original: &Message<'_> = match &part.body {
                     PartType::Message(inner) => inner,
                     _ => {
                         let text = String::from_utf8_lossy(part.contents()).into_owned();
-                        let headers = format!("{}\r\n\r\n", text.trim_end());
-                        match MessageParser::default().parse(headers.into_bytes()) {
+                        headers = format!("{}\r\n\r\n", text.trim_end());
+                        match MessageParser::default().parse(headers.as_bytes()) {
                             Some(m) => {
                                 parsed = m;
                                 &parsed
@@ -359,7 +366,10 @@ pub fn read_report(raw: &[u8]) -> Result<Report, DeliveryError> {
             let recipient = field(&f, "original-rcpt-to")
                 .map(address_of)
                 .or(original_to.clone());
-            let key = digest("arf", &[&text.replace("\r\n", "\n"), &message_ids.join(" ")]);
+            let key = digest(
+                "arf",
+                &[&text.replace("\r\n", "\n"), &message_ids.join(" ")],
+            );
             (
                 ReportKind::Feedback,
                 vec![ReportedRecipient {
@@ -400,12 +410,8 @@ pub fn read_report(raw: &[u8]) -> Result<Report, DeliveryError> {
                         format!("recipient group {n} has no Final-Recipient (RFC 3464 §2.3.2)"),
                     ));
                 }
-                let status = field(&f, "status").map(|s| {
-                    s.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned()
-                });
+                let status = field(&f, "status")
+                    .map(|s| s.split_whitespace().next().unwrap_or_default().to_owned());
                 let diagnostic = field(&f, "diagnostic-code")
                     .map(diagnostic_of)
                     .unwrap_or_default();
@@ -420,8 +426,7 @@ pub fn read_report(raw: &[u8]) -> Result<Report, DeliveryError> {
                     status: status.as_deref(),
                     diagnostic: &diagnostic,
                 });
-                let normalized: Vec<String> =
-                    f.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                let normalized: Vec<String> = f.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 recipients.push(ReportedRecipient {
                     event_key: digest("dsn", &[&normalized.join("\n"), &message_ids.join(" ")]),
                     final_recipient: final_recipient.or_else(|| original_recipient.clone()),
@@ -523,7 +528,10 @@ pub fn report_message(
     let found: Vec<(String, Option<String>)> = contact_moments::table
         .inner_join(persons::table)
         .filter(contact_moments::message_id.eq_any(&report.message_ids))
-        .select((contact_moments::message_id.assume_not_null(), persons::email))
+        .select((
+            contact_moments::message_id.assume_not_null(),
+            persons::email,
+        ))
         .load(conn)?;
     let matched = report
         .message_ids

@@ -31,8 +31,8 @@ mod test_mail;
 mod transport;
 
 pub use bounce::{
-    keep_unreadable, list_unreadable, read_report, report_message, report_webhook,
-    unreadable_body, BounceWebhook, Report, ReportKind, ReportedRecipient, UnreadableReport,
+    keep_unreadable, list_unreadable, read_report, report_message, report_webhook, unreadable_body,
+    BounceWebhook, Report, ReportKind, ReportedRecipient, UnreadableReport,
 };
 pub use delivery::{Delivery, Retry};
 pub use engine::{run_job, JobContent, RunEnd, SendWork};

@@ -310,7 +310,10 @@ struct Moment {
 
 /// A Message-ID as stored: without angle brackets or surrounding space.
 pub(crate) fn bare_message_id(id: &str) -> &str {
-    id.trim().trim_start_matches('<').trim_end_matches('>').trim()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
 }
 
 /// The person with this address (by the one folding rule), if any.
@@ -390,10 +393,7 @@ fn unmatched(reason: &str) -> NoticeOutcome {
 
 /// Inserts the notice's row unless its key is taken (`ON CONFLICT DO NOTHING`, one
 /// statement per engine): `Some(id)` when this call recorded it.
-fn insert_once(
-    conn: &mut DbConnection,
-    row: &NewNotice<'_>,
-) -> QueryResult<Option<i64>> {
+fn insert_once(conn: &mut DbConnection, row: &NewNotice<'_>) -> QueryResult<Option<i64>> {
     macro_rules! insert {
         ($c:expr) => {
             diesel::insert_into(notices::table)

@@ -36,27 +36,82 @@ fn one_classification_table() {
     let rows: &[(&str, Option<&str>, &str, NoticeClass)] = &[
         // The address does not exist (X.1.x).
         ("failed", Some("5.1.1"), "550 5.1.1 user unknown", Hard),
-        ("failed", Some("5.1.10"), "550 5.1.10 RESOLVER.ADR.RecipientNotFound", Hard),
+        (
+            "failed",
+            Some("5.1.10"),
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound",
+            Hard,
+        ),
         // A generic status: the diagnostic's enhanced code decides.
-        ("failed", Some("5.0.0"), "550 5.1.1 <a@b.nl>: Recipient address rejected", Hard),
-        ("failed", Some("5.0.0"), "552-5.2.2 The recipient's mailbox is full", Soft),
-        ("failed", Some("5.0.0"), "550 5.7.1 client host [192.0.2.25] is on a block list", Policy),
+        (
+            "failed",
+            Some("5.0.0"),
+            "550 5.1.1 <a@b.nl>: Recipient address rejected",
+            Hard,
+        ),
+        (
+            "failed",
+            Some("5.0.0"),
+            "552-5.2.2 The recipient's mailbox is full",
+            Soft,
+        ),
+        (
+            "failed",
+            Some("5.0.0"),
+            "550 5.7.1 client host [192.0.2.25] is on a block list",
+            Policy,
+        ),
         // The issue's case 1: a full mailbox is a soft bounce (RFC 3463 §3.3).
-        ("failed", Some("5.2.2"), "552-5.2.2 The recipient's mailbox is full", Soft),
+        (
+            "failed",
+            Some("5.2.2"),
+            "552-5.2.2 The recipient's mailbox is full",
+            Soft,
+        ),
         ("failed", Some("4.2.2"), "452 4.2.2 over quota", Soft),
         ("failed", Some("5.3.4"), "552 5.3.4 message too big", Soft),
         ("failed", Some("5.4.4"), "550 5.4.4 unable to route", Soft),
         // An MTA that gave up on a 4.x.x.
         ("failed", Some("4.4.7"), "421 4.4.2 timeout exceeded", Soft),
         // The issue's case 2: the receiver refused our IP, not the mailbox.
-        ("failed", Some("5.7.1"), "550 5.7.1 client host [192.0.2.25] is on a block list", Policy),
-        ("failed", Some("5.7.26"), "550 5.7.26 unauthenticated email is not accepted", Policy),
-        ("failed", Some("5.1.8"), "553 5.1.8 sender address domain does not exist", Policy),
+        (
+            "failed",
+            Some("5.7.1"),
+            "550 5.7.1 client host [192.0.2.25] is on a block list",
+            Policy,
+        ),
+        (
+            "failed",
+            Some("5.7.26"),
+            "550 5.7.26 unauthenticated email is not accepted",
+            Policy,
+        ),
+        (
+            "failed",
+            Some("5.1.8"),
+            "553 5.1.8 sender address domain does not exist",
+            Policy,
+        ),
         // Block lists, spam and reputation named with a generic or no status.
-        ("failed", Some("5.0.0"), "554 rejected: listed at zen.spamhaus.org", Policy),
+        (
+            "failed",
+            Some("5.0.0"),
+            "554 rejected: listed at zen.spamhaus.org",
+            Policy,
+        ),
         ("failed", None, "550 Message rejected as spam", Policy),
-        ("failed", Some("5.0.0"), "550 poor sender reputation", Policy),
-        ("failed", Some("5.0.0"), "550 Sorry, no such user here", Hard),
+        (
+            "failed",
+            Some("5.0.0"),
+            "550 poor sender reputation",
+            Policy,
+        ),
+        (
+            "failed",
+            Some("5.0.0"),
+            "550 Sorry, no such user here",
+            Hard,
+        ),
         ("failed", Some("4.0.0"), "451 try again later", Soft),
         ("failed", Some("5.0.0"), "", Hard),
         ("failed", None, "", Soft),
@@ -367,7 +422,11 @@ fn an_unreadable_report_is_kept(conn: &mut DbConnection) {
         .first(conn)
         .unwrap();
     assert_eq!((body, by.as_str()), (raw, BY));
-    let listed = mailbaar_delivery::list_unreadable(conn, mailbaar_store::PageRequest::checked(None, None).unwrap()).unwrap();
+    let listed = mailbaar_delivery::list_unreadable(
+        conn,
+        mailbaar_store::PageRequest::checked(None, None).unwrap(),
+    )
+    .unwrap();
     assert_eq!(listed.total, 1);
 }
 
@@ -380,7 +439,8 @@ fn webhook_retries_count_once(conn: &mut DbConnection) {
         let webhook: BounceWebhook = serde_json::from_str(body).unwrap();
         report_webhook(conn, &webhook, body.as_bytes(), BY, mailbaar_store::now()).unwrap()
     };
-    let body = r#"{"email":"dirk@example.nl","kind":"soft","reason":"421 4.4.2 connection dropped"}"#;
+    let body =
+        r#"{"email":"dirk@example.nl","kind":"soft","reason":"421 4.4.2 connection dropped"}"#;
     for n in 0..3 {
         let out = post(conn, body);
         assert_eq!(

@@ -238,21 +238,20 @@ pub struct LastBounce {
 
 /// The last counted bounce notice of a person (one indexed read).
 fn last_bounce(conn: &mut DbConnection, person_id: i64) -> QueryResult<Option<LastBounce>> {
-    let row: Option<(String, Option<String>, String, Option<i64>, NaiveDateTime)> =
-        notices::table
-            .filter(notices::person_id.eq(person_id))
-            .filter(notices::class.eq_any(["hard", "soft"]))
-            .filter(notices::outcome.eq(notices::class))
-            .order((notices::recorded_at.desc(), notices::id.desc()))
-            .select((
-                notices::class,
-                notices::status,
-                notices::diagnostic,
-                notices::contact_moment_id,
-                notices::recorded_at,
-            ))
-            .first(conn)
-            .optional()?;
+    let row: Option<(String, Option<String>, String, Option<i64>, NaiveDateTime)> = notices::table
+        .filter(notices::person_id.eq(person_id))
+        .filter(notices::class.eq_any(["hard", "soft"]))
+        .filter(notices::outcome.eq(notices::class))
+        .order((notices::recorded_at.desc(), notices::id.desc()))
+        .select((
+            notices::class,
+            notices::status,
+            notices::diagnostic,
+            notices::contact_moment_id,
+            notices::recorded_at,
+        ))
+        .first(conn)
+        .optional()?;
     Ok(row.map(
         |(class, status, diagnostic, contact_moment_id, at)| LastBounce {
             class,
@@ -375,6 +374,13 @@ pub fn person_card(
     // profile: figures + totals (2)
     let profile = profile_part(conn, &details, &types)?;
     let mut administration = administration(&details);
+    // bounces: the soft count and the last counted one (2)
+    administration.soft_bounces = i64::from(
+        mailbaar_store::schema::persons::table
+            .find(person_id)
+            .select(mailbaar_store::schema::persons::soft_bounces)
+            .first::<i32>(conn)?,
+    );
     administration.last_bounce = last_bounce(conn, person_id)?;
     // the read itself, audited (1)
     mailbaar_audit::record(conn, reader, "person.card_read", Some(person_id), "")?;
@@ -469,7 +475,7 @@ fn administration(p: &Person) -> Administration {
         is_test_person: p.is_test_person,
         bouncer_at: p.bouncer_at,
         bouncer_reason: p.bouncer_reason.clone(),
-        soft_bounces: i64::from(p.soft_bounces),
+        soft_bounces: 0,
         last_bounce: None,
         deceased: p.deceased,
         anonymized_at: p.anonymized_at,

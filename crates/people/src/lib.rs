@@ -18,8 +18,8 @@ pub use bulk::{
 };
 pub use card::{
     person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, LastBounce,
-    NotMailableReason,
-    PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences, CARD_LATEST,
+    NotMailableReason, PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences,
+    CARD_LATEST,
 };
 pub use error::{FieldError, PeopleError};
 pub use mailable::{is_mailable, mailable_sql, obstacles, MailFacts, Obstacle};
