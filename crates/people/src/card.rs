@@ -236,30 +236,43 @@ pub struct LastBounce {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// The last counted bounce notice of a person (one indexed read).
-fn last_bounce(conn: &mut DbConnection, person_id: i64) -> QueryResult<Option<LastBounce>> {
-    let row: Option<(String, Option<String>, String, Option<i64>, NaiveDateTime)> = notices::table
-        .filter(notices::person_id.eq(person_id))
-        .filter(notices::class.eq_any(["hard", "soft"]))
-        .filter(notices::outcome.eq(notices::class))
+/// A person's soft-bounce count and last counted bounce notice (one statement: the person
+/// row joined to its latest hard or soft notice that counted).
+fn bounces(conn: &mut DbConnection, person_id: i64) -> QueryResult<(i64, Option<LastBounce>)> {
+    use mailbaar_store::schema::persons;
+    type Row = (String, Option<String>, String, Option<i64>, NaiveDateTime);
+    let (soft, last): (i32, Option<Row>) = persons::table
+        .find(person_id)
+        .left_join(
+            notices::table.on(notices::person_id
+                .eq(persons::id.nullable())
+                .and(notices::class.eq_any(["hard", "soft"]))
+                .and(notices::outcome.eq(notices::class))),
+        )
         .order((notices::recorded_at.desc(), notices::id.desc()))
         .select((
-            notices::class,
-            notices::status,
-            notices::diagnostic,
-            notices::contact_moment_id,
-            notices::recorded_at,
+            persons::soft_bounces,
+            (
+                notices::class,
+                notices::status,
+                notices::diagnostic,
+                notices::contact_moment_id,
+                notices::recorded_at,
+            )
+                .nullable(),
         ))
-        .first(conn)
-        .optional()?;
-    Ok(row.map(
-        |(class, status, diagnostic, contact_moment_id, at)| LastBounce {
-            class,
-            status,
-            diagnostic,
-            contact_moment_id,
-            recorded_at: at.and_utc(),
-        },
+        .first(conn)?;
+    Ok((
+        i64::from(soft),
+        last.map(
+            |(class, status, diagnostic, contact_moment_id, at)| LastBounce {
+                class,
+                status,
+                diagnostic,
+                contact_moment_id,
+                recorded_at: at.and_utc(),
+            },
+        ),
     ))
 }
 
@@ -374,14 +387,8 @@ pub fn person_card(
     // profile: figures + totals (2)
     let profile = profile_part(conn, &details, &types)?;
     let mut administration = administration(&details);
-    // bounces: the soft count and the last counted one (2)
-    administration.soft_bounces = i64::from(
-        mailbaar_store::schema::persons::table
-            .find(person_id)
-            .select(mailbaar_store::schema::persons::soft_bounces)
-            .first::<i32>(conn)?,
-    );
-    administration.last_bounce = last_bounce(conn, person_id)?;
+    // bounces: the soft count and the last counted one (1)
+    (administration.soft_bounces, administration.last_bounce) = bounces(conn, person_id)?;
     // the read itself, audited (1)
     mailbaar_audit::record(conn, reader, "person.card_read", Some(person_id), "")?;
     Ok(PersonCard {
