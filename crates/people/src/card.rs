@@ -225,6 +225,9 @@ pub struct Administration {
 /// A bounce as the card shows it: its class (the README's classification table) and the
 /// receiving server's diagnostic.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"class": "soft", "status": "5.2.2",
+    "diagnostic": "552-5.2.2 The recipient's mailbox is full", "contact_moment_id": 881,
+    "recorded_at": "2026-12-05T09:00:00Z"}))]
 pub struct LastBounce {
     /// `hard` or `soft`.
     pub class: String,
