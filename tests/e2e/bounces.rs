@@ -228,7 +228,7 @@ async fn bounce_mailbox_as_mail_servers_write_it(app: TestApp) {
         ("GET", "/api/v1/unreadable-reports".to_owned()),
         ("DELETE", format!("/api/v1/persons/{dirk}/bouncer")),
     ] {
-        app.send(&method, &path, Some(&reporter), None)
+        app.send(method, &path, Some(&reporter), None)
             .await
             .assert_problem(403);
     }
