@@ -500,6 +500,14 @@ impl From<DeliveryError> for ApiError {
                 let reason = reason.clone();
                 ApiError::by_kind(e, Some((field, reason)))
             }
+            UnreadableReport {
+                id,
+                field,
+                ref reason,
+            } => {
+                let reason = format!("{reason} (kept as unreadable report {id})");
+                ApiError::by_kind(e, Some((field, reason)))
+            }
             NotTestPersons(ref ids) => ApiError::invalid_fields(
                 e.code(),
                 ids.iter()
@@ -668,6 +676,16 @@ mod tests {
             (CampaignError::JobNotPaused { id: 1 }.into(), 409),
             (CampaignError::NotReady(vec![]).into(), 409),
             (DeliveryError::NotTestPersons(vec![4]).into(), 422),
+            (
+                DeliveryError::UnreadableReport {
+                    id: 1,
+                    field: "delivery-status",
+                    reason: "no Action".into(),
+                }
+                .into(),
+                422,
+            ),
+            (DeliveryError::UnreadableReportNotFound(3).into(), 404),
             (CampaignError::Query(QueryError::NotFound(4)).into(), 404),
             (
                 CampaignError::Task(T::AlreadyActive {
@@ -797,6 +815,12 @@ mod tests {
             task_id: 2,
         });
         listed(DeliveryError::NotTestPersons(vec![1]));
+        listed(DeliveryError::UnreadableReport {
+            id: 1,
+            field: "body",
+            reason: "r".into(),
+        });
+        listed(DeliveryError::UnreadableReportNotFound(1));
         listed(TaskError::LeaseLost(1));
         listed(AccessError::UnknownRole {
             token_id: 1,

@@ -1,6 +1,7 @@
 //! The end-to-end tests, one module per area, in one test binary. Run one area with a
 //! filter on its module path: `cargo test -p mailbaar-e2e -- delivery::`.
 
+mod bounces;
 mod browser;
 mod card;
 mod client;

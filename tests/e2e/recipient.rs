@@ -514,7 +514,8 @@ async fn bounce_reports(app: TestApp) {
     for n in 2..=3 {
         let r = post(
             serde_json::to_vec(
-                &json!({"email": "dirk@example.nl", "kind": "soft", "reason": "452 mailbox full"}),
+                &json!({"email": "dirk@example.nl", "kind": "soft", "reason": "452 mailbox full",
+                    "event_id": format!("dirk-{n}")}),
             )
             .unwrap(),
             "application/json",
@@ -602,7 +603,7 @@ async fn bounce_reports(app: TestApp) {
     .await;
     assert_eq!(r.body["outcome"], "unmatched");
 
-    // Only admins report bounces.
+    // Only admins and bounce reporters report bounces.
     let marketer = app.token("marketer").await;
     app.send(
         "POST",

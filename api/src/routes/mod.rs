@@ -114,6 +114,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(mailjobs::resend_in_doubt)
                 .service(mailjobs::list_recipients)
                 .service(bounces::report)
+                .service(bounces::list_unreadable)
+                .service(bounces::get_unreadable)
                 .service(imports::create_import)
                 .service(imports::get_import)
                 .service(imports::import_errors)

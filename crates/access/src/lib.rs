@@ -71,6 +71,9 @@ mailbaar_store::text_enum! {
         PrivacyOfficer = "privacy_officer",
         /// Reads only.
         Viewer = "viewer",
+        /// Reports bounces and nothing else: the token a bounce-mailbox script uses
+        /// (`POST /api/v1/bounces`), so it needs no admin token.
+        BounceReporter = "bounce_reporter",
     }
 }
 
@@ -108,6 +111,9 @@ pub enum Permission {
     ReportBounces,
     /// Export the persons of a saved query (CSV).
     ExportPersons,
+    /// Read the bounce reports the intake could not read, kept as received (they hold
+    /// personal data of people who are not necessarily persons here).
+    ReviewUnreadableReports,
 }
 
 impl Role {
@@ -140,6 +146,7 @@ impl Role {
             }
             Role::Marketer => matches!(permission, ManageCampaigns | ExportPersons),
             Role::Viewer => matches!(permission, ReadPersons | ReadCampaigns),
+            Role::BounceReporter => matches!(permission, ReportBounces),
         }
     }
 }
@@ -373,4 +380,39 @@ mod tests {
         assert!(!Role::Marketer.allows(Permission::ManageTokens));
         assert!(Role::Admin.allows(Permission::ManageTokens));
     }
+
+    #[test]
+    fn bounce_reporter_reports_bounces_only() {
+        use Permission::*;
+        assert!(Role::BounceReporter.allows(ReportBounces));
+        for p in [
+            ReadPersons,
+            WritePersons,
+            WriteConsent,
+            ManageOptInTypes,
+            ManageTokens,
+            ManageQueries,
+            ManageSettings,
+            RecalculateProfiles,
+            Anonymize,
+            ReadAuditLog,
+            ExportPersonalData,
+            ReadCampaigns,
+            ManageCampaigns,
+            ExportPersons,
+            ReviewUnreadableReports,
+        ] {
+            assert!(!Role::BounceReporter.allows(p), "{p:?}");
+        }
+        assert!(!Role::Marketer.allows(ReportBounces));
+    }
+
+    /// The role's stored name passes the roles table's CHECK on both engines.
+    fn bounce_reporter_token(conn: &mut DbConnection) {
+        let issued = issue(conn, "bounce mailbox", Role::BounceReporter, "cli").unwrap();
+        let caller = verify(conn, &issued.secret).unwrap().unwrap();
+        assert_eq!(caller.role, Role::BounceReporter);
+    }
+
+    mailbaar_store::both_engines!(bounce_reporter_token);
 }

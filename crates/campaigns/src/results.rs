@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::dsl::{count, min};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Timestamp};
-use mailbaar_store::schema::{consent_records, contact_moments, mail_jobs};
+use mailbaar_store::schema::{consent_records, contact_moments, mail_jobs, notices};
 use mailbaar_store::DbConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -62,7 +62,9 @@ pub struct HourBucket {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"step_id": 7, "mail_jobs": 1, "recipients": 1834,
     "sent": {"count": 1834, "rate": 1.0}, "delivered": {"count": 1830, "rate": 0.9978},
-    "bounced": {"count": 4, "rate": 0.0022}, "unique_opens": {"count": 412, "rate": 0.2251},
+    "bounced": {"count": 4, "rate": 0.0022}, "soft_bounced": {"count": 2, "rate": 0.0011},
+    "policy_refused": {"count": 1, "rate": 0.0005}, "complaints": {"count": 1, "rate": 0.0005},
+    "unique_opens": {"count": 412, "rate": 0.2251},
     "unique_clicks": {"count": 97, "rate": 0.053}, "unsubscribes": {"count": 3, "rate": 0.0016},
     "tests": {"sent": 2, "unique_opens": 1, "unique_clicks": 0},
     "first_sent_at": "2026-12-04T08:00:02Z", "hourly": [{"hour": 0, "opens": 310, "clicks": 42}]}))]
@@ -76,8 +78,18 @@ pub struct StepResults {
     pub sent: Rate,
     /// Accepted and not bounced; rate of `sent`.
     pub delivered: Rate,
-    /// Bounced; rate of `sent`.
+    /// Bounced (hard, or soft bounces that reached the limit); rate of `sent`. The same
+    /// recipients the jobs' progress counts as `bounced`.
     pub bounced: Rate,
+    /// Messages with a counted soft bounce that did not (yet) make a bouncer (mailbox
+    /// full, over quota, temporary trouble); rate of `sent`.
+    pub soft_bounced: Rate,
+    /// Messages a receiver refused by policy (X.7.x, a block list, reputation): a
+    /// deliverability warning about the sender, never about the person; rate of `sent`.
+    pub policy_refused: Rate,
+    /// Messages their recipient marked as spam (ARF, RFC 5965; a provider's complaint),
+    /// each also an opt-out with channel `complaint`; rate of `delivered`.
+    pub complaints: Rate,
     /// Recipients who opened at least once; rate of `delivered`.
     pub unique_opens: Rate,
     /// Recipients who clicked at least once; rate of `delivered`.
@@ -188,6 +200,30 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
         unsubscribes = unsubscribes.filter(consent_records::opt_in_type_id.eq(t));
     }
     let unsubscribed: Vec<i64> = unsubscribes.load(conn)?;
+    // Notices by class, each message once (a notice that counted: outcome = class).
+    let by_class: Vec<(String, i64)> = notices::table
+        .inner_join(contact_moments::table)
+        .filter(contact_moments::step_id.eq(step_id))
+        .filter(contact_moments::is_test.eq(false))
+        .filter(notices::class.eq_any(["soft", "policy", "complaint"]))
+        .filter(notices::outcome.eq(notices::class))
+        .group_by(notices::class)
+        .select((
+            notices::class,
+            count(notices::contact_moment_id).aggregate_distinct(),
+        ))
+        .load(conn)?;
+    let class_count = |c: &str| by_class.iter().find(|(k, _)| k == c).map_or(0, |(_, n)| *n);
+    // A soft bounce that reached the limit is a bounce: its message counts there.
+    let soft_turned_hard: i64 = notices::table
+        .inner_join(contact_moments::table)
+        .filter(contact_moments::step_id.eq(step_id))
+        .filter(contact_moments::is_test.eq(false))
+        .filter(notices::class.eq("soft"))
+        .filter(notices::outcome.eq("soft"))
+        .filter(contact_moments::bounced_at.is_not_null())
+        .select(count(notices::contact_moment_id).aggregate_distinct())
+        .first(conn)?;
     let hourly = match first {
         None => Vec::new(),
         Some(start) => {
@@ -218,6 +254,9 @@ pub fn step_results(conn: &mut DbConnection, step_id: i64) -> Result<StepResults
         sent: Rate::of(sent, recipients),
         delivered: Rate::of(delivered, sent),
         bounced: Rate::of(bounced, sent),
+        soft_bounced: Rate::of(class_count("soft") - soft_turned_hard, sent),
+        policy_refused: Rate::of(class_count("policy"), sent),
+        complaints: Rate::of(class_count("complaint"), delivered),
         unique_opens: Rate::of(opens, delivered),
         unique_clicks: Rate::of(clicks, delivered),
         unsubscribes: Rate::of(unsubscribed.len() as i64, delivered),

@@ -16,7 +16,7 @@ use crate::ConsentError;
 pub struct Channel(String);
 
 impl Channel {
-    pub const KNOWN: [&'static str; 8] = [
+    pub const KNOWN: [&'static str; 9] = [
         "preference_centre",
         "unsubscribe_link",
         "web_form",
@@ -25,7 +25,11 @@ impl Channel {
         "telephone",
         "system",
         "import",
+        "complaint",
     ];
+    /// A spam complaint about a message (ARF, RFC 5965, or a provider's complaint event),
+    /// recorded as an opt-out of the message's opt-in type.
+    pub const COMPLAINT: &'static str = "complaint";
     pub const SYSTEM: &'static str = "system";
 
     pub fn parse(s: &str) -> Result<Channel, ConsentError> {

@@ -21,6 +21,17 @@ pub enum DeliveryError {
     /// Writing a CSV answer failed (the client went away).
     #[error("writing the CSV failed: {0}")]
     Csv(#[from] csv::Error),
+    /// A message for the bounce mailbox that cannot be read: kept as unreadable report
+    /// `id` for a person to look at (a 422; nothing else changed).
+    #[error("{field}: {reason} (kept as unreadable report {id})")]
+    UnreadableReport {
+        id: i64,
+        field: &'static str,
+        reason: String,
+    },
+    /// No kept unreadable report has this id.
+    #[error("unreadable report {0} does not exist")]
+    UnreadableReportNotFound(i64),
     /// A test-mail request with an invalid field (a 422, nothing sent).
     #[error("{field}: {reason}")]
     InvalidTestMail { field: &'static str, reason: String },
@@ -74,6 +85,8 @@ impl From<mailbaar_store::StoreError> for DeliveryError {
 impl ErrorCode for DeliveryError {
     const CODES: &'static [(&'static str, ErrorKind)] = &[
         ("invalid_bounce_report", ErrorKind::Invalid),
+        ("unreadable_bounce_report", ErrorKind::Invalid),
+        ("unreadable_report_not_found", ErrorKind::NotFound),
         ("invalid_test_mail", ErrorKind::Invalid),
         ("invalid_recipient_filter", ErrorKind::Invalid),
         ("csv_write_failed", ErrorKind::Internal),
@@ -86,9 +99,11 @@ impl ErrorCode for DeliveryError {
         use DeliveryError::*;
         match self {
             InvalidReport { .. }
+            | UnreadableReport { .. }
             | InvalidTestMail { .. }
             | InvalidRecipientFilter { .. }
             | NotTestPersons(_) => ErrorKind::Invalid,
+            UnreadableReportNotFound(_) => ErrorKind::NotFound,
             Transport(_) | TransportGone | Csv(_) => ErrorKind::Internal,
             Campaign(e) => e.kind(),
             Consent(e) => e.kind(),
@@ -103,6 +118,8 @@ impl ErrorCode for DeliveryError {
         use DeliveryError::*;
         match self {
             InvalidReport { .. } => "invalid_bounce_report",
+            UnreadableReport { .. } => "unreadable_bounce_report",
+            UnreadableReportNotFound(_) => "unreadable_report_not_found",
             InvalidTestMail { .. } => "invalid_test_mail",
             InvalidRecipientFilter { .. } => "invalid_recipient_filter",
             Csv(_) => "csv_write_failed",

@@ -9,7 +9,10 @@
 //!   have arrived is in doubt ([`InDoubtPolicy`]); repeated refusals of us pause the job.
 //! - [`list_recipients`]: who got what, and why (state, attempts, last reply).
 //! - [`send_test_mail`]: a step's current content to test persons.
-//! - The bounce intake ([`report_bounce`], [`parse_dsn`]).
+//! - The bounce intake: messages from the bounce mailbox ([`report_message`]: DSNs,
+//!   complaints, auto-replies) and the generic webhook ([`report_webhook`]) become
+//!   [`Notice`]s, classified by [`classify_notice`] and counted once by
+//!   [`record_notices`].
 //! - The recipient pages' domain logic: the preference centre, unsubscribe, the web
 //!   version and open and click tracking behind the signed links of every message.
 //!
@@ -33,7 +36,8 @@ pub mod testing;
 mod transport;
 
 pub use bounce::{
-    parse_dsn, report_bounce, BounceKind, BounceOutcome, BounceReport, BounceWebhook, Dsn,
+    keep_unreadable, list_unreadable, read_report, report_message, report_webhook, unreadable_body,
+    BounceWebhook, Report, ReportKind, ReportedRecipient, UnreadableReport,
 };
 pub use delivery::{Delivery, InDoubtPolicy, Retry};
 pub use engine::{run_job, JobContent, RunEnd, SendWork, REFUSALS_TO_PAUSE};
@@ -43,7 +47,9 @@ pub use job_recipients::{
     RECIPIENT_CSV_COLUMNS,
 };
 pub use mailbaar_render::{LinkError, Links, TokenPurpose, TrackedLink, LINK_LIFETIME_DAYS};
-pub use notice::{record_notices, Notice, NoticeClass, NoticeOutcome, NoticeSource};
+pub use notice::{
+    classify_notice, record_notices, Evidence, Notice, NoticeClass, NoticeOutcome, NoticeSource,
+};
 pub use queue::{Addressees, Claimed, DbQueue, Marked, RecipientQueue, Verdict};
 pub use recipient::{
     choice_label, preferences, reach, save_preferences, track, track_click, unsubscribe,

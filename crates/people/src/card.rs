@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use mailbaar_consent::{ConsentRecord, OptInKind, OptInType};
 use mailbaar_profiles::Profile;
-use mailbaar_store::schema::{contact_moments, transactions};
+use mailbaar_store::schema::{contact_moments, notices, transactions};
 use mailbaar_store::DbConnection;
 
 use crate::mailable::{obstacles, MailFacts, Obstacle};
@@ -199,8 +199,11 @@ pub struct NotMailableReason {
 /// The administration tab: can the person be mailed, and if not, every reason.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"mailable": true, "not_mailable_reasons": [], "is_test_person": false,
-        "bouncer_at": null, "bouncer_reason": null, "deceased": false, "anonymized_at": null,
-        "full_unsubscribed_at": null}))]
+        "bouncer_at": null, "bouncer_reason": null, "soft_bounces": 1,
+        "last_bounce": {"class": "soft", "status": "5.2.2",
+            "diagnostic": "552-5.2.2 The recipient's mailbox is full", "contact_moment_id": 881,
+            "recorded_at": "2026-12-05T09:00:00Z"},
+        "deceased": false, "anonymized_at": null, "full_unsubscribed_at": null}))]
 pub struct Administration {
     pub mailable: bool,
     /// Empty when `mailable`.
@@ -208,10 +211,72 @@ pub struct Administration {
     pub is_test_person: bool,
     pub bouncer_at: Option<DateTime<Utc>>,
     pub bouncer_reason: Option<String>,
+    /// Soft bounces counted since the last hard bounce or clear (at the setting
+    /// `soft_bounce_limit` the person becomes a bouncer).
+    pub soft_bounces: i64,
+    /// The last bounce notice that counted (hard or soft), when there is one.
+    pub last_bounce: Option<LastBounce>,
     pub deceased: bool,
     pub anonymized_at: Option<DateTime<Utc>>,
     /// When every opt-in was withdrawn at once.
     pub full_unsubscribed_at: Option<DateTime<Utc>>,
+}
+
+/// A bounce as the card shows it: its class (the README's classification table) and the
+/// receiving server's diagnostic.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"class": "soft", "status": "5.2.2",
+    "diagnostic": "552-5.2.2 The recipient's mailbox is full", "contact_moment_id": 881,
+    "recorded_at": "2026-12-05T09:00:00Z"}))]
+pub struct LastBounce {
+    /// `hard` or `soft`.
+    pub class: String,
+    /// The enhanced status code (RFC 3463), when given.
+    pub status: Option<String>,
+    pub diagnostic: String,
+    /// The message it was about, when known.
+    pub contact_moment_id: Option<i64>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A person's soft-bounce count and last counted bounce notice (one statement: the person
+/// row joined to its latest hard or soft notice that counted).
+fn bounces(conn: &mut DbConnection, person_id: i64) -> QueryResult<(i64, Option<LastBounce>)> {
+    use mailbaar_store::schema::persons;
+    type Row = (String, Option<String>, String, Option<i64>, NaiveDateTime);
+    let (soft, last): (i32, Option<Row>) = persons::table
+        .find(person_id)
+        .left_join(
+            notices::table.on(notices::person_id
+                .eq(persons::id.nullable())
+                .and(notices::class.eq_any(["hard", "soft"]))
+                .and(notices::outcome.eq(notices::class))),
+        )
+        .order((notices::recorded_at.desc(), notices::id.desc()))
+        .select((
+            persons::soft_bounces,
+            (
+                notices::class,
+                notices::status,
+                notices::diagnostic,
+                notices::contact_moment_id,
+                notices::recorded_at,
+            )
+                .nullable(),
+        ))
+        .first(conn)?;
+    Ok((
+        i64::from(soft),
+        last.map(
+            |(class, status, diagnostic, contact_moment_id, at)| LastBounce {
+                class,
+                status,
+                diagnostic,
+                contact_moment_id,
+                recorded_at: at.and_utc(),
+            },
+        ),
+    ))
 }
 
 #[derive(Queryable)]
@@ -324,7 +389,9 @@ pub fn person_card(
 
     // profile: figures + totals (2)
     let profile = profile_part(conn, &details, &types)?;
-    let administration = administration(&details);
+    let mut administration = administration(&details);
+    // bounces: the soft count and the last counted one (1)
+    (administration.soft_bounces, administration.last_bounce) = bounces(conn, person_id)?;
     // the read itself, audited (1)
     mailbaar_audit::record(conn, reader, "person.card_read", Some(person_id), "")?;
     Ok(PersonCard {
@@ -418,6 +485,8 @@ fn administration(p: &Person) -> Administration {
         is_test_person: p.is_test_person,
         bouncer_at: p.bouncer_at,
         bouncer_reason: p.bouncer_reason.clone(),
+        soft_bounces: 0,
+        last_bounce: None,
         deceased: p.deceased,
         anonymized_at: p.anonymized_at,
         full_unsubscribed_at: p.full_unsubscribed_at,

@@ -17,8 +17,9 @@ pub use bulk::{
     write_persons, CheckedFields, ImportedFlags,
 };
 pub use card::{
-    person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, NotMailableReason,
-    PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences, CARD_LATEST,
+    person_card, Administration, ContactMoment, ContactMomentsPart, KindSummary, LastBounce,
+    NotMailableReason, PersonCard, ProfilePart, ProfileStatus, TransactionsPart, TypePreferences,
+    CARD_LATEST,
 };
 pub use error::{FieldError, PeopleError};
 pub use mailable::{is_mailable, mailable_sql, obstacles, MailFacts, Obstacle};

@@ -257,7 +257,8 @@ fn statements_do_not_grow_with_history(conn: &mut DbConnection) {
         for_short, for_long,
         "the card's statements grew with the history"
     );
-    assert!(for_long <= 13, "{for_long} statements for one card");
+    // 13 before the bounces part (the soft count and last bounce: one statement).
+    assert!(for_long <= 14, "{for_long} statements for one card");
 }
 
 mailbaar_store::both_engines!(

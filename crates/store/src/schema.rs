@@ -359,6 +359,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notices (id) {
+        id -> BigInt,
+        subject -> Text,
+        class -> Text,
+        event_key -> Text,
+        source -> Text,
+        person_id -> Nullable<BigInt>,
+        contact_moment_id -> Nullable<BigInt>,
+        status -> Nullable<Text>,
+        diagnostic -> Text,
+        outcome -> Text,
+        recorded_by -> Text,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    unreadable_reports (id) {
+        id -> BigInt,
+        received_at -> Timestamp,
+        content_type -> Text,
+        problem -> Text,
+        body -> Binary,
+        reported_by -> Text,
+    }
+}
+
 diesel::joinable!(transactions -> persons (person_id));
 diesel::joinable!(campaign_steps -> campaigns (campaign_id));
 diesel::joinable!(mail_jobs -> campaign_steps (step_id));
@@ -370,6 +398,8 @@ diesel::joinable!(consent_current -> persons (person_id));
 diesel::joinable!(consent_current -> opt_in_types (opt_in_type_id));
 diesel::joinable!(contact_moments -> persons (person_id));
 diesel::joinable!(person_profiles -> persons (person_id));
+diesel::joinable!(notices -> persons (person_id));
+diesel::joinable!(notices -> contact_moments (contact_moment_id));
 diesel::allow_tables_to_appear_in_same_query!(
     persons,
     delivery_pace,
@@ -395,4 +425,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     secrets,
     imports,
     import_errors,
+    notices,
+    unreadable_reports,
 );
