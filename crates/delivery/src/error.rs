@@ -15,6 +15,16 @@ pub enum DeliveryError {
     /// names what is wrong (a 422, nothing changed).
     #[error("{field}: {reason}")]
     InvalidReport { field: &'static str, reason: String },
+    /// A provider's webhook that the provider did not demonstrably send: a signature that
+    /// does not verify, a stale signed timestamp, a wrong secret, a topic or certificate
+    /// not allowed (answered 403; nothing changed).
+    #[error("{0}")]
+    NotAuthentic(String),
+    /// What a provider's webhook needs from the provider could not be fetched (Amazon SNS's
+    /// signing certificate, or a subscription's confirmation): answered 503, so the
+    /// provider delivers it again later; nothing changed.
+    #[error("{0}")]
+    ProviderUnreachable(String),
     /// A test-mail request with an invalid field (a 422, nothing sent).
     #[error("{field}: {reason}")]
     InvalidTestMail { field: &'static str, reason: String },
@@ -50,6 +60,11 @@ impl DeliveryError {
         }
     }
 
+    /// A provider's webhook failed its authenticity check.
+    pub(crate) fn not_authentic(reason: impl Into<String>) -> Self {
+        DeliveryError::NotAuthentic(reason.into())
+    }
+
     /// A field of a test-mail request is invalid.
     pub(crate) fn invalid_test_mail(field: &'static str, reason: impl Into<String>) -> Self {
         DeliveryError::InvalidTestMail {
@@ -69,16 +84,22 @@ impl ErrorCode for DeliveryError {
     const CODES: &'static [(&'static str, ErrorKind)] = &[
         ("invalid_bounce_report", ErrorKind::Invalid),
         ("invalid_test_mail", ErrorKind::Invalid),
+        ("webhook_not_authentic", ErrorKind::Invalid),
         ("not_test_persons", ErrorKind::Invalid),
         ("transport_failed", ErrorKind::Internal),
         ("transport_gone", ErrorKind::Internal),
+        ("provider_unreachable", ErrorKind::Unavailable),
     ];
 
     fn kind(&self) -> ErrorKind {
         use DeliveryError::*;
         match self {
-            InvalidReport { .. } | InvalidTestMail { .. } | NotTestPersons(_) => ErrorKind::Invalid,
+            InvalidReport { .. }
+            | InvalidTestMail { .. }
+            | NotTestPersons(_)
+            | NotAuthentic(_) => ErrorKind::Invalid,
             Transport(_) | TransportGone => ErrorKind::Internal,
+            ProviderUnreachable(_) => ErrorKind::Unavailable,
             Campaign(e) => e.kind(),
             Consent(e) => e.kind(),
             People(e) => e.kind(),
@@ -94,8 +115,10 @@ impl ErrorCode for DeliveryError {
             InvalidReport { .. } => "invalid_bounce_report",
             InvalidTestMail { .. } => "invalid_test_mail",
             NotTestPersons(_) => "not_test_persons",
+            NotAuthentic(_) => "webhook_not_authentic",
             Transport(_) => "transport_failed",
             TransportGone => "transport_gone",
+            ProviderUnreachable(_) => "provider_unreachable",
             Campaign(e) => e.code(),
             Consent(e) => e.code(),
             People(e) => e.code(),

@@ -7,7 +7,8 @@
 //!   records each verdict. Only a refusal of the recipient (5xx at `RCPT TO`) marks a
 //!   bouncer; 4xx and no answer are tried again ([`Retry`]).
 //! - [`send_test_mail`]: a step's current content to test persons.
-//! - The bounce intake ([`report_bounce`], [`parse_dsn`]).
+//! - The bounce intake ([`report_bounce`], [`parse_dsn`]) and the providers' own webhooks
+//!   ([`providers`]: Amazon SES through SNS, SendGrid, Mailgun, Postmark).
 //! - The recipient pages' domain logic: the preference centre, unsubscribe, the web
 //!   version and open and click tracking behind the signed links of every message.
 //!
@@ -20,6 +21,7 @@ mod engine;
 mod error;
 mod notice;
 mod pace;
+pub mod providers;
 mod queue;
 mod recipient;
 mod reply;
