@@ -13,5 +13,6 @@ mod imports;
 mod mailing;
 mod paging;
 mod persons;
+mod providers;
 mod queries;
 mod recipient;
