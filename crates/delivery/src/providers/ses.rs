@@ -182,13 +182,13 @@ impl SnsMessage {
     /// order, `Subject` only when present (SNS Developer Guide, "Verifying the signatures
     /// of Amazon SNS messages").
     fn canonical(&self) -> Result<String, DeliveryError> {
-        let mut fields: Vec<(&str, &str)> = vec![("Message", &self.message), ("MessageId", &self.message_id)];
+        let mut fields: Vec<(&str, &str)> = vec![("Message", self.message.as_str()), ("MessageId", self.message_id.as_str())];
         match self.kind.as_str() {
             "Notification" => {
                 if let Some(subject) = &self.subject {
-                    fields.push(("Subject", subject));
+                    fields.push(("Subject", subject.as_str()));
                 }
-                fields.push(("Timestamp", &self.timestamp));
+                fields.push(("Timestamp", self.timestamp.as_str()));
             }
             "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
                 let url = self.subscribe_url.as_deref().ok_or_else(|| {
@@ -198,7 +198,7 @@ impl SnsMessage {
                     DeliveryError::invalid_report("Token", "missing from a subscription message")
                 })?;
                 fields.push(("SubscribeURL", url));
-                fields.push(("Timestamp", &self.timestamp));
+                fields.push(("Timestamp", self.timestamp.as_str()));
                 fields.push(("Token", token));
             }
             other => {
@@ -208,8 +208,8 @@ impl SnsMessage {
                 ))
             }
         }
-        fields.push(("TopicArn", &self.topic_arn));
-        fields.push(("Type", &self.kind));
+        fields.push(("TopicArn", self.topic_arn.as_str()));
+        fields.push(("Type", self.kind.as_str()));
         Ok(fields.iter().map(|(k, v)| format!("{k}\n{v}\n")).collect())
     }
 }
@@ -281,7 +281,7 @@ async fn verify(
         })?
         .naive_utc();
     check_fresh("SES", signed_at, now)?;
-    let algorithm: &dyn ring::signature::VerificationAlgorithm = match message.signature_version.as_str() {
+    let algorithm: &'static dyn ring::signature::VerificationAlgorithm = match message.signature_version.as_str() {
         "1" => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
         "2" => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
         other => {
