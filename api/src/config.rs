@@ -48,6 +48,9 @@ pub struct ProviderConfig {
     pub sendgrid_key: Option<mailbaar_delivery::providers::sendgrid::VerificationKey>,
     /// `MAILBAAR_MAILGUN_SIGNING_KEY`: Mailgun's HTTP webhook signing key.
     pub mailgun_signing_key: Option<String>,
+    /// The Mailgun signature tokens taken in the last hour (Mailgun's signature does not
+    /// cover the event, so a token may serve one event only).
+    pub mailgun_tokens: std::sync::Arc<mailbaar_delivery::providers::mailgun::TokenMemory>,
     /// `MAILBAAR_POSTMARK_WEBHOOK_SECRET`: the password Postmark sends by basic auth.
     pub postmark_secret: Option<String>,
 }
@@ -432,6 +435,7 @@ impl From<Environment> for Config {
                 ses_certificates: Default::default(),
                 sendgrid_key: env.sendgrid_verification_key,
                 mailgun_signing_key: env.mailgun_signing_key,
+                mailgun_tokens: Default::default(),
                 postmark_secret: env.postmark_webhook_secret,
             },
             delivery: DeliveryConfig {

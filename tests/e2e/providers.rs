@@ -180,8 +180,15 @@ fn ses_example(name: &str, example_address: &str, to: &Mailed) -> String {
         .replace("custom-message-ID", &to.message_id)
 }
 
-async fn post(app: &TestApp, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, String)]) -> mailbaar_e2e::Reply {
-    app.send_with_headers("POST", path, content_type, body, headers).await
+async fn post(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> mailbaar_e2e::Reply {
+    app.send_with_headers("POST", path, content_type, body, headers)
+        .await
 }
 
 async fn ses_notifications_through_sns(backend: Backend) {
@@ -196,18 +203,42 @@ async fn ses_notifications_through_sns(backend: Backend) {
 
     // A hard bounce with its DSN (notificationType), sent as SNS sends it: text/plain.
     let bounce = ses_example("ses-bounce.json", "jane@example.com", anna);
-    let r = post(&app, "/webhooks/ses", "text/plain; charset=UTF-8", sns_notification(&bounce, "m-1"), &[]).await;
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain; charset=UTF-8",
+        sns_notification(&bounce, "m-1"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(standing(&app, anna.id, w.type_id).bouncer, "a 5.1.1 makes a bouncer");
+    assert!(
+        standing(&app, anna.id, w.type_id).bouncer,
+        "a 5.1.1 makes a bouncer"
+    );
 
     // The same notification delivered again by SNS: counted once (nothing more changes).
-    let r = post(&app, "/webhooks/ses", "text/plain; charset=UTF-8", sns_notification(&bounce, "m-1"), &[]).await;
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain; charset=UTF-8",
+        sns_notification(&bounce, "m-1"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["outcomes"][0]["outcome"], "duplicate", "{}", r.text);
 
     // A complaint: an opt-out with channel complaint, never a bounce.
     let complaint = ses_example("ses-complaint.json", "richard@example.com", bram);
-    let r = post(&app, "/webhooks/ses", "text/plain", sns_notification(&complaint, "m-2"), &[]).await;
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain",
+        sns_notification(&complaint, "m-2"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let b = standing(&app, bram.id, w.type_id);
     assert_eq!(b.consent, Some((false, "complaint".into())));
@@ -215,29 +246,63 @@ async fn ses_notifications_through_sns(backend: Backend) {
 
     // A delivery: nothing changes.
     let delivery = ses_example("ses-delivery.json", "jane@example.com", cor);
-    let r = post(&app, "/webhooks/ses", "text/plain", sns_notification(&delivery, "m-3"), &[]).await;
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain",
+        sns_notification(&delivery, "m-3"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(standing(&app, cor.id, w.type_id), before);
 
     // An event-publishing delay (eventType) for Dirk: nothing changes; then a block by
     // policy (5.7.1): recorded, Dirk untouched.
-    let delay = fixture("ses-event-delivery-delay.json").replace("recipient@example.com", &dirk.email);
-    let r = post(&app, "/webhooks/ses", "text/plain", sns_notification(&delay, "m-4"), &[]).await;
+    let delay =
+        fixture("ses-event-delivery-delay.json").replace("recipient@example.com", &dirk.email);
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain",
+        sns_notification(&delay, "m-4"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let policy = ses_example("ses-bounce.json", "jane@example.com", dirk)
         .replace("\"5.1.1\"", "\"5.7.1\"")
         .replace("550 5.1.1 <", "550 5.7.1 blocked using a block list <")
         .replace("ddddaaaa068a", "ddddaaaa068b");
-    let r = post(&app, "/webhooks/ses", "text/plain", sns_notification(&policy, "m-5"), &[]).await;
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain",
+        sns_notification(&policy, "m-5"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let d = standing(&app, dirk.id, w.type_id);
     assert_eq!((d.bouncer, d.soft_bounces), (false, 0));
 
     // Tampered after signing: 403, and Cor is untouched.
-    let mut tampered: Value =
-        serde_json::from_slice(&sns_notification(&ses_example("ses-bounce.json", "jane@example.com", cor), "m-6")).unwrap();
-    tampered["Message"] = ses_example("ses-bounce.json", "jane@example.com", cor).replace("General", "Suppressed").into();
-    let r = post(&app, "/webhooks/ses", "text/plain", serde_json::to_vec(&tampered).unwrap(), &[]).await;
+    let mut tampered: Value = serde_json::from_slice(&sns_notification(
+        &ses_example("ses-bounce.json", "jane@example.com", cor),
+        "m-6",
+    ))
+    .unwrap();
+    tampered["Message"] = ses_example("ses-bounce.json", "jane@example.com", cor)
+        .replace("General", "Suppressed")
+        .into();
+    let r = post(
+        &app,
+        "/webhooks/ses",
+        "text/plain",
+        serde_json::to_vec(&tampered).unwrap(),
+        &[],
+    )
+    .await;
     r.assert_problem(403);
     assert_eq!(standing(&app, cor.id, w.type_id), before);
 }
@@ -295,22 +360,47 @@ async fn sendgrid_event_batches(backend: Backend) {
         sendgrid_event("sendgrid-events.json", 3, cor, "ev-cor-open"),
     ]);
     let body = serde_json::to_vec(&batch).unwrap();
-    let r = post(&app, "/webhooks/sendgrid", "application/json", body.clone(), &sendgrid_headers(&body)).await;
+    let r = post(
+        &app,
+        "/webhooks/sendgrid",
+        "application/json",
+        body.clone(),
+        &sendgrid_headers(&body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(standing(&app, anna.id, w.type_id).bouncer);
-    assert_eq!(standing(&app, dirk.id, w.type_id), before_dirk, "a block by policy leaves Dirk as he was");
+    assert_eq!(
+        standing(&app, dirk.id, w.type_id),
+        before_dirk,
+        "a block by policy leaves Dirk as he was"
+    );
     let e = standing(&app, eva.id, w.type_id);
     assert_eq!((e.bouncer, e.soft_bounces), (false, 1));
-    assert_eq!(standing(&app, bram.id, w.type_id).consent, Some((false, "complaint".into())));
+    assert_eq!(
+        standing(&app, bram.id, w.type_id).consent,
+        Some((false, "complaint".into()))
+    );
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
 
     // SendGrid retries the batch (a timeout on its side): signed anew, counted once.
     for _ in 0..2 {
-        let r = post(&app, "/webhooks/sendgrid", "application/json", body.clone(), &sendgrid_headers(&body)).await;
+        let r = post(
+            &app,
+            "/webhooks/sendgrid",
+            "application/json",
+            body.clone(),
+            &sendgrid_headers(&body),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let e = standing(&app, eva.id, w.type_id);
-    assert_eq!((e.bouncer, e.soft_bounces), (false, 1), "a retried soft bounce is counted once");
+    assert_eq!(
+        (e.bouncer, e.soft_bounces),
+        (false, 1),
+        "a retried soft bounce is counted once"
+    );
 
     // A batch with one unreadable event is refused whole: Cor's bounce in it changes nothing.
     let bad = serde_json::to_vec(&json!([
@@ -318,19 +408,59 @@ async fn sendgrid_event_batches(backend: Backend) {
         {"event": "bounce", "sg_event_id": "ev-no-email", "timestamp": 1},
     ]))
     .unwrap();
-    let r = post(&app, "/webhooks/sendgrid", "application/json", bad.clone(), &sendgrid_headers(&bad)).await;
+    let r = post(
+        &app,
+        "/webhooks/sendgrid",
+        "application/json",
+        bad.clone(),
+        &sendgrid_headers(&bad),
+    )
+    .await;
     r.assert_problem(422);
     assert!(r.text.contains("ev-no-email"), "{}", r.text);
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
 
     // Tampered, unsigned, or signed an hour and more ago: 403, nothing changes.
-    let cor_bounce = serde_json::to_vec(&json!([sendgrid_event("sendgrid-bounces.json", 0, cor, "ev-cor-2")])).unwrap();
+    let cor_bounce = serde_json::to_vec(&json!([sendgrid_event(
+        "sendgrid-bounces.json",
+        0,
+        cor,
+        "ev-cor-2"
+    )]))
+    .unwrap();
     let mut headers = sendgrid_headers(&cor_bounce);
-    let tampered = String::from_utf8(cor_bounce.clone()).unwrap().replace("5.1.1", "5.1.2").into_bytes();
-    post(&app, "/webhooks/sendgrid", "application/json", tampered, &headers).await.assert_problem(403);
-    post(&app, "/webhooks/sendgrid", "application/json", cor_bounce.clone(), &[]).await.assert_problem(403);
+    let tampered = String::from_utf8(cor_bounce.clone())
+        .unwrap()
+        .replace("5.1.1", "5.1.2")
+        .into_bytes();
+    post(
+        &app,
+        "/webhooks/sendgrid",
+        "application/json",
+        tampered,
+        &headers,
+    )
+    .await
+    .assert_problem(403);
+    post(
+        &app,
+        "/webhooks/sendgrid",
+        "application/json",
+        cor_bounce.clone(),
+        &[],
+    )
+    .await
+    .assert_problem(403);
     headers[1].1 = (now_unix() - 3700).to_string();
-    post(&app, "/webhooks/sendgrid", "application/json", cor_bounce, &headers).await.assert_problem(403);
+    post(
+        &app,
+        "/webhooks/sendgrid",
+        "application/json",
+        cor_bounce,
+        &headers,
+    )
+    .await
+    .assert_problem(403);
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
 }
 
@@ -345,7 +475,8 @@ fn mailgun_body(name: &str, to: &Mailed, event_id: &str, token: &str) -> Vec<u8>
     let ts = now_unix().to_string();
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, MAILGUN_KEY.as_bytes());
     let tag = ring::hmac::sign(&key, format!("{ts}{token}").as_bytes());
-    body["signature"] = json!({"timestamp": ts, "token": token, "signature": hex::encode(tag.as_ref())});
+    body["signature"] =
+        json!({"timestamp": ts, "token": token, "signature": hex::encode(tag.as_ref())});
     serde_json::to_vec(&body).unwrap()
 }
 
@@ -363,34 +494,97 @@ async fn mailgun_events(backend: Backend) {
 
     let ok = |r: mailbaar_e2e::Reply| assert_eq!(r.status, 200, "{}", r.text);
     // A permanent failure (the documented suppress-bounce): Anna is a bouncer.
-    ok(post(&app, "/webhooks/mailgun", "application/json", mailgun_body("mailgun-failed-permanent.json", anna, "mg-1", "t1"), &[]).await);
+    ok(post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        mailgun_body("mailgun-failed-permanent.json", anna, "mg-1", "t1"),
+        &[],
+    )
+    .await);
     assert!(standing(&app, anna.id, w.type_id).bouncer);
     // A complaint: Bram opted out with channel complaint.
-    ok(post(&app, "/webhooks/mailgun", "application/json", mailgun_body("mailgun-complained.json", bram, "mg-2", "t2"), &[]).await);
-    assert_eq!(standing(&app, bram.id, w.type_id).consent, Some((false, "complaint".into())));
+    ok(post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        mailgun_body("mailgun-complained.json", bram, "mg-2", "t2"),
+        &[],
+    )
+    .await);
+    assert_eq!(
+        standing(&app, bram.id, w.type_id).consent,
+        Some((false, "complaint".into()))
+    );
     // Delivered, and a temporary failure Mailgun still retries: nothing changes.
-    ok(post(&app, "/webhooks/mailgun", "application/json", mailgun_body("mailgun-delivered.json", cor, "mg-3", "t3"), &[]).await);
-    ok(post(&app, "/webhooks/mailgun", "application/json", mailgun_body("mailgun-failed-temporary.json", eva, "mg-4", "t4"), &[]).await);
+    ok(post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        mailgun_body("mailgun-delivered.json", cor, "mg-3", "t3"),
+        &[],
+    )
+    .await);
+    ok(post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        mailgun_body("mailgun-failed-temporary.json", eva, "mg-4", "t4"),
+        &[],
+    )
+    .await);
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
     assert_eq!(standing(&app, eva.id, w.type_id), before_eva);
     // A permanent failure blocked by the receiver's policy (espblock): Dirk untouched.
-    let mut espblock: Value = serde_json::from_slice(&mailgun_body("mailgun-failed-permanent.json", dirk, "mg-5", "t5")).unwrap();
+    let mut espblock: Value = serde_json::from_slice(&mailgun_body(
+        "mailgun-failed-permanent.json",
+        dirk,
+        "mg-5",
+        "t5",
+    ))
+    .unwrap();
     espblock["event-data"]["reason"] = "espblock".into();
     let token = espblock["signature"]["token"].as_str().unwrap().to_owned();
-    let ts = espblock["signature"]["timestamp"].as_str().unwrap().to_owned();
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, MAILGUN_KEY.as_bytes()), format!("{ts}{token}").as_bytes());
+    let ts = espblock["signature"]["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, MAILGUN_KEY.as_bytes()),
+        format!("{ts}{token}").as_bytes(),
+    );
     espblock["signature"]["signature"] = hex::encode(tag.as_ref()).into();
-    ok(post(&app, "/webhooks/mailgun", "application/json", serde_json::to_vec(&espblock).unwrap(), &[]).await);
+    ok(post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        serde_json::to_vec(&espblock).unwrap(),
+        &[],
+    )
+    .await);
     assert_eq!(standing(&app, dirk.id, w.type_id), before_dirk);
 
     // Tampered (Cor's address put in after signing, the signature Anna's), a wrong key,
     // a stale timestamp: 403, Cor untouched.
     let signed = mailgun_body("mailgun-failed-permanent.json", cor, "mg-6", "t6");
-    let tampered = String::from_utf8(signed.clone()).unwrap().replace("suppress-bounce", "bounce").into_bytes();
-    post(&app, "/webhooks/mailgun", "application/json", tampered, &[]).await.assert_problem(403);
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace("suppress-bounce", "bounce")
+        .into_bytes();
+    post(&app, "/webhooks/mailgun", "application/json", tampered, &[])
+        .await
+        .assert_problem(403);
     let mut stale: Value = serde_json::from_slice(&signed).unwrap();
     stale["signature"]["timestamp"] = (now_unix() - 3700).to_string().into();
-    post(&app, "/webhooks/mailgun", "application/json", serde_json::to_vec(&stale).unwrap(), &[]).await.assert_problem(403);
+    post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        serde_json::to_vec(&stale).unwrap(),
+        &[],
+    )
+    .await
+    .assert_problem(403);
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
 }
 
@@ -429,35 +623,108 @@ async fn postmark_records(backend: Backend) {
     let ok = |r: mailbaar_e2e::Reply| assert_eq!(r.status, 200, "{}", r.text);
 
     // The documented hard bounce, its ID above 2^53: Anna is a bouncer.
-    ok(post(&app, "/webhooks/postmark", "application/json", postmark_body("postmark-bounce.json", anna, "Email", None), &auth).await);
+    ok(post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        postmark_body("postmark-bounce.json", anna, "Email", None),
+        &auth,
+    )
+    .await);
     assert!(standing(&app, anna.id, w.type_id).bouncer);
     // The documented spam complaint: Bram opted out with channel complaint.
-    ok(post(&app, "/webhooks/postmark", "application/json", postmark_body("postmark-spam-complaint.json", bram, "Email", None), &auth).await);
-    assert_eq!(standing(&app, bram.id, w.type_id).consent, Some((false, "complaint".into())));
+    ok(post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        postmark_body("postmark-spam-complaint.json", bram, "Email", None),
+        &auth,
+    )
+    .await);
+    assert_eq!(
+        standing(&app, bram.id, w.type_id).consent,
+        Some((false, "complaint".into()))
+    );
     // A delivery: Cor untouched.
-    ok(post(&app, "/webhooks/postmark", "application/json", postmark_body("postmark-delivery.json", cor, "Recipient", None), &auth).await);
+    ok(post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        postmark_body("postmark-delivery.json", cor, "Recipient", None),
+        &auth,
+    )
+    .await);
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
     // Blocked and an auto-responder: Dirk untouched.
-    let mut blocked: Value = serde_json::from_slice(&postmark_body("postmark-bounce.json", dirk, "Email", Some(json!(4323372036854775808u64)))).unwrap();
+    let mut blocked: Value = serde_json::from_slice(&postmark_body(
+        "postmark-bounce.json",
+        dirk,
+        "Email",
+        Some(json!(4323372036854775808u64)),
+    ))
+    .unwrap();
     blocked["Type"] = "Blocked".into();
-    ok(post(&app, "/webhooks/postmark", "application/json", serde_json::to_vec(&blocked).unwrap(), &auth).await);
+    ok(post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        serde_json::to_vec(&blocked).unwrap(),
+        &auth,
+    )
+    .await);
     blocked["Type"] = "AutoResponder".into();
     blocked["ID"] = json!(4323372036854775809u64);
-    ok(post(&app, "/webhooks/postmark", "application/json", serde_json::to_vec(&blocked).unwrap(), &auth).await);
+    ok(post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        serde_json::to_vec(&blocked).unwrap(),
+        &auth,
+    )
+    .await);
     assert_eq!(standing(&app, dirk.id, w.type_id), before_dirk);
     // A soft bounce posted three times (Postmark retries): counted once.
-    let mut soft: Value = serde_json::from_slice(&postmark_body("postmark-bounce.json", eva, "Email", Some(json!(77)))).unwrap();
+    let mut soft: Value = serde_json::from_slice(&postmark_body(
+        "postmark-bounce.json",
+        eva,
+        "Email",
+        Some(json!(77)),
+    ))
+    .unwrap();
     soft["Type"] = "SoftBounce".into();
     for _ in 0..3 {
-        ok(post(&app, "/webhooks/postmark", "application/json", serde_json::to_vec(&soft).unwrap(), &auth).await);
+        ok(post(
+            &app,
+            "/webhooks/postmark",
+            "application/json",
+            serde_json::to_vec(&soft).unwrap(),
+            &auth,
+        )
+        .await);
     }
     let e = standing(&app, eva.id, w.type_id);
     assert_eq!((e.bouncer, e.soft_bounces), (false, 1));
 
     // Without the secret, or with another: 403, Cor untouched.
     let cor_bounce = postmark_body("postmark-bounce.json", cor, "Email", Some(json!(99)));
-    post(&app, "/webhooks/postmark", "application/json", cor_bounce.clone(), &[]).await.assert_problem(403);
-    post(&app, "/webhooks/postmark", "application/json", cor_bounce, &postmark_auth("not-the-secret-at-all")).await.assert_problem(403);
+    post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        cor_bounce.clone(),
+        &[],
+    )
+    .await
+    .assert_problem(403);
+    post(
+        &app,
+        "/webhooks/postmark",
+        "application/json",
+        cor_bounce,
+        &postmark_auth("not-the-secret-at-all"),
+    )
+    .await
+    .assert_problem(403);
     assert_eq!(standing(&app, cor.id, w.type_id), before_cor);
 }
 
@@ -466,7 +733,14 @@ async fn unconfigured_providers_answer_404(backend: Backend) {
         return;
     };
     for provider in ["ses", "sendgrid", "mailgun", "postmark"] {
-        let r = post(&app, &format!("/webhooks/{provider}"), "application/json", b"{}".to_vec(), &[]).await;
+        let r = post(
+            &app,
+            &format!("/webhooks/{provider}"),
+            "application/json",
+            b"{}".to_vec(),
+            &[],
+        )
+        .await;
         r.assert_problem(404);
         assert_eq!(r.body["code"], "provider_not_configured", "{}", r.text);
     }

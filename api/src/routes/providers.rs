@@ -48,7 +48,8 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
     }
     let mut body = Vec::with_capacity(announced);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
         if body.len() + chunk.len() > MAX_JSON_BODY {
             return Err(too_large());
         }
@@ -110,7 +111,11 @@ impl SnsFetch for HttpsFetch {
         if !res.status().is_success() {
             return Err(format!("answered {}", res.status()));
         }
-        let body = res.body().limit(64 * 1024).await.map_err(|e| e.to_string())?;
+        let body = res
+            .body()
+            .limit(64 * 1024)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(body.to_vec())
     }
 }
@@ -144,7 +149,10 @@ pub async fn ses(
 ) -> Result<HttpResponse, ApiError> {
     let config = &state.config.providers;
     if config.ses_topic_arns.is_empty() {
-        return Err(ApiError::provider_not_configured("Amazon SES", "MAILBAAR_SES_TOPIC_ARNS"));
+        return Err(ApiError::provider_not_configured(
+            "Amazon SES",
+            "MAILBAAR_SES_TOPIC_ARNS",
+        ));
     }
     media_type(&req, &["text/plain", "application/json"])?;
     let body = read_body(&req, payload).await?;
@@ -229,7 +237,9 @@ pub async fn sendgrid(
 
 /// Takes a Mailgun webhook event (failed, complained, delivered; others are ignored).
 /// Authenticated by its `signature`: HMAC-SHA256 with `MAILBAAR_MAILGUN_SIGNING_KEY` over
-/// `timestamp` and `token`, at most an hour old; a replay within the hour is counted once.
+/// `timestamp` and `token`, at most an hour old; a token that comes back with another
+/// event is refused (the signature does not cover the event), the same event again is
+/// counted once.
 #[utoipa::path(tag = "gdpr",
     request_body(content((serde_json::Value = "application/json",
         example = json!({"signature": {"timestamp": "1529006854",
@@ -241,7 +251,7 @@ pub async fn sendgrid(
         description = "The event as Mailgun posts it"),
     responses(
         (status = 200, description = "What the event changed", body = WebhookReceipt),
-        (status = 403, description = "Wrongly signed or a stale timestamp; nothing changed"),
+        (status = 403, description = "Wrongly signed, a stale timestamp, or a token used for another event; nothing changed"),
         (status = 404, description = "`MAILBAAR_MAILGUN_SIGNING_KEY` is not set"),
         (status = 413, description = "The body is larger than 1048576 bytes (1024 KiB)"),
         (status = 422, description = "Not a Mailgun webhook, or an event that cannot be read; nothing changed"),
@@ -262,7 +272,12 @@ pub async fn mailgun(
     };
     media_type(&req, &["application/json"])?;
     let body = read_body(&req, payload).await?;
-    let notices = providers::mailgun::receive(&body, &key, mailbaar_store::now())?;
+    let notices = providers::mailgun::receive(
+        &body,
+        &key,
+        &state.config.providers.mailgun_tokens,
+        mailbaar_store::now(),
+    )?;
     record(&state, notices, "Mailgun webhook").await
 }
 

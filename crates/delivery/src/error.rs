@@ -94,10 +94,9 @@ impl ErrorCode for DeliveryError {
     fn kind(&self) -> ErrorKind {
         use DeliveryError::*;
         match self {
-            InvalidReport { .. }
-            | InvalidTestMail { .. }
-            | NotTestPersons(_)
-            | NotAuthentic(_) => ErrorKind::Invalid,
+            InvalidReport { .. } | InvalidTestMail { .. } | NotTestPersons(_) | NotAuthentic(_) => {
+                ErrorKind::Invalid
+            }
             Transport(_) | TransportGone => ErrorKind::Internal,
             ProviderUnreachable(_) => ErrorKind::Unavailable,
             Campaign(e) => e.kind(),

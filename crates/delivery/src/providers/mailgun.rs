@@ -3,10 +3,16 @@
 //!
 //! Mailgun posts one event as JSON: `{"signature": {"timestamp", "token", "signature"},
 //! "event-data": {…}}`, where `signature` is the hex HMAC-SHA256, keyed with the account's
-//! HTTP webhook signing key, of `timestamp` followed by `token`. A timestamp older than
-//! [`super::MAX_AGE`] is refused; a replayed token within it changes nothing, because the
-//! event's notice is counted once by its key (the event's `id`). Message-IDs come without
-//! angle brackets in `message.headers.message-id`.
+//! HTTP webhook signing key, of `timestamp` followed by `token`. The signature does not
+//! cover the event, so a token may serve one event only: [`TokenMemory`] remembers each
+//! token with a digest of its event for [`super::MAX_AGE`], and a token that comes back
+//! with another event is refused (the same event again is a retry, counted once by its
+//! notice key, the event's `id`). A timestamp older than that is refused. The memory is
+//! per process: several processes behind one URL each keep their own. Message-IDs come
+//! without angle brackets in `message.headers.message-id`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 use serde::Deserialize;
@@ -14,10 +20,51 @@ use serde::Deserialize;
 use super::{address, check_fresh, class_by_status, digest_key, message_id, unix_seconds};
 use crate::{DeliveryError, Notice, NoticeClass, NoticeSource};
 
-/// Checks a Mailgun body's signature and age, then reads its event. `signing_key` is the
-/// HTTP webhook signing key. Errors: `NotAuthentic` for a missing, stale or wrong
-/// signature; `InvalidReport` for an event that cannot be read.
-pub fn receive(body: &[u8], signing_key: &str, now: NaiveDateTime) -> Result<Vec<Notice>, DeliveryError> {
+/// The tokens of the signatures taken in the last [`super::MAX_AGE`], each with a digest
+/// of the event it came with, so that a signature cannot be reused for another event.
+#[derive(Debug, Default)]
+pub struct TokenMemory {
+    seen: Mutex<HashMap<String, (NaiveDateTime, Vec<u8>)>>,
+}
+
+impl TokenMemory {
+    /// An empty memory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Remembers `token` with `event`'s digest; refuses a token already seen with another
+    /// event. Tokens older than [`super::MAX_AGE`] are forgotten (their signatures are
+    /// stale by then).
+    fn check(&self, token: &str, event: &[u8], now: NaiveDateTime) -> Result<(), DeliveryError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, event)
+            .as_ref()
+            .to_vec();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, (at, _)| *at >= now - super::MAX_AGE - super::MAX_SKEW);
+        match seen.get(token) {
+            Some((_, known)) if *known != digest => Err(DeliveryError::not_authentic(
+                "Mailgun: this signature's token came with another event before (a replay?)",
+            )),
+            Some(_) => Ok(()),
+            None => {
+                seen.insert(token.to_owned(), (now, digest));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks a Mailgun body's signature and age, and that its token served no other event,
+/// then reads its event. `signing_key` is the HTTP webhook signing key. Errors:
+/// `NotAuthentic` for a missing, stale, wrong or reused signature; `InvalidReport` for an
+/// event that cannot be read.
+pub fn receive(
+    body: &[u8],
+    signing_key: &str,
+    tokens: &TokenMemory,
+    now: NaiveDateTime,
+) -> Result<Vec<Notice>, DeliveryError> {
     let payload: Payload = serde_json::from_slice(body).map_err(|e| {
         DeliveryError::invalid_report("body", format!("not a Mailgun webhook: {e}"))
     })?;
@@ -30,8 +77,13 @@ pub fn receive(body: &[u8], signing_key: &str, now: NaiveDateTime) -> Result<Vec
     let signature = hex::decode(s.signature.trim())
         .map_err(|_| DeliveryError::not_authentic("Mailgun: the signature is not hex"))?;
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, signing_key.as_bytes());
-    ring::hmac::verify(&key, format!("{timestamp}{}", s.token).as_bytes(), &signature)
-        .map_err(|_| DeliveryError::not_authentic("Mailgun: the signature does not verify"))?;
+    ring::hmac::verify(
+        &key,
+        format!("{timestamp}{}", s.token).as_bytes(),
+        &signature,
+    )
+    .map_err(|_| DeliveryError::not_authentic("Mailgun: the signature does not verify"))?;
+    tokens.check(&s.token, payload.event_data.to_string().as_bytes(), now)?;
     notices(&payload.event_data)
 }
 
@@ -110,7 +162,9 @@ pub fn notices(event_data: &serde_json::Value) -> Result<Vec<Notice>, DeliveryEr
             format!("{code} {words}").trim().to_owned()
         })
         .unwrap_or_default();
-    let enhanced = status.and_then(|s| s.enhanced_code.clone()).filter(|c| !c.trim().is_empty());
+    let enhanced = status
+        .and_then(|s| s.enhanced_code.clone())
+        .filter(|c| !c.trim().is_empty());
     let reason = e.reason.as_deref().unwrap_or_default();
     let class = match e.event.as_str() {
         "failed" => match e.severity.as_deref() {
@@ -132,12 +186,31 @@ pub fn notices(event_data: &serde_json::Value) -> Result<Vec<Notice>, DeliveryEr
         _ => return Ok(Vec::new()),
     };
     let to = address(e.recipient.as_deref()).ok_or_else(|| {
-        DeliveryError::invalid_report("event-data", format!("a {} event without \"recipient\"", e.event))
+        DeliveryError::invalid_report(
+            "event-data",
+            format!("a {} event without \"recipient\"", e.event),
+        )
     })?;
-    let message_id = message_id(e.message.as_ref().and_then(|m| m.headers.message_id.as_deref()));
+    let message_id = message_id(
+        e.message
+            .as_ref()
+            .and_then(|m| m.headers.message_id.as_deref()),
+    );
     let event_key = if e.id.trim().is_empty() {
-        let stamp = e.timestamp.as_ref().map(|t| t.to_string()).unwrap_or_default();
-        digest_key("mailgun", &[&e.event, &to, message_id.as_deref().unwrap_or_default(), &stamp])
+        let stamp = e
+            .timestamp
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        digest_key(
+            "mailgun",
+            &[
+                &e.event,
+                &to,
+                message_id.as_deref().unwrap_or_default(),
+                &stamp,
+            ],
+        )
     } else {
         e.id.trim().to_owned()
     };
@@ -165,7 +238,8 @@ mod tests {
     const KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
 
     fn fixture(name: &str) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()).unwrap()
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap())
+            .unwrap()
     }
 
     /// The documented body with its signature made again with [`KEY`] at `timestamp`.
@@ -180,32 +254,73 @@ mod tests {
     }
 
     fn now() -> NaiveDateTime {
-        chrono::DateTime::from_timestamp(1_764_936_000, 0).unwrap().naive_utc()
+        chrono::DateTime::from_timestamp(1_764_936_000, 0)
+            .unwrap()
+            .naive_utc()
     }
 
     #[test]
     fn a_signed_event_is_taken_and_a_tampered_or_stale_one_refused() {
+        let tokens = TokenMemory::new();
         let body = signed("mailgun-failed-permanent.json", "1764935990");
-        let n = receive(&body, KEY, now()).unwrap();
+        let n = receive(&body, KEY, &tokens, now()).unwrap();
         assert_eq!(n[0].class, NoticeClass::Hard);
+        // The same delivery again (a retry) is taken: its notice is counted once.
+        assert_eq!(receive(&body, KEY, &tokens, now()).unwrap(), n);
 
-        let tampered = String::from_utf8(body.clone()).unwrap().replace("joan@example.com", "jane@example.com");
-        assert!(matches!(receive(tampered.as_bytes(), KEY, now()), Err(DeliveryError::NotAuthentic(_))));
+        // Mailgun signs the timestamp and token only: the signature reused for another
+        // event is refused by its token.
+        let tampered = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("joan@example.com", "jane@example.com");
+        assert!(matches!(
+            receive(tampered.as_bytes(), KEY, &tokens, now()),
+            Err(DeliveryError::NotAuthentic(e)) if e.contains("token")
+        ));
         let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         v["signature"]["signature"] = hex::encode([7u8; 32]).into();
-        assert!(matches!(receive(&serde_json::to_vec(&v).unwrap(), KEY, now()), Err(DeliveryError::NotAuthentic(_))));
-        assert!(matches!(receive(&body, "another-key", now()), Err(DeliveryError::NotAuthentic(_))));
+        assert!(matches!(
+            receive(&serde_json::to_vec(&v).unwrap(), KEY, &tokens, now()),
+            Err(DeliveryError::NotAuthentic(_))
+        ));
+        assert!(matches!(
+            receive(&body, "another-key", &tokens, now()),
+            Err(DeliveryError::NotAuthentic(_))
+        ));
         let old = signed("mailgun-failed-permanent.json", "1764932000");
-        assert!(matches!(receive(&old, KEY, now()), Err(DeliveryError::NotAuthentic(e)) if e.contains("hour")));
+        assert!(matches!(
+            receive(&old, KEY, &TokenMemory::new(), now()),
+            Err(DeliveryError::NotAuthentic(e)) if e.contains("hour")
+        ));
     }
 
     #[test]
     fn the_documented_events_class_as_the_table_says() {
         for (name, class, to, id) in [
-            ("mailgun-failed-permanent.json", Some(NoticeClass::Hard), "joan@example.com", "20130503182626.18666.16540@example.com"),
-            ("mailgun-failed-temporary.json", Some(NoticeClass::Delayed), "alice@example.com", "20130503192659.13651.20287@sandbox.mailgun.org"),
-            ("mailgun-complained.json", Some(NoticeClass::Complaint), "alice@example.com", "20110215055645.25246.63817@sandbox.mailgun.org"),
-            ("mailgun-delivered.json", Some(NoticeClass::Delivered), "alice@example.com", "20130503182626.18666.16540@sandbox.mailgun.org"),
+            (
+                "mailgun-failed-permanent.json",
+                Some(NoticeClass::Hard),
+                "joan@example.com",
+                "20130503182626.18666.16540@example.com",
+            ),
+            (
+                "mailgun-failed-temporary.json",
+                Some(NoticeClass::Delayed),
+                "alice@example.com",
+                "20130503192659.13651.20287@sandbox.mailgun.org",
+            ),
+            (
+                "mailgun-complained.json",
+                Some(NoticeClass::Complaint),
+                "alice@example.com",
+                "20110215055645.25246.63817@sandbox.mailgun.org",
+            ),
+            (
+                "mailgun-delivered.json",
+                Some(NoticeClass::Delivered),
+                "alice@example.com",
+                "20130503182626.18666.16540@sandbox.mailgun.org",
+            ),
             ("mailgun-opened.json", None, "", ""),
         ] {
             let n = notices(&fixture(name)["event-data"]).unwrap();
@@ -226,8 +341,16 @@ mod tests {
                 "message": {"headers": {"message-id": "<x@y>"}}, "new-field": true})
         };
         for (reason, message, class) in [
-            ("bounce", "5.1.1 The email account that you tried to reach does not exist", NoticeClass::Hard),
-            ("bounce", "5.7.1 Our system has detected an unusual rate of mail", NoticeClass::Policy),
+            (
+                "bounce",
+                "5.1.1 The email account that you tried to reach does not exist",
+                NoticeClass::Hard,
+            ),
+            (
+                "bounce",
+                "5.7.1 Our system has detected an unusual rate of mail",
+                NoticeClass::Policy,
+            ),
             ("generic", "5.2.2 mailbox full", NoticeClass::Soft),
             ("espblock", "", NoticeClass::Policy),
             ("suppress-unsubscribe", "", NoticeClass::Policy),

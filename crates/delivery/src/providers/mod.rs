@@ -90,13 +90,19 @@ pub(crate) fn unix_seconds(provider: &str, text: &str) -> Result<NaiveDateTime, 
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
         .map(|d| d.naive_utc())
         .ok_or_else(|| {
-            DeliveryError::not_authentic(format!("{provider}: the timestamp {text:?} is not Unix seconds"))
+            DeliveryError::not_authentic(format!(
+                "{provider}: the timestamp {text:?} is not Unix seconds"
+            ))
         })
 }
 
 /// A Message-ID without its angle brackets and spaces; `None` when empty.
 pub(crate) fn message_id(raw: Option<&str>) -> Option<String> {
-    let id = raw?.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let id = raw?
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (!id.is_empty()).then(|| id.to_owned())
 }
 
@@ -172,17 +178,45 @@ mod tests {
         use NoticeClass::*;
         for (status, diagnostic, class) in [
             (Some("5.1.1"), "smtp; 550 5.1.1 user unknown", Some(Hard)),
-            (Some("5.2.2"), "552-5.2.2 The recipient's mailbox is full", Some(Soft)),
-            (Some("5.7.1"), "550 5.7.1 client host [192.0.2.25] is on a block list", Some(Policy)),
-            (Some("5.0.0"), "smtp; 550 5.1.1 <jane@example.com>... User", Some(Hard)),
-            (Some("5.0.0"), "smtp; 554 5.7.1 rejected by policy", Some(Policy)),
-            (Some("4.4.1"), "smtp; 421 4.4.1 Unable to connect", Some(Soft)),
-            (None, "550 5.1.1 The email account that you tried to reach does not exist", Some(Hard)),
+            (
+                Some("5.2.2"),
+                "552-5.2.2 The recipient's mailbox is full",
+                Some(Soft),
+            ),
+            (
+                Some("5.7.1"),
+                "550 5.7.1 client host [192.0.2.25] is on a block list",
+                Some(Policy),
+            ),
+            (
+                Some("5.0.0"),
+                "smtp; 550 5.1.1 <jane@example.com>... User",
+                Some(Hard),
+            ),
+            (
+                Some("5.0.0"),
+                "smtp; 554 5.7.1 rejected by policy",
+                Some(Policy),
+            ),
+            (
+                Some("4.4.1"),
+                "smtp; 421 4.4.1 Unable to connect",
+                Some(Soft),
+            ),
+            (
+                None,
+                "550 5.1.1 The email account that you tried to reach does not exist",
+                Some(Hard),
+            ),
             (None, "550 Requested action not taken", None),
             (Some("5.0.0"), "no code here", None),
             (Some("5.3.0"), "", None),
         ] {
-            assert_eq!(class_by_status(status, diagnostic), class, "{status:?} {diagnostic}");
+            assert_eq!(
+                class_by_status(status, diagnostic),
+                class,
+                "{status:?} {diagnostic}"
+            );
         }
     }
 

@@ -19,7 +19,11 @@ use crate::{DeliveryError, Notice, NoticeClass, NoticeSource};
 /// Checks the `Authorization` header's basic credentials against `secret` (the password;
 /// any user name). Errors: `NotAuthentic` when missing, malformed or wrong.
 pub fn authenticate(authorization: Option<&str>, secret: &str) -> Result<(), DeliveryError> {
-    let refuse = || DeliveryError::not_authentic("Postmark: HTTP basic auth with the webhook secret is required");
+    let refuse = || {
+        DeliveryError::not_authentic(
+            "Postmark: HTTP basic auth with the webhook secret is required",
+        )
+    };
     let header = authorization.ok_or_else(refuse)?.trim();
     let (scheme, encoded) = header.split_once(' ').ok_or_else(refuse)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -34,7 +38,9 @@ pub fn authenticate(authorization: Option<&str>, secret: &str) -> Result<(), Del
     };
     // Digests of equal length, so neither the content nor the length leaks by timing.
     let digest = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
-    let same = digest(password).as_ref().ct_eq(digest(secret.as_bytes()).as_ref());
+    let same = digest(password)
+        .as_ref()
+        .ct_eq(digest(secret.as_bytes()).as_ref());
     if bool::from(same) && !secret.is_empty() {
         Ok(())
     } else {
@@ -110,12 +116,23 @@ pub fn notices(body: &[u8]) -> Result<Vec<Notice>, DeliveryError> {
             r.email.as_deref(),
             r.bounced_at.as_deref(),
         ),
-        "SpamComplaint" => (NoticeClass::Complaint, r.email.as_deref(), r.bounced_at.as_deref()),
-        "Delivery" => (NoticeClass::Delivered, r.recipient.as_deref(), r.delivered_at.as_deref()),
+        "SpamComplaint" => (
+            NoticeClass::Complaint,
+            r.email.as_deref(),
+            r.bounced_at.as_deref(),
+        ),
+        "Delivery" => (
+            NoticeClass::Delivered,
+            r.recipient.as_deref(),
+            r.delivered_at.as_deref(),
+        ),
         _ => return Ok(Vec::new()),
     };
     let to = address(to).ok_or_else(|| {
-        DeliveryError::invalid_report("body", format!("a {} record without its address", r.record_type))
+        DeliveryError::invalid_report(
+            "body",
+            format!("a {} record without its address", r.record_type),
+        )
     })?;
     let id = r.id.as_ref().map(Id::text).unwrap_or_default();
     let postmark_message = r.message_id.as_deref().unwrap_or_default().trim();
@@ -124,14 +141,21 @@ pub fn notices(body: &[u8]) -> Result<Vec<Notice>, DeliveryError> {
     } else if !postmark_message.is_empty() {
         format!("{}/{postmark_message}/{to}", r.record_type)
     } else {
-        digest_key("postmark", &[&r.record_type, &to, stamp.unwrap_or_default()])
+        digest_key(
+            "postmark",
+            &[&r.record_type, &to, stamp.unwrap_or_default()],
+        )
     };
-    let diagnostic = [r.bounce_type.as_deref(), r.details.as_deref(), r.description.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter(|t| !t.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(": ");
+    let diagnostic = [
+        r.bounce_type.as_deref(),
+        r.details.as_deref(),
+        r.description.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| !t.trim().is_empty())
+    .collect::<Vec<_>>()
+    .join(": ");
     Ok(vec![Notice {
         source: NoticeSource::Postmark,
         event_key,
@@ -139,7 +163,11 @@ pub fn notices(body: &[u8]) -> Result<Vec<Notice>, DeliveryError> {
         recipient: Some(to),
         class,
         status: super::enhanced_code(&diagnostic),
-        diagnostic: if diagnostic.is_empty() { r.record_type.clone() } else { diagnostic },
+        diagnostic: if diagnostic.is_empty() {
+            r.record_type.clone()
+        } else {
+            diagnostic
+        },
     }])
 }
 
@@ -154,7 +182,10 @@ mod tests {
     }
 
     fn basic(user_pass: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(user_pass))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
     }
 
     #[test]
@@ -171,7 +202,10 @@ mod tests {
             Some("Basic !!!".to_owned()),
         ] {
             assert!(
-                matches!(authenticate(bad.as_deref(), secret), Err(DeliveryError::NotAuthentic(_))),
+                matches!(
+                    authenticate(bad.as_deref(), secret),
+                    Err(DeliveryError::NotAuthentic(_))
+                ),
                 "{bad:?}"
             );
         }
@@ -210,7 +244,10 @@ mod tests {
                 "Email": "a@example.org", "BouncedAt": "2026-12-05T12:00:00Z", "NewField": [1]});
             let n = notices(&serde_json::to_vec(&body).unwrap()).unwrap();
             assert_eq!(n[0].class, class, "{kind}");
-            assert!(n[0].event_key.starts_with("postmark:"), "an empty ID gets a digest key");
+            assert!(
+                n[0].event_key.starts_with("postmark:"),
+                "an empty ID gets a digest key"
+            );
         }
         for bad in [
             &br#"{"RecordType":"Bounce","Type":"HardBounce"}"#[..],

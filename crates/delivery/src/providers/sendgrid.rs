@@ -20,7 +20,9 @@ use serde::Deserialize;
 use x509_cert::der::Decode;
 use x509_cert::spki::SubjectPublicKeyInfoRef;
 
-use super::{address, check_fresh, class_by_status, digest_key, event_name, message_id, unix_seconds};
+use super::{
+    address, check_fresh, class_by_status, digest_key, event_name, message_id, unix_seconds,
+};
 use crate::{DeliveryError, Notice, NoticeClass, NoticeSource};
 
 /// A SendGrid signed-webhook verification key: an uncompressed P-256 point.
@@ -119,11 +121,17 @@ pub fn notices(body: &[u8]) -> Result<Vec<Notice>, DeliveryError> {
     })?;
     let mut out = Vec::new();
     for (index, value) in events.into_iter().enumerate() {
-        let id = value.get("sg_event_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let id = value
+            .get("sg_event_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
         let name = event_name(index, &id);
         let event: Event = serde_json::from_value(value)
             .map_err(|e| DeliveryError::invalid_report("body", format!("{name}: {e}")))?;
-        if let Some(notice) = notice(&event).map_err(|e| DeliveryError::invalid_report("body", format!("{name}: {e}")))? {
+        if let Some(notice) = notice(&event)
+            .map_err(|e| DeliveryError::invalid_report("body", format!("{name}: {e}")))?
+        {
             out.push(notice);
         }
     }
@@ -158,8 +166,13 @@ fn notice(event: &Event) -> Result<Option<Notice>, String> {
     let Some(class) = class(event) else {
         return Ok(None);
     };
-    let to = address(event.email.as_deref()).ok_or_else(|| format!("a {kind} event without \"email\""))?;
-    let stamp = event.timestamp.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let to = address(event.email.as_deref())
+        .ok_or_else(|| format!("a {kind} event without \"email\""))?;
+    let stamp = event
+        .timestamp
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     let sg_message = event.sg_message_id.as_deref().unwrap_or_default();
     let event_key = match event.sg_event_id.as_deref().map(str::trim) {
         Some(id) if !id.is_empty() => format!("{kind}/{id}"),
@@ -192,8 +205,10 @@ mod tests {
     }
 
     fn key() -> VerificationKey {
-        VerificationKey::from_base64(&String::from_utf8(fixture("sendgrid-test-public-key.b64")).unwrap())
-            .unwrap()
+        VerificationKey::from_base64(
+            &String::from_utf8(fixture("sendgrid-test-public-key.b64")).unwrap(),
+        )
+        .unwrap()
     }
 
     /// The signature SendGrid would send for `body` at `timestamp`, made with the test key.
@@ -211,7 +226,9 @@ mod tests {
     }
 
     fn now() -> NaiveDateTime {
-        chrono::DateTime::from_timestamp(1_764_936_000, 0).unwrap().naive_utc()
+        chrono::DateTime::from_timestamp(1_764_936_000, 0)
+            .unwrap()
+            .naive_utc()
     }
 
     #[test]
@@ -222,7 +239,9 @@ mod tests {
         let n = receive(&body, Some(&sig), Some(ts), &key(), now()).unwrap();
         assert!(!n.is_empty());
 
-        let tampered = String::from_utf8(body.clone()).unwrap().replace("5.0.0", "4.0.0");
+        let tampered = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("5.0.0", "4.0.0");
         assert!(matches!(
             receive(tampered.as_bytes(), Some(&sig), Some(ts), &key(), now()),
             Err(DeliveryError::NotAuthentic(_))
@@ -248,7 +267,10 @@ mod tests {
     #[test]
     fn the_documented_events_class_as_the_table_says() {
         let n = notices(&fixture("sendgrid-events.json")).unwrap();
-        let got: Vec<(NoticeClass, Option<&str>)> = n.iter().map(|n| (n.class, n.message_id.as_deref())).collect();
+        let got: Vec<(NoticeClass, Option<&str>)> = n
+            .iter()
+            .map(|n| (n.class, n.message_id.as_deref()))
+            .collect();
         let id = Some("14c5d75ce93.dfd.64b469@ismtpd-555");
         assert_eq!(
             got,
@@ -262,13 +284,24 @@ mod tests {
         );
         let n = notices(&fixture("sendgrid-bounces.json")).unwrap();
         let got: Vec<NoticeClass> = n.iter().map(|n| n.class).collect();
-        assert_eq!(got, vec![NoticeClass::Hard, NoticeClass::Policy, NoticeClass::Policy, NoticeClass::Soft]);
-        assert!(n.iter().all(|n| n.recipient.is_some() && !n.event_key.is_empty()));
+        assert_eq!(
+            got,
+            vec![
+                NoticeClass::Hard,
+                NoticeClass::Policy,
+                NoticeClass::Policy,
+                NoticeClass::Soft
+            ]
+        );
+        assert!(n
+            .iter()
+            .all(|n| n.recipient.is_some() && !n.event_key.is_empty()));
     }
 
     #[test]
     fn a_batch_with_one_bad_event_is_refused_whole_naming_it() {
-        let body = br#"[{"email":"a@example.org","event":"delivered","sg_event_id":"ok1","timestamp":1},
+        let body =
+            br#"[{"email":"a@example.org","event":"delivered","sg_event_id":"ok1","timestamp":1},
                         {"event":"bounce","sg_event_id":"bad2","timestamp":1}]"#;
         let err = notices(body).unwrap_err();
         assert!(err.to_string().contains("event 1 (bad2)"), "{err}");

@@ -83,12 +83,7 @@ impl CertificateCache {
     /// The RSA public key (PKCS#1 DER) of the certificate at `url`, fetched when not yet
     /// known.
     async fn key(&self, url: &str, fetch: &impl SnsFetch) -> Result<Arc<Vec<u8>>, DeliveryError> {
-        if let Some(key) = self
-            .keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(url)
-        {
+        if let Some(key) = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
             return Ok(key.clone());
         }
         let pem = fetch.get(url).await.map_err(|e| {
@@ -106,7 +101,9 @@ impl CertificateCache {
 fn rsa_key_of(pem: &[u8]) -> Result<Vec<u8>, DeliveryError> {
     const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
     let cert = x509_cert::Certificate::from_pem(pem).map_err(|e| {
-        DeliveryError::not_authentic(format!("SES: the signing certificate is not a PEM X.509 certificate: {e}"))
+        DeliveryError::not_authentic(format!(
+            "SES: the signing certificate is not a PEM X.509 certificate: {e}"
+        ))
     })?;
     let spki = &cert.tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid.to_string() != RSA_ENCRYPTION {
@@ -126,18 +123,24 @@ fn rsa_key_of(pem: &[u8]) -> Result<Vec<u8>, DeliveryError> {
     spki.subject_public_key
         .as_bytes()
         .map(<[u8]>::to_vec)
-        .ok_or_else(|| DeliveryError::not_authentic("SES: the signing certificate's key is malformed"))
+        .ok_or_else(|| {
+            DeliveryError::not_authentic("SES: the signing certificate's key is malformed")
+        })
 }
 
 /// Refuses a URL that is not `https://sns.<region>.amazonaws.com[.cn]/…` (with a `.pem`
 /// path for a certificate): only Amazon SNS is fetched from or confirmed with.
 fn check_sns_url(field: &str, raw: &str, certificate: bool) -> Result<(), DeliveryError> {
-    let refuse = || DeliveryError::not_authentic(format!("SES: {field} {raw:?} is not an Amazon SNS URL"));
+    let refuse =
+        || DeliveryError::not_authentic(format!("SES: {field} {raw:?} is not an Amazon SNS URL"));
     let url = url::Url::parse(raw).map_err(|_| refuse())?;
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let region = host
         .strip_prefix("sns.")
-        .and_then(|h| h.strip_suffix(".amazonaws.com").or_else(|| h.strip_suffix(".amazonaws.com.cn")))
+        .and_then(|h| {
+            h.strip_suffix(".amazonaws.com")
+                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
+        })
         .unwrap_or_default();
     let region_ok = !region.is_empty()
         && region
@@ -182,7 +185,10 @@ impl SnsMessage {
     /// order, `Subject` only when present (SNS Developer Guide, "Verifying the signatures
     /// of Amazon SNS messages").
     fn canonical(&self) -> Result<String, DeliveryError> {
-        let mut fields: Vec<(&str, &str)> = vec![("Message", self.message.as_str()), ("MessageId", self.message_id.as_str())];
+        let mut fields: Vec<(&str, &str)> = vec![
+            ("Message", self.message.as_str()),
+            ("MessageId", self.message_id.as_str()),
+        ];
         match self.kind.as_str() {
             "Notification" => {
                 if let Some(subject) = &self.subject {
@@ -192,7 +198,10 @@ impl SnsMessage {
             }
             "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
                 let url = self.subscribe_url.as_deref().ok_or_else(|| {
-                    DeliveryError::invalid_report("SubscribeURL", "missing from a subscription message")
+                    DeliveryError::invalid_report(
+                        "SubscribeURL",
+                        "missing from a subscription message",
+                    )
                 })?;
                 let token = self.token.as_deref().ok_or_else(|| {
                     DeliveryError::invalid_report("Token", "missing from a subscription message")
@@ -277,19 +286,23 @@ async fn verify(
 ) -> Result<(), DeliveryError> {
     let signed_at = chrono::DateTime::parse_from_rfc3339(&message.timestamp)
         .map_err(|_| {
-            DeliveryError::not_authentic(format!("SES: Timestamp {:?} is not a date", message.timestamp))
+            DeliveryError::not_authentic(format!(
+                "SES: Timestamp {:?} is not a date",
+                message.timestamp
+            ))
         })?
         .naive_utc();
     check_fresh("SES", signed_at, now)?;
-    let algorithm: &'static dyn ring::signature::VerificationAlgorithm = match message.signature_version.as_str() {
-        "1" => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-        "2" => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        other => {
-            return Err(DeliveryError::not_authentic(format!(
-                "SES: SignatureVersion {other:?} is not 1 or 2"
-            )))
-        }
-    };
+    let algorithm: &'static dyn ring::signature::VerificationAlgorithm =
+        match message.signature_version.as_str() {
+            "1" => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "2" => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            other => {
+                return Err(DeliveryError::not_authentic(format!(
+                    "SES: SignatureVersion {other:?} is not 1 or 2"
+                )))
+            }
+        };
     check_sns_url("SigningCertURL", &message.signing_cert_url, true)?;
     let signature = base64::engine::general_purpose::STANDARD
         .decode(message.signature.trim())
@@ -440,11 +453,17 @@ pub fn notices(message: &str) -> Result<Vec<Notice>, DeliveryError> {
     let message_id = n.mail.original_message_id();
     let ses_id = n.mail.message_id.as_str();
     let missing = |what: &'static str| {
-        DeliveryError::invalid_report("Message", format!("a {kind} notification without its {what} object"))
+        DeliveryError::invalid_report(
+            "Message",
+            format!("a {kind} notification without its {what} object"),
+        )
     };
     let recipient = |r: Option<&str>| {
         address(r).ok_or_else(|| {
-            DeliveryError::invalid_report("Message", format!("a {kind} recipient without emailAddress"))
+            DeliveryError::invalid_report(
+                "Message",
+                format!("a {kind} recipient without emailAddress"),
+            )
         })
     };
     let key = |id: &str, what: &str, stamp: &str, to: &str| {
@@ -454,15 +473,16 @@ pub fn notices(message: &str) -> Result<Vec<Notice>, DeliveryError> {
             format!("{id}/{to}")
         }
     };
-    let notice = |event_key: String, to: String, class, status: Option<String>, diagnostic: String| Notice {
-        source: NoticeSource::Ses,
-        event_key,
-        message_id: message_id.clone(),
-        recipient: Some(to),
-        class,
-        status,
-        diagnostic,
-    };
+    let notice =
+        |event_key: String, to: String, class, status: Option<String>, diagnostic: String| Notice {
+            source: NoticeSource::Ses,
+            event_key,
+            message_id: message_id.clone(),
+            recipient: Some(to),
+            class,
+            status,
+            diagnostic,
+        };
     let mut out = Vec::new();
     match kind {
         "Bounce" => {
@@ -485,9 +505,23 @@ pub fn notices(message: &str) -> Result<Vec<Notice>, DeliveryError> {
             }
             for r in &complaint.complained_recipients {
                 let to = recipient(r.email_address.as_deref())?;
-                let k = key(&complaint.feedback_id, "complaint", &complaint.timestamp, &to);
-                let why = complaint.complaint_feedback_type.as_deref().unwrap_or("abuse");
-                out.push(notice(k, to, NoticeClass::Complaint, None, format!("complaint: {why}")));
+                let k = key(
+                    &complaint.feedback_id,
+                    "complaint",
+                    &complaint.timestamp,
+                    &to,
+                );
+                let why = complaint
+                    .complaint_feedback_type
+                    .as_deref()
+                    .unwrap_or("abuse");
+                out.push(notice(
+                    k,
+                    to,
+                    NoticeClass::Complaint,
+                    None,
+                    format!("complaint: {why}"),
+                ));
             }
         }
         "Delivery" => {
@@ -495,16 +529,34 @@ pub fn notices(message: &str) -> Result<Vec<Notice>, DeliveryError> {
             for r in &delivery.recipients {
                 let to = recipient(Some(r))?;
                 let k = digest_key("ses", &[ses_id, "delivery", &delivery.timestamp, &to]);
-                out.push(notice(k, to, NoticeClass::Delivered, None, delivery.smtp_response.clone()));
+                out.push(notice(
+                    k,
+                    to,
+                    NoticeClass::Delivered,
+                    None,
+                    delivery.smtp_response.clone(),
+                ));
             }
         }
         "DeliveryDelay" => {
-            let delay = n.delivery_delay.as_ref().ok_or_else(|| missing("deliveryDelay"))?;
+            let delay = n
+                .delivery_delay
+                .as_ref()
+                .ok_or_else(|| missing("deliveryDelay"))?;
             for r in &delay.delayed_recipients {
                 let to = recipient(r.email_address.as_deref())?;
                 let k = digest_key("ses", &[ses_id, "delay", &delay.timestamp, &to]);
-                let diagnostic = r.diagnostic_code.clone().unwrap_or_else(|| delay.delay_type.clone());
-                out.push(notice(k, to, NoticeClass::Delayed, r.status.clone(), diagnostic));
+                let diagnostic = r
+                    .diagnostic_code
+                    .clone()
+                    .unwrap_or_else(|| delay.delay_type.clone());
+                out.push(notice(
+                    k,
+                    to,
+                    NoticeClass::Delayed,
+                    r.status.clone(),
+                    diagnostic,
+                ));
             }
         }
         // Send, Reject, Open, Click, Rendering Failure, Subscription and what SES adds
@@ -559,7 +611,9 @@ mod tests {
     }
 
     fn at(stamp: &str) -> NaiveDateTime {
-        chrono::DateTime::parse_from_rfc3339(stamp).unwrap().naive_utc()
+        chrono::DateTime::parse_from_rfc3339(stamp)
+            .unwrap()
+            .naive_utc()
     }
 
     /// An SNS notification of `message`, signed with the test key (SignatureVersion 2).
@@ -604,7 +658,13 @@ mod tests {
 
     fn take(body: &str, now: &str) -> Result<SesReceived, DeliveryError> {
         let fetch = fake();
-        run(receive(body.as_bytes(), &settings(), &CertificateCache::new(), &fetch, at(now)))
+        run(receive(
+            body.as_bytes(),
+            &settings(),
+            &CertificateCache::new(),
+            &fetch,
+            at(now),
+        ))
     }
 
     #[test]
@@ -622,12 +682,23 @@ mod tests {
 
         // The message changed after signing.
         let tampered = body.replace("5.1.1", "5.2.2");
-        assert!(matches!(take(&tampered, now), Err(DeliveryError::NotAuthentic(_))));
+        assert!(matches!(
+            take(&tampered, now),
+            Err(DeliveryError::NotAuthentic(_))
+        ));
         // The signature changed.
         let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let sig = v["Signature"].as_str().unwrap().to_owned();
-        v["Signature"] = format!("{}{}", if sig.starts_with('A') { "B" } else { "A" }, &sig[1..]).into();
-        assert!(matches!(take(&v.to_string(), now), Err(DeliveryError::NotAuthentic(_))));
+        v["Signature"] = format!(
+            "{}{}",
+            if sig.starts_with('A') { "B" } else { "A" },
+            &sig[1..]
+        )
+        .into();
+        assert!(matches!(
+            take(&v.to_string(), now),
+            Err(DeliveryError::NotAuthentic(_))
+        ));
         // Signed more than an hour before now.
         assert!(matches!(
             take(&body, "2026-12-05T13:00:01Z"),
@@ -637,7 +708,9 @@ mod tests {
         let mut other: serde_json::Value = serde_json::from_str(&body).unwrap();
         other["TopicArn"] = "arn:aws:sns:us-east-1:999999999999:theirs".into();
         sign(&mut other);
-        assert!(matches!(take(&other.to_string(), now), Err(DeliveryError::NotAuthentic(e)) if e.contains("topic")));
+        assert!(
+            matches!(take(&other.to_string(), now), Err(DeliveryError::NotAuthentic(e)) if e.contains("topic"))
+        );
     }
 
     #[test]
@@ -649,7 +722,10 @@ mod tests {
         };
         assert_eq!(n[0].class, NoticeClass::Complaint);
         let tampered = body.replace("richard@example.com", "mallory@example.com");
-        assert!(matches!(take(&tampered, "2026-12-05T12:00:10Z"), Err(DeliveryError::NotAuthentic(_))));
+        assert!(matches!(
+            take(&tampered, "2026-12-05T12:00:10Z"),
+            Err(DeliveryError::NotAuthentic(_))
+        ));
     }
 
     #[test]
@@ -663,7 +739,8 @@ mod tests {
             "https://sns.us-east-1.amazonaws.com/not-a-certificate",
         ] {
             let mut v: serde_json::Value =
-                serde_json::from_str(&signed(&fixture("ses-bounce.json"), "2026-12-05T12:00:00Z")).unwrap();
+                serde_json::from_str(&signed(&fixture("ses-bounce.json"), "2026-12-05T12:00:00Z"))
+                    .unwrap();
             v["SigningCertURL"] = url.into();
             let fetch = fake();
             let r = run(receive(
@@ -676,7 +753,12 @@ mod tests {
             assert!(matches!(r, Err(DeliveryError::NotAuthentic(_))), "{url}");
             assert!(fetch.gets.borrow().is_empty(), "{url} was fetched");
         }
-        assert!(check_sns_url("x", "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-1.pem", true).is_ok());
+        assert!(check_sns_url(
+            "x",
+            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-1.pem",
+            true
+        )
+        .is_ok());
     }
 
     #[test]
@@ -698,20 +780,48 @@ mod tests {
         sign(&mut m);
         let fetch = fake();
         let cache = CertificateCache::new();
-        let r = run(receive(m.to_string().as_bytes(), &settings(), &cache, &fetch, at(now))).unwrap();
-        assert_eq!(r, SesReceived::Confirmed { topic_arn: TOPIC.into() });
-        assert_eq!(*fetch.gets.borrow(), vec![CERT_URL.to_owned(), confirm.to_owned()]);
+        let r = run(receive(
+            m.to_string().as_bytes(),
+            &settings(),
+            &cache,
+            &fetch,
+            at(now),
+        ))
+        .unwrap();
+        assert_eq!(
+            r,
+            SesReceived::Confirmed {
+                topic_arn: TOPIC.into()
+            }
+        );
+        assert_eq!(
+            *fetch.gets.borrow(),
+            vec![CERT_URL.to_owned(), confirm.to_owned()]
+        );
 
         // A second message fetches no certificate again.
         let fetch = fake();
-        run(receive(m.to_string().as_bytes(), &settings(), &cache, &fetch, at(now))).unwrap();
+        run(receive(
+            m.to_string().as_bytes(),
+            &settings(),
+            &cache,
+            &fetch,
+            at(now),
+        ))
+        .unwrap();
         assert_eq!(*fetch.gets.borrow(), vec![confirm.to_owned()]);
 
         // A confirmation URL elsewhere is not visited, even when signed.
         m["SubscribeURL"] = "https://evil.example/?Action=ConfirmSubscription".into();
         sign(&mut m);
         let fetch = fake();
-        let r = run(receive(m.to_string().as_bytes(), &settings(), &cache, &fetch, at(now)));
+        let r = run(receive(
+            m.to_string().as_bytes(),
+            &settings(),
+            &cache,
+            &fetch,
+            at(now),
+        ));
         assert!(matches!(r, Err(DeliveryError::NotAuthentic(_))));
         assert!(fetch.gets.borrow().iter().all(|u| !u.contains("evil")));
     }
@@ -719,17 +829,40 @@ mod tests {
     #[test]
     fn the_documented_notifications_class_as_the_table_says() {
         let cases = [
-            ("ses-bounce.json", vec![("jane@example.com", NoticeClass::Hard)]),
-            ("ses-bounce-no-dsn.json", vec![("jane@example.com", NoticeClass::Hard), ("richard@example.com", NoticeClass::Hard)]),
-            ("ses-complaint.json", vec![("richard@example.com", NoticeClass::Complaint)]),
-            ("ses-delivery.json", vec![("jane@example.com", NoticeClass::Delivered)]),
-            ("ses-event-bounce.json", vec![("recipient@example.com", NoticeClass::Hard)]),
-            ("ses-event-delivery-delay.json", vec![("recipient@example.com", NoticeClass::Delayed)]),
+            (
+                "ses-bounce.json",
+                vec![("jane@example.com", NoticeClass::Hard)],
+            ),
+            (
+                "ses-bounce-no-dsn.json",
+                vec![
+                    ("jane@example.com", NoticeClass::Hard),
+                    ("richard@example.com", NoticeClass::Hard),
+                ],
+            ),
+            (
+                "ses-complaint.json",
+                vec![("richard@example.com", NoticeClass::Complaint)],
+            ),
+            (
+                "ses-delivery.json",
+                vec![("jane@example.com", NoticeClass::Delivered)],
+            ),
+            (
+                "ses-event-bounce.json",
+                vec![("recipient@example.com", NoticeClass::Hard)],
+            ),
+            (
+                "ses-event-delivery-delay.json",
+                vec![("recipient@example.com", NoticeClass::Delayed)],
+            ),
         ];
         for (name, expected) in cases {
             let n = notices(&fixture(name)).unwrap();
-            let got: Vec<(&str, NoticeClass)> =
-                n.iter().map(|n| (n.recipient.as_deref().unwrap(), n.class)).collect();
+            let got: Vec<(&str, NoticeClass)> = n
+                .iter()
+                .map(|n| (n.recipient.as_deref().unwrap(), n.class))
+                .collect();
             assert_eq!(got, expected, "{name}");
             assert!(n.iter().all(|n| !n.event_key.is_empty()), "{name}");
         }
@@ -750,17 +883,44 @@ mod tests {
             )
         };
         for (kind, sub, status, diag, class) in [
-            ("Permanent", "General", "5.7.1", "smtp; 550 5.7.1 listed at a block list", NoticeClass::Policy),
-            ("Permanent", "General", "5.2.2", "smtp; 552 5.2.2 mailbox full", NoticeClass::Soft),
+            (
+                "Permanent",
+                "General",
+                "5.7.1",
+                "smtp; 550 5.7.1 listed at a block list",
+                NoticeClass::Policy,
+            ),
+            (
+                "Permanent",
+                "General",
+                "5.2.2",
+                "smtp; 552 5.2.2 mailbox full",
+                NoticeClass::Soft,
+            ),
             ("Transient", "MailboxFull", "5.2.2", "", NoticeClass::Soft),
-            ("Transient", "General", "4.4.7", "smtp; 421 timeout", NoticeClass::Soft),
-            ("Transient", "ContentRejected", "5.7.1", "", NoticeClass::Policy),
+            (
+                "Transient",
+                "General",
+                "4.4.7",
+                "smtp; 421 timeout",
+                NoticeClass::Soft,
+            ),
+            (
+                "Transient",
+                "ContentRejected",
+                "5.7.1",
+                "",
+                NoticeClass::Policy,
+            ),
             ("Undetermined", "Undetermined", "", "", NoticeClass::Soft),
             ("Permanent", "Suppressed", "", "", NoticeClass::Hard),
         ] {
             let n = notices(&mk(kind, sub, status, diag)).unwrap();
             assert_eq!(n[0].class, class, "{kind} {sub} {status}");
-            assert!(n[0].event_key.starts_with("ses:"), "an empty feedbackId gets a digest key");
+            assert!(
+                n[0].event_key.starts_with("ses:"),
+                "an empty feedbackId gets a digest key"
+            );
         }
     }
 
@@ -772,8 +932,13 @@ mod tests {
             r#"{"notificationType":"Bounce","mail":{}}"#,
             r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[{"emailAddress":"a@b.nl"},{"emailAddress":""}]},"mail":{}}"#,
         ] {
-            assert!(matches!(notices(bad), Err(DeliveryError::InvalidReport { .. })), "{bad}");
+            assert!(
+                matches!(notices(bad), Err(DeliveryError::InvalidReport { .. })),
+                "{bad}"
+            );
         }
-        assert!(notices(r#"{"eventType":"Open","mail":{},"open":{}}"#).unwrap().is_empty());
+        assert!(notices(r#"{"eventType":"Open","mail":{},"open":{}}"#)
+            .unwrap()
+            .is_empty());
     }
 }
