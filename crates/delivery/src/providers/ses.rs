@@ -250,7 +250,7 @@ pub async fn receive(
     let message: SnsMessage = serde_json::from_slice(body).map_err(|e| {
         DeliveryError::invalid_report("body", format!("not an Amazon SNS message: {e}"))
     })?;
-    if !settings.topic_arns.iter().any(|t| *t == message.topic_arn) {
+    if !settings.topic_arns.contains(&message.topic_arn) {
         return Err(DeliveryError::not_authentic(format!(
             "SES: the topic {} is not one of MAILBAAR_SES_TOPIC_ARNS",
             message.topic_arn
