@@ -29,6 +29,30 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// `MAILBAAR_IMPORT_DIR`: where uploaded import files are kept (default `imports`).
     pub import_dir: std::path::PathBuf,
+    /// The e-mail providers' webhooks this process takes.
+    pub providers: ProviderConfig,
+}
+
+/// The e-mail providers whose own webhooks are taken (`POST /api/v1/bounces/{provider}`),
+/// each authenticated as its provider documents. A provider not configured answers 404 at
+/// its route.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderConfig {
+    /// `MAILBAAR_SES_TOPIC_ARNS`: the SNS topics whose SES notifications are taken
+    /// (comma-separated ARNs); empty: the SES route is off.
+    pub ses_topic_arns: Vec<String>,
+    /// The SNS signing certificates known so far, by URL; each is fetched once over HTTPS.
+    pub ses_certificates: std::sync::Arc<mailbaar_delivery::providers::CertificateCache>,
+    /// `MAILBAAR_SENDGRID_VERIFICATION_KEY`: the Event Webhook's verification key (base64
+    /// DER, as SendGrid's console shows it).
+    pub sendgrid_key: Option<mailbaar_delivery::providers::sendgrid::VerificationKey>,
+    /// `MAILBAAR_MAILGUN_SIGNING_KEY`: Mailgun's HTTP webhook signing key.
+    pub mailgun_signing_key: Option<String>,
+    /// The Mailgun signature tokens taken in the last hour (Mailgun's signature does not
+    /// cover the event, so a token may serve one event only).
+    pub mailgun_tokens: std::sync::Arc<mailbaar_delivery::providers::mailgun::TokenMemory>,
+    /// `MAILBAAR_POSTMARK_WEBHOOK_SECRET`: the password Postmark sends by basic auth.
+    pub postmark_secret: Option<String>,
 }
 
 /// How a process delivers mail jobs.
@@ -320,6 +344,54 @@ pub struct Environment {
         value_name = "MAILBAAR_DKIM_DOMAIN"
     )]
     pub dkim_domain: Option<String>,
+    /// SNS topic ARNs (comma-separated) whose Amazon SES notifications are taken at
+    /// `/api/v1/bounces/ses`.
+    #[arg(long, env = "MAILBAAR_SES_TOPIC_ARNS", value_name = "MAILBAAR_SES_TOPIC_ARNS",
+        value_delimiter = ',', value_parser = topic_arn)]
+    pub ses_topic_arns: Vec<String>,
+    /// SendGrid's Event Webhook verification key (base64 DER) for `/api/v1/bounces/sendgrid`.
+    #[arg(long, env = "MAILBAAR_SENDGRID_VERIFICATION_KEY",
+        value_name = "MAILBAAR_SENDGRID_VERIFICATION_KEY",
+        value_parser = mailbaar_delivery::providers::sendgrid::VerificationKey::from_base64)]
+    pub sendgrid_verification_key: Option<mailbaar_delivery::providers::sendgrid::VerificationKey>,
+    /// Mailgun's HTTP webhook signing key for `/api/v1/bounces/mailgun`.
+    #[arg(long, env = "MAILBAAR_MAILGUN_SIGNING_KEY", value_name = "MAILBAAR_MAILGUN_SIGNING_KEY",
+        hide_env_values = true, value_parser = secret)]
+    pub mailgun_signing_key: Option<String>,
+    /// The password Postmark sends by basic auth to `/api/v1/bounces/postmark`.
+    #[arg(long, env = "MAILBAAR_POSTMARK_WEBHOOK_SECRET",
+        value_name = "MAILBAAR_POSTMARK_WEBHOOK_SECRET", hide_env_values = true,
+        value_parser = secret)]
+    pub postmark_webhook_secret: Option<String>,
+}
+
+/// An SNS topic ARN, `arn:PARTITION:sns:REGION:ACCOUNT:NAME` (a 12-digit account).
+fn topic_arn(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty();
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err("SNS topic ARNs, comma-separated: arn:aws:sns:REGION:ACCOUNT:TOPIC".into())
+    }
+}
+
+/// A webhook secret: at least 16 characters, none of them spaces, so that it cannot be
+/// guessed and survives being put in a URL.
+fn secret(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.chars().count() < 16 || text.chars().any(char::is_whitespace) {
+        return Err("at least 16 characters, without spaces".into());
+    }
+    Ok(text.to_owned())
 }
 
 /// A value parser for a decimal number from `min` to `max` inclusive (seconds, messages
@@ -452,6 +524,14 @@ impl From<Environment> for Config {
             workers: env.workers,
             outbox: env.outbox,
             import_dir: env.import_dir,
+            providers: ProviderConfig {
+                ses_topic_arns: env.ses_topic_arns,
+                ses_certificates: Default::default(),
+                sendgrid_key: env.sendgrid_verification_key,
+                mailgun_signing_key: env.mailgun_signing_key,
+                mailgun_tokens: Default::default(),
+                postmark_secret: env.postmark_webhook_secret,
+            },
             delivery: DeliveryConfig {
                 batch: env.send_batch,
                 smtp_url: env.smtp_url,

@@ -57,6 +57,7 @@ mod codes {
     pub const BODY_TOO_LARGE: &str = "body_too_large";
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const PROVIDER_NOT_CONFIGURED: &str = "provider_not_configured";
     pub const UNAVAILABLE: &str = "unavailable";
     pub const INTERNAL: &str = "internal";
 }
@@ -97,6 +98,7 @@ pub fn problem_codes() -> Vec<&'static str> {
         BODY_TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
         METHOD_NOT_ALLOWED,
+        PROVIDER_NOT_CONFIGURED,
         UNAVAILABLE,
         INTERNAL,
     ]
@@ -130,6 +132,10 @@ pub enum ApiError {
         code: &'static str,
         errors: Vec<FieldError>,
     },
+    /// A provider's webhook that the provider did not demonstrably send (403): a bad
+    /// signature or secret, a stale timestamp, a topic not allowed.
+    #[error("{0}")]
+    NotAuthentic(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -172,6 +178,11 @@ impl ApiError {
             Conflict { code, .. } => (StatusCode::CONFLICT, "Conflict", code),
             NotReady(_) => (StatusCode::CONFLICT, "Not ready to send", "step_not_ready"),
             Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid input", code),
+            NotAuthentic(_) => (
+                StatusCode::FORBIDDEN,
+                "Not authentic",
+                "webhook_not_authentic",
+            ),
             BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request", codes::BAD_REQUEST),
             PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -212,6 +223,14 @@ impl ApiError {
         ApiError::Invalid {
             code: codes::INVALID_INPUT,
             errors,
+        }
+    }
+
+    /// A provider's webhook route whose provider this service is not configured for (404).
+    pub fn provider_not_configured(provider: &str, variable: &str) -> Self {
+        ApiError::NotFound {
+            code: codes::PROVIDER_NOT_CONFIGURED,
+            detail: format!("{provider} webhooks are not taken here: {variable} is not set"),
         }
     }
 
@@ -508,6 +527,7 @@ impl From<DeliveryError> for ApiError {
                 let reason = format!("{reason} (kept as unreadable report {id})");
                 ApiError::by_kind(e, Some((field, reason)))
             }
+            NotAuthentic(reason) => ApiError::NotAuthentic(reason),
             NotTestPersons(ref ids) => ApiError::invalid_fields(
                 e.code(),
                 ids.iter()

@@ -47,6 +47,22 @@ fn a_bad_value_refuses_to_start_naming_the_variable() {
         ("MAILBAAR_LISTEN", "abc"),
         ("MAILBAAR_LISTEN", "127.0.0.1:99999"),
         ("MAILBAAR_LOG", "nonsense=verbose"),
+        ("MAILBAAR_SES_TOPIC_ARNS", "my-topic"),
+        (
+            "MAILBAAR_SES_TOPIC_ARNS",
+            "arn:aws:sns:eu-west-1:123456789012:a,arn:aws:sqs:eu-west-1:123456789012:b",
+        ),
+        ("MAILBAAR_SENDGRID_VERIFICATION_KEY", "not a key"),
+        // A valid base64 DER key, but Ed25519 rather than ECDSA P-256.
+        (
+            "MAILBAAR_SENDGRID_VERIFICATION_KEY",
+            "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=",
+        ),
+        ("MAILBAAR_MAILGUN_SIGNING_KEY", "short"),
+        (
+            "MAILBAAR_POSTMARK_WEBHOOK_SECRET",
+            "has spaces in the secret value",
+        ),
     ] {
         let output = start_with(variable, value);
         let stderr = String::from_utf8_lossy(&output.stderr);

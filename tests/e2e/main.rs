@@ -14,6 +14,7 @@ mod imports;
 mod mailing;
 mod paging;
 mod persons;
+mod providers;
 mod queries;
 mod recipient;
 mod smtp_matrix;

@@ -100,6 +100,7 @@ impl TestApp {
             },
             outbox: outbox.path().to_owned(),
             import_dir: outbox.path().join("imports"),
+            providers: Default::default(),
             delivery: mailbaar_api::config::DeliveryConfig {
                 batch: 2,
                 ..Default::default()
@@ -155,6 +156,33 @@ impl TestApp {
                 .expect("request"),
             None => req.send().await.expect("request"),
         };
+        Self::reply(&mut res).await
+    }
+
+    /// Sends a body with the given headers and no bearer token, as an outside system
+    /// (an e-mail provider's webhook) does.
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .insert_header(("Content-Type", content_type));
+        for (name, value) in headers {
+            req = req.insert_header((*name, value.as_str()));
+        }
+        let mut res = req.send_body(body).await.expect("request");
+        Self::reply(&mut res).await
+    }
+
+    /// Reads a response to the end.
+    async fn reply(res: &mut awc::ClientResponse) -> Reply {
         let status = res.status().as_u16();
         let content_type = res
             .headers()

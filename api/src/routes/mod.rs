@@ -12,6 +12,7 @@ pub mod mailjobs;
 pub mod opt_in_types;
 pub mod persons;
 pub mod profiles;
+pub mod providers;
 pub mod queries;
 pub mod recipient;
 pub mod retention;
@@ -38,6 +39,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(docs::openapi_json)
         .service(docs::docs_index)
+        .service(providers::ses)
+        .service(providers::sendgrid)
+        .service(providers::mailgun)
+        .service(providers::postmark)
         .map(|cfg| {
             cfg.service(docs::docs_asset)
                 .service(recipient::preferences)

@@ -32,6 +32,16 @@ pub enum DeliveryError {
     /// No kept unreadable report has this id.
     #[error("unreadable report {0} does not exist")]
     UnreadableReportNotFound(i64),
+    /// A provider's webhook that the provider did not demonstrably send: a signature that
+    /// does not verify, a stale signed timestamp, a wrong secret, a topic or certificate
+    /// not allowed (answered 403; nothing changed).
+    #[error("{0}")]
+    NotAuthentic(String),
+    /// What a provider's webhook needs from the provider could not be fetched (Amazon SNS's
+    /// signing certificate, or a subscription's confirmation): answered 503, so the
+    /// provider delivers it again later; nothing changed.
+    #[error("{0}")]
+    ProviderUnreachable(String),
     /// A test-mail request with an invalid field (a 422, nothing sent).
     #[error("{field}: {reason}")]
     InvalidTestMail { field: &'static str, reason: String },
@@ -67,6 +77,11 @@ impl DeliveryError {
         }
     }
 
+    /// A provider's webhook failed its authenticity check.
+    pub(crate) fn not_authentic(reason: impl Into<String>) -> Self {
+        DeliveryError::NotAuthentic(reason.into())
+    }
+
     /// A field of a test-mail request is invalid.
     pub(crate) fn invalid_test_mail(field: &'static str, reason: impl Into<String>) -> Self {
         DeliveryError::InvalidTestMail {
@@ -90,9 +105,11 @@ impl ErrorCode for DeliveryError {
         ("invalid_test_mail", ErrorKind::Invalid),
         ("invalid_recipient_filter", ErrorKind::Invalid),
         ("csv_write_failed", ErrorKind::Internal),
+        ("webhook_not_authentic", ErrorKind::Invalid),
         ("not_test_persons", ErrorKind::Invalid),
         ("transport_failed", ErrorKind::Internal),
         ("transport_gone", ErrorKind::Internal),
+        ("provider_unreachable", ErrorKind::Unavailable),
     ];
 
     fn kind(&self) -> ErrorKind {
@@ -102,9 +119,11 @@ impl ErrorCode for DeliveryError {
             | UnreadableReport { .. }
             | InvalidTestMail { .. }
             | InvalidRecipientFilter { .. }
-            | NotTestPersons(_) => ErrorKind::Invalid,
+            | NotTestPersons(_)
+            | NotAuthentic(_) => ErrorKind::Invalid,
             UnreadableReportNotFound(_) => ErrorKind::NotFound,
             Transport(_) | TransportGone | Csv(_) => ErrorKind::Internal,
+            ProviderUnreachable(_) => ErrorKind::Unavailable,
             Campaign(e) => e.kind(),
             Consent(e) => e.kind(),
             People(e) => e.kind(),
@@ -124,8 +143,10 @@ impl ErrorCode for DeliveryError {
             InvalidRecipientFilter { .. } => "invalid_recipient_filter",
             Csv(_) => "csv_write_failed",
             NotTestPersons(_) => "not_test_persons",
+            NotAuthentic(_) => "webhook_not_authentic",
             Transport(_) => "transport_failed",
             TransportGone => "transport_gone",
+            ProviderUnreachable(_) => "provider_unreachable",
             Campaign(e) => e.code(),
             Consent(e) => e.code(),
             People(e) => e.code(),

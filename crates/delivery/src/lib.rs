@@ -13,6 +13,8 @@
 //!   complaints, auto-replies) and the generic webhook ([`report_webhook`]) become
 //!   [`Notice`]s, classified by [`classify_notice`] and counted once by
 //!   [`record_notices`].
+//! - The providers' own webhooks ([`providers`]: Amazon SES through SNS, SendGrid,
+//!   Mailgun, Postmark), read into the same notices.
 //! - The recipient pages' domain logic: the preference centre, unsubscribe, the web
 //!   version and open and click tracking behind the signed links of every message.
 //!
@@ -26,6 +28,7 @@ mod error;
 mod job_recipients;
 mod notice;
 mod pace;
+pub mod providers;
 mod queue;
 mod recipient;
 mod reply;
