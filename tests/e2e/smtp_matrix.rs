@@ -105,7 +105,9 @@ async fn newsletter(app: &TestApp) -> (i64, i64) {
         app.admin(
             "POST",
             "/api/v1/opt-in-types",
-            Some(json!({"kind": "newsletter", "name": "Nieuwsbrief", "description": "Maandelijks"})),
+            Some(
+                json!({"kind": "newsletter", "name": "Nieuwsbrief", "description": "Maandelijks"}),
+            ),
         )
         .await,
         201,
@@ -114,12 +116,8 @@ async fn newsletter(app: &TestApp) -> (i64, i64) {
         .as_i64()
         .unwrap();
     let campaign = ok(
-        app.admin(
-            "POST",
-            "/api/v1/campaigns",
-            Some(json!({"name": "Matrix"})),
-        )
-        .await,
+        app.admin("POST", "/api/v1/campaigns", Some(json!({"name": "Matrix"})))
+            .await,
         201,
     )
     .await["id"]
@@ -155,9 +153,11 @@ async fn send_to(
         app.admin(
             "POST",
             "/api/v1/queries",
-            Some(json!({"name": format!("matrix {prefix}"), "conditions": {"all": [
+            Some(
+                json!({"name": format!("matrix {prefix}"), "conditions": {"all": [
                 {"field": format!("consent.{type_id}"), "op": "eq", "value": true},
-                {"field": "email", "op": "starts_with", "value": prefix}]}})),
+                {"field": "email", "op": "starts_with", "value": prefix}]}}),
+            ),
         )
         .await,
         201,
@@ -169,10 +169,12 @@ async fn send_to(
         app.admin(
             "POST",
             "/api/v1/campaign-steps",
-            Some(json!({"campaign_id": campaign, "name": format!("matrix {prefix}"),
+            Some(
+                json!({"campaign_id": campaign, "name": format!("matrix {prefix}"),
                 "from_name": "Stichting Voorbeeld", "from_email": "nieuws@example.org",
                 "subject": "Hallo {{ person.first_name }}", "html": HTML,
-                "query_id": query, "opt_in_type_id": type_id})),
+                "query_id": query, "opt_in_type_id": type_id}),
+            ),
         )
         .await,
         201,
@@ -188,7 +190,9 @@ async fn send_to(
     .await["id"]
         .as_i64()
         .unwrap();
-    let done = app.wait_for_mail_job(id, &["sent", "failed", "cancelled"]).await;
+    let done = app
+        .wait_for_mail_job(id, &["sent", "failed", "cancelled"])
+        .await;
     assert_eq!(done["status"], "sent", "{prefix}: {done}");
     let list = ok(
         app.admin(
@@ -211,7 +215,13 @@ async fn send_to(
 
 /// Every copy the server received for `email` carries `message_id`, and each of its
 /// recipient links answers 200.
-async fn copies_hold(app: &TestApp, smtp: &ScriptedSmtp, email: &str, message_id: &str, case: &str) {
+async fn copies_hold(
+    app: &TestApp,
+    smtp: &ScriptedSmtp,
+    email: &str,
+    message_id: &str,
+    case: &str,
+) {
     for copy in smtp
         .received()
         .iter()
@@ -231,10 +241,17 @@ async fn copies_hold(app: &TestApp, smtp: &ScriptedSmtp, email: &str, message_id
                     .any(|p| l.starts_with(p))
             })
             .collect();
-        assert!(links.len() >= 2, "{case}: the copy has its links: {links:?}");
+        assert!(
+            links.len() >= 2,
+            "{case}: the copy has its links: {links:?}"
+        );
         for link in links {
             let page = app.send("GET", &link, None, None).await;
-            assert_eq!(page.status, 200, "{case}: {link} of a received copy: {}", page.text);
+            assert_eq!(
+                page.status, 200,
+                "{case}: {link} of a received copy: {}",
+                page.text
+            );
         }
     }
 }
@@ -268,7 +285,10 @@ async fn every_phase_and_reply_keeps_the_delivery_promises(backend: Backend) {
     let mut script = Script::new();
     for phase in [Command::RcptTo, Command::EndOfData] {
         for (name, answer) in answers(phase) {
-            let email = format!("r.{}.{name}@example.nl", format!("{phase:?}").to_lowercase());
+            let email = format!(
+                "r.{}.{name}@example.nl",
+                format!("{phase:?}").to_lowercase()
+            );
             script = script.on_address(phase, &email, Some(1), answer);
             cases.push((email, phase, name));
         }
@@ -295,16 +315,31 @@ async fn every_phase_and_reply_keeps_the_delivery_promises(backend: Backend) {
             );
         }
         assert_eq!(row["in_doubt"], state == "in_doubt", "{case}: {row}");
-        copies_hold(&app, &smtp, email, row["message_id"].as_str().unwrap(), &case).await;
+        copies_hold(
+            &app,
+            &smtp,
+            email,
+            row["message_id"].as_str().unwrap(),
+            &case,
+        )
+        .await;
     }
 
     // The session's phases: a job of two recipients per (phase, answer); the first such
     // command of the job gets the answer.
-    for phase in [Command::Greeting, Command::Ehlo, Command::MailFrom, Command::Data] {
+    for phase in [
+        Command::Greeting,
+        Command::Ehlo,
+        Command::MailFrom,
+        Command::Data,
+    ] {
         for (name, answer) in answers(phase) {
             let case = format!("{phase:?} {name}");
             let prefix = format!("s.{}.{name}.", format!("{phase:?}").to_lowercase());
-            let emails = vec![format!("{prefix}1@example.nl"), format!("{prefix}2@example.nl")];
+            let emails = vec![
+                format!("{prefix}1@example.nl"),
+                format!("{prefix}2@example.nl"),
+            ];
             persons(&app, type_id, &emails).await;
             let seen = seen_so_far(&smtp, phase);
             smtp.set_script(Script::new().on_attempt(phase, seen + 1, answer));
@@ -326,7 +361,14 @@ async fn every_phase_and_reply_keeps_the_delivery_promises(backend: Backend) {
                 let received = smtp.copies_to(email);
                 let sent = rows[email]["state"] == "sent";
                 assert_eq!(received, usize::from(sent), "{case}: {email} copies");
-                copies_hold(&app, &smtp, email, rows[email]["message_id"].as_str().unwrap(), &case).await;
+                copies_hold(
+                    &app,
+                    &smtp,
+                    email,
+                    rows[email]["message_id"].as_str().unwrap(),
+                    &case,
+                )
+                .await;
             }
         }
     }
@@ -382,9 +424,23 @@ async fn in_doubt_gets_one_retry_with_the_same_message_id_under_retry_once(backe
     for (email, state) in &cases {
         let row = &rows[email];
         assert_eq!(row["state"], *state, "{email}: {row}");
-        assert_eq!(row["in_doubt"], true, "{email}: once in doubt, flagged: {row}");
-        assert_eq!(smtp.copies_to(email), 2, "{email}: one retry, never a third copy");
-        copies_hold(&app, &smtp, email, row["message_id"].as_str().unwrap(), email).await;
+        assert_eq!(
+            row["in_doubt"], true,
+            "{email}: once in doubt, flagged: {row}"
+        );
+        assert_eq!(
+            smtp.copies_to(email),
+            2,
+            "{email}: one retry, never a third copy"
+        );
+        copies_hold(
+            &app,
+            &smtp,
+            email,
+            row["message_id"].as_str().unwrap(),
+            email,
+        )
+        .await;
     }
     assert_eq!(done["progress"]["in_doubt"], 4, "{done}");
     assert!(bouncers(&app).is_empty());
