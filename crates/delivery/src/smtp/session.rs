@@ -286,29 +286,34 @@ impl Session {
             }
             mail += " SMTPUTF8";
         }
-        let step = |phase: SmtpPhase,
-                    r: Result<Answer, Reply>,
-                    open: bool|
-         -> Result<(), (Reply, Fate)> {
-            match r {
-                Err(none) => Err((none, Fate::Broken)),
-                Ok(a) if a.code / 100 == 2 || (phase == SmtpPhase::Data && a.code == 354) => Ok(()),
-                Ok(a) => {
-                    let reply = a.reply(phase);
-                    let fate = if ends_session(&reply) {
-                        Fate::Close
-                    } else if reply.code.is_some_and(|c| c / 100 == 2 || c / 100 == 3) {
-                        // A positive reply where another was due: not a state we know.
-                        Fate::Broken
-                    } else if open {
-                        Fate::Reset
-                    } else {
-                        Fate::Keep
-                    };
-                    Err((reply, fate))
+        let step =
+            |phase: SmtpPhase, r: Result<Answer, Reply>, open: bool| -> Result<(), (Reply, Fate)> {
+                match r {
+                    Err(none) => Err((none, Fate::Broken)),
+                    // DATA goes on only with its 354 (RFC 5321 §4.1.1.4): a 2xx there is no
+                    // invitation to send the message.
+                    Ok(a)
+                        if (phase == SmtpPhase::Data && a.code == 354)
+                            || (phase != SmtpPhase::Data && a.code / 100 == 2) =>
+                    {
+                        Ok(())
+                    }
+                    Ok(a) => {
+                        let reply = a.reply(phase);
+                        let fate = if ends_session(&reply) {
+                            Fate::Close
+                        } else if reply.code.is_some_and(|c| c / 100 == 2 || c / 100 == 3) {
+                            // A positive reply where another was due: not a state we know.
+                            Fate::Broken
+                        } else if open {
+                            Fate::Reset
+                        } else {
+                            Fate::Keep
+                        };
+                        Err((reply, fate))
+                    }
                 }
-            }
-        };
+            };
         let r = self.command(SmtpPhase::MailFrom, &mail, t.mail_from).await;
         if let Err(e) = step(SmtpPhase::MailFrom, r, false) {
             return e;
