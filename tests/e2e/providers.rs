@@ -564,16 +564,30 @@ async fn mailgun_events(backend: Backend) {
     .await);
     assert_eq!(standing(&app, dirk.id, w.type_id), before_dirk);
 
-    // Tampered (Cor's address put in after signing, the signature Anna's), a wrong key,
-    // a stale timestamp: 403, Cor untouched.
-    let signed = mailgun_body("mailgun-failed-permanent.json", cor, "mg-6", "t6");
-    let tampered = String::from_utf8(signed.clone())
-        .unwrap()
-        .replace("suppress-bounce", "bounce")
-        .into_bytes();
-    post(&app, "/webhooks/mailgun", "application/json", tampered, &[])
+    // Mailgun signs the timestamp and token only, not the event: a tampered event is
+    // caught when its token comes back with another event (Anna's token `t1` with Cor's
+    // bounce), a forged signature, a stale timestamp: 403, Cor untouched.
+    let replayed = mailgun_body("mailgun-failed-permanent.json", cor, "mg-6", "t1");
+    post(&app, "/webhooks/mailgun", "application/json", replayed, &[])
         .await
         .assert_problem(403);
+    let signed = mailgun_body("mailgun-failed-permanent.json", cor, "mg-7", "t7");
+    let mut forged: Value = serde_json::from_slice(&signed).unwrap();
+    let signature = forged["signature"]["signature"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if signature.starts_with('0') { "1" } else { "0" };
+    forged["signature"]["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    post(
+        &app,
+        "/webhooks/mailgun",
+        "application/json",
+        serde_json::to_vec(&forged).unwrap(),
+        &[],
+    )
+    .await
+    .assert_problem(403);
     let mut stale: Value = serde_json::from_slice(&signed).unwrap();
     stale["signature"]["timestamp"] = (now_unix() - 3700).to_string().into();
     post(

@@ -591,12 +591,28 @@ fn bounce(
 
 /// A complaint: an opt-out of the step's opt-in type with channel `complaint`, naming the
 /// contact moment, through the consent ledger. A complaint naming no message, or about a
-/// step without an opt-in type, is recorded only.
+/// step without an opt-in type, is recorded only. A complaint naming only the address
+/// (Postmark's, whose `MessageID` is its own) is about the last message sent to the
+/// person: the one a person marks as spam is, as a rule, the newest.
 fn complain(conn: &mut DbConnection, t: &Target, by: &str) -> Result<(), DeliveryError> {
-    let Some(m) = &t.moment else {
-        return Ok(());
+    let (moment_id, step) = match &t.moment {
+        Some(m) => (m.id, m.step),
+        None => {
+            let last: Option<(i64, Option<i64>)> = contact_moments::table
+                .filter(contact_moments::person_id.eq(t.person_id))
+                .filter(contact_moments::is_test.eq(false))
+                .filter(contact_moments::sent_at.is_not_null())
+                .order((contact_moments::sent_at.desc(), contact_moments::id.desc()))
+                .select((contact_moments::id, contact_moments::step_id))
+                .first(conn)
+                .optional()?;
+            let Some(last) = last else {
+                return Ok(());
+            };
+            last
+        }
     };
-    let Some(step) = m.step else {
+    let Some(step) = step else {
         return Ok(());
     };
     let opt_in_type: Option<i64> = campaign_steps::table
@@ -613,9 +629,9 @@ fn complain(conn: &mut DbConnection, t: &Target, by: &str) -> Result<(), Deliver
             opt_in_type_id,
             opt_in: false,
             channel: mailbaar_consent::Channel::COMPLAINT.to_owned(),
-            description: format!("marked the message of contact moment {} as spam", m.id),
+            description: format!("marked the message of contact moment {moment_id} as spam"),
         }],
-        m.id,
+        moment_id,
         by,
     )
     .map_err(DeliveryError::Consent)?;
