@@ -21,7 +21,7 @@ enum Takes {
 }
 
 /// Every paged route: method, path (with ids to fill in) and where paging goes.
-const ROUTES: [(&str, &str, Takes); 9] = [
+const ROUTES: [(&str, &str, Takes); 11] = [
     ("GET", "/api/v1/campaigns", Takes::Query),
     ("GET", "/api/v1/campaign-steps", Takes::Query),
     ("GET", "/api/v1/mailjobs", Takes::Query),
@@ -29,6 +29,8 @@ const ROUTES: [(&str, &str, Takes); 9] = [
     ("GET", "/api/v1/persons/{id}/transactions", Takes::Query),
     ("GET", "/api/v1/queries", Takes::Query),
     ("GET", "/api/v1/audit-log", Takes::Query),
+    ("GET", "/api/v1/mailjobs/{id}/recipients", Takes::Query),
+    ("GET", "/api/v1/unreadable-reports", Takes::Query),
     ("POST", "/api/v1/queries/run", Takes::Body),
     ("POST", "/api/v1/queries/{id}/run", Takes::Body),
 ];
@@ -184,11 +186,20 @@ async fn paging_out_of_range_is_refused_on_every_list_route(app: TestApp) {
     assert_eq!(query.status, 201, "{}", query.text);
     let query = query.body["id"].as_i64().unwrap();
 
+    // A mail job, for its recipient list.
+    let job = {
+        let w = mailbaar_e2e::mailing::world(&app).await;
+        let step = mailbaar_e2e::mailing::ready_step(&app, &w).await;
+        mailbaar_e2e::mailing::send_and_wait(&app, step).await
+    };
+
     let mut refused = 0;
     for (method, template, takes) in ROUTES {
         let ranges = declared[&(method.to_owned(), template.to_owned())];
         let id = if template.starts_with("/api/v1/queries") {
             query
+        } else if template.starts_with("/api/v1/mailjobs") {
+            job
         } else {
             person
         };
