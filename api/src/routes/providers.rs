@@ -128,9 +128,8 @@ impl SnsFetch for HttpsFetch {
 /// `MAILBAAR_SES_TOPIC_ARNS`, and a `Timestamp` at most an hour old.
 #[utoipa::path(tag = "gdpr",
     request_body(content(
-        (String = "text/plain", example = json!("{\"Type\":\"Notification\",\"MessageId\":\"…\",\"TopicArn\":\"arn:aws:sns:us-east-1:123456789012:ses\",\"Message\":\"{\\\"notificationType\\\":\\\"Bounce\\\",…}\",\"Timestamp\":\"2026-12-05T12:00:00.000Z\",\"SignatureVersion\":\"2\",\"Signature\":\"…\",\"SigningCertURL\":\"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-….pem\"}")),
-        (String = "application/json")),
-        description = "An Amazon SNS message as SNS posts it (its `Message` a JSON string)"),
+        (String = "application/json", example = json!("{\"Type\":\"Notification\",\"MessageId\":\"…\",\"TopicArn\":\"arn:aws:sns:us-east-1:123456789012:ses\",\"Message\":\"{\\\"notificationType\\\":\\\"Bounce\\\",…}\",\"Timestamp\":\"2026-12-05T12:00:00.000Z\",\"SignatureVersion\":\"2\",\"Signature\":\"…\",\"SigningCertURL\":\"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-….pem\"}"))),
+        description = "An Amazon SNS message (its `Message` a JSON string); SNS posts it as `text/plain`, which is taken too"),
     responses(
         (status = 200, description = "What the notification changed, or the subscription confirmed", body = WebhookReceipt),
         (status = 403, description = "Not signed by SNS, a topic not configured, a URL not of SNS, or a stale `Timestamp`; nothing changed"),
